@@ -1,0 +1,1 @@
+"""Export stage of tgv-deploy, installed as ``tgv_deploy.export``."""

@@ -1,0 +1,37 @@
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import tgv_deploy
+from tgv_deploy.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and tgv_deploy.__version__ in result.output
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "Exit codes" in result.output
+
+
+def test_console_script_runs():
+    result = subprocess.run([sys.executable, "-m", "tgv_deploy", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "tgv-deploy" in result.stdout
+
+
+def test_wheel_has_one_top_level_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("tgv_deploy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"tgv_deploy"}, top
+    assert "tgv_deploy/training/__init__.py" in names and "tgv_deploy/export/__init__.py" in names

@@ -1,0 +1,204 @@
+import io
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from tgv_deploy.errors import IntegrityError, InputError
+from tgv_deploy.models import (
+    UTGV,
+    UTV,
+    ModelConfig,
+    UNet,
+    UNetConfig,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    unet_preset,
+)
+from tgv_deploy.solvers import pdhg_tgv
+
+TINY = UNetConfig(depth=2, base_channels=4)
+
+
+def _mri_input(batch=2, h=13, w=10, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    f = torch.randn(batch, 2, h, w, generator=g, dtype=dtype)
+    mask = (torch.rand(batch, 1, 1, w, generator=g) < 0.5).to(dtype)
+    mask[..., w // 2] = 1
+    return f * mask, mask
+
+
+@pytest.mark.parametrize("size", [(16, 16), (13, 10), (7, 5), (33, 17)])
+def test_unet_any_size(size):
+    net = UNet(2, 2, UNetConfig(depth=3, base_channels=4))
+    out = net(torch.randn(2, 2, *size))
+    assert out.shape == (2, 2, *size)
+    assert (out >= 0).all()
+
+
+def test_presets():
+    assert unet_preset("paper") == UNetConfig(depth=4, base_channels=128)
+    assert unet_preset("small").depth == 3
+    with pytest.raises(ValueError, match="unknown U-Net preset"):
+        unet_preset("huge")
+
+
+@pytest.mark.parametrize("kind", ["utgv", "utv"])
+@pytest.mark.parametrize("task", ["mri", "denoise"])
+def test_scale_equivariance(kind, task):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY, iterations=6)).double()
+    if task == "mri":
+        f, mask = _mri_input(dtype=torch.float64)
+    else:
+        f, mask = torch.rand(2, 1, 11, 14, dtype=torch.float64), None
+    x, maps = model(f, mask)
+    for c in (1e-3, 7.5, 4e4):
+        xc, mapsc = model(c * f, mask)
+        assert ((xc - c * x).norm() / (c * x).norm()).item() < 1e-5
+        assert ((mapsc - c * maps).norm() / (c * maps).norm()).item() < 1e-5
+    assert maps.shape == (2, 2 if kind == "utgv" else 1, *f.shape[-2:])
+
+
+def test_scale_equivariance_float32():
+    torch.manual_seed(1)
+    model = UTGV(ModelConfig(unet=TINY, iterations=8))
+    f, mask = _mri_input()
+    x, _ = model(f, mask)
+    xc, _ = model(250.0 * f, mask)
+    assert ((xc - 250.0 * x).norm() / (250.0 * x).norm()).item() < 1e-5
+
+
+def test_returned_maps_reproduce_output_through_public_solver():
+    torch.manual_seed(2)
+    model = UTGV(ModelConfig(unet=TINY, iterations=7)).double()
+    with torch.no_grad():
+        model.log_step.fill_(0.3)
+    f, mask = _mri_input(batch=1, dtype=torch.float64)
+    x, maps = model(f, mask)
+    sigma, tau = model.step_sizes()
+    expected = pdhg_tgv(
+        torch.complex(f[:, 0], f[:, 1]), maps[:, 0], maps[:, 1], mask=mask[:, 0], iterations=7, sigma=sigma, tau=tau
+    )
+    torch.testing.assert_close(torch.complex(x[:, 0], x[:, 1]), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("model_cls", [UTGV, UTV])
+def test_gradients_reach_every_parameter(model_cls):
+    torch.manual_seed(3)
+    model = model_cls(ModelConfig(unet=TINY, iterations=4))
+    with torch.no_grad():
+        model.unet.head.bias.fill_(-1.0)  # keep maps small so no clip saturates every pixel
+    f, mask = _mri_input()
+    x, _ = model(f, mask)
+    x.square().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert model.log_step.grad.abs() > 0
+
+
+def test_fft_and_matrix_dft_models_agree():
+    torch.manual_seed(4)
+    model = UTGV(ModelConfig(unet=TINY, iterations=10))
+    f, mask = _mri_input()
+    x_fft, _ = model(f, mask)
+    model.set_dft("matrix")
+    x_mat, _ = model(f, mask)
+    assert ((x_fft - x_mat).norm() / x_fft.norm()).item() < 1e-5
+    with pytest.raises(ValueError):
+        model.set_dft("dft-op")
+
+
+@pytest.mark.parametrize(
+    "f_shape, mask_shape, match",
+    [
+        ((2, 1, 8, 8), (2, 1, 1, 8), r"\(B, 2, H, W\)"),
+        ((2, 2, 8, 8), None, "need a mask"),
+        ((2, 2, 8, 8), (2, 1, 8), r"\(B, 1, 1, W\)"),
+        ((2, 2, 8, 8), (2, 1, 1, 7), r"\(B, 1, 1, W\)"),
+        ((8, 8), (1, 1, 1, 8), r"\(B, 2, H, W\)"),
+    ],
+)
+def test_model_rejects_wrong_shapes(f_shape, mask_shape, match):
+    model = UTGV(ModelConfig(unet=TINY, iterations=2))
+    mask = None if mask_shape is None else torch.ones(mask_shape)
+    with pytest.raises(ValueError, match=match):
+        model(torch.zeros(f_shape), mask)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="kind"):
+        ModelConfig(kind="tgv")
+    with pytest.raises(ValueError, match="iterations"):
+        ModelConfig(iterations=0)
+    with pytest.raises(ValueError, match="depth"):
+        UNetConfig(depth=0)
+    config = ModelConfig(kind="utv", task="denoise", unet=TINY, iterations=9)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(5)
+    model = UTGV(ModelConfig(unet=TINY, iterations=5))
+    with torch.no_grad():
+        model.log_step.fill_(-0.2)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, {"steps": 12, "seed": 3})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == model.config and ckpt.training == {"steps": 12, "seed": 3}
+    loaded = ckpt.build()
+    f, mask = _mri_input()
+    torch.testing.assert_close(loaded(f, mask)[0], model.eval()(f, mask)[0], rtol=0, atol=0)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "tgv-deploy-checkpoint", "payload": _Evil()}, path)
+    with pytest.raises(IntegrityError, match="refused"):
+        load_checkpoint(path)
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_raw_pickle_and_corrupt_files_are_refused(tmp_path):
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(_Evil()))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00not a checkpoint" * 10)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path in (raw, corrupt, foreign):
+        with pytest.raises(IntegrityError):
+            load_checkpoint(path)
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_truncated_and_mismatched_checkpoints_are_refused(tmp_path):
+    model = UTGV(ModelConfig(unet=TINY, iterations=5))
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, model)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:500])
+    with pytest.raises(IntegrityError):
+        load_checkpoint(truncated)
+    payload = torch.load(good, weights_only=True)
+    payload["config"]["unet"]["base_channels"] = 8
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(payload, mismatched)
+    with pytest.raises(IntegrityError, match="shape|match"):
+        load_checkpoint(mismatched)
+    payload = torch.load(good, weights_only=True)
+    payload["format_version"] = 99
+    future = tmp_path / "future.pt"
+    torch.save(payload, future)
+    with pytest.raises(IntegrityError, match="version"):
+        load_checkpoint(future)
+    assert zipfile.is_zipfile(io.BytesIO(good.read_bytes()))

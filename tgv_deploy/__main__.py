@@ -1,0 +1,3 @@
+from tgv_deploy.cli import main
+
+main()

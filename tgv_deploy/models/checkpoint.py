@@ -1,0 +1,107 @@
+"""The ``model.pt`` checkpoint: format version, model configuration, state_dict, training metadata.
+
+Only plain containers, numbers, strings and tensors are stored, so loading uses
+``torch.load(weights_only=True)`` and never unpickles code from a user's file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tgv_deploy.errors import InputError, IntegrityError
+from tgv_deploy.models.config import ModelConfig
+from tgv_deploy.models.utgv import build_model
+
+FORMAT = "tgv-deploy-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> torch.nn.Module:
+        """The model with these weights, in eval mode."""
+        model = build_model(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def atomic_write_bytes(path: Path, writer) -> None:
+    """Call ``writer(file)`` on a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            writer(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (a :class:`UTGV` or :class:`UTV`) with its config and training metadata."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "training": dict(training or {}),
+    }
+    atomic_write_bytes(Path(path), lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint; raises :class:`InputError` or :class:`IntegrityError` with one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about foreign pickle protocols before refusing them; the refusal is the message.
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IntegrityError(f"{path}: refused to load, the checkpoint holds more than tensors and plain data ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise IntegrityError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise IntegrityError(f"{path}: not a tgv-deploy checkpoint (no '{FORMAT}' marker)")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IntegrityError(f"{path}: checkpoint format version {version!r}, this package reads {FORMAT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IntegrityError(f"{path}: invalid model configuration ({exc})") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise IntegrityError(f"{path}: state_dict missing or not a mapping of tensors")
+    expected = build_model(config).state_dict()
+    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    if missing or unexpected:
+        raise IntegrityError(
+            f"{path}: weights do not match the configuration (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise IntegrityError(f"{path}: weight {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
+        if not torch.isfinite(state[name]).all():
+            raise IntegrityError(f"{path}: weight {name} contains NaN or Inf")
+    training = payload.get("training", {})
+    if not isinstance(training, dict):
+        raise IntegrityError(f"{path}: training metadata is not a mapping")
+    return Checkpoint(config=config, state_dict=state, training=training)

@@ -1,0 +1,91 @@
+"""Typed, frozen model configuration; saved in every checkpoint and contract."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Task = Literal["mri", "denoise"]
+Kind = Literal["utgv", "utv"]
+TASKS: tuple[str, ...] = ("mri", "denoise")
+KINDS: tuple[str, ...] = ("utgv", "utv")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """U-Net shape. ``depth`` is the number of down blocks; channels double per level from ``base_channels``."""
+
+    depth: int = 3
+    base_channels: int = 16
+    negative_slope: float = 0.01
+    softplus_beta: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.depth <= 6:
+            raise ValueError(f"U-Net depth must be in 1..6, got {self.depth}")
+        if self.base_channels < 1:
+            raise ValueError(f"U-Net base_channels must be >= 1, got {self.base_channels}")
+        if self.softplus_beta <= 0:
+            raise ValueError(f"softplus_beta must be positive, got {self.softplus_beta}")
+
+
+#: Named U-Net configurations. ``small`` is the scanner-side default; ``paper`` is the network of
+#: Vu, Kofler and Papafitsoros (4 down blocks, 128 base filters).
+UNET_PRESETS: dict[str, UNetConfig] = {
+    "small": UNetConfig(depth=3, base_channels=16),
+    "paper": UNetConfig(depth=4, base_channels=128),
+}
+
+
+def unet_preset(name: str) -> UNetConfig:
+    try:
+        return UNET_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown U-Net preset {name!r}; choose one of {sorted(UNET_PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a checkpoint needs to rebuild its model.
+
+    ``iterations`` is the T the model was trained with and the default for export; inference
+    may use another T.
+    """
+
+    kind: Kind = "utgv"
+    task: Task = "mri"
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    iterations: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+
+    @property
+    def image_channels(self) -> int:
+        """1 for real (denoising) images, 2 for (real, imaginary) MR images."""
+        return 2 if self.task == "mri" else 1
+
+    @property
+    def map_channels(self) -> int:
+        """2 maps (L0, L1) for TGV, 1 for TV."""
+        return 2 if self.kind == "utgv" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ValueError("model configuration must be a mapping")
+        unet = data.get("unet", {})
+        if not isinstance(unet, dict):
+            raise ValueError("model configuration 'unet' must be a mapping")
+        unknown = set(data) - {"kind", "task", "unet", "iterations"}
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
+        return cls(**{**data, "unet": UNetConfig(**unet)})

@@ -1,0 +1,117 @@
+"""U-TGV and U-TV: U-Net parameter maps followed by T unrolled PDHG iterations.
+
+Input normalisation (SPEC section 2, "Scale"): the per-image scale is the maximum magnitude of
+the starting image ``A^H f``.  The network sees ``A^H f / scale`` and the solver runs on
+``f / scale``; the output is multiplied back.  Because the energy is positively homogeneous,
+this equals solving the problem for ``f`` itself with maps ``scale * L``, which is what the
+models return as maps: ``pdhg_tgv(f, L0, L1)`` with the returned maps and the model's step
+sizes reproduces the returned image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tgv_deploy.layout import magnitude
+from tgv_deploy.models.config import ModelConfig
+from tgv_deploy.models.unet import UNet
+from tgv_deploy.operators.base import IdentityOp, LinearOperator
+from tgv_deploy.operators.fourier import DFT_IMPLS, MaskedFourierOp
+from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
+
+
+def image_scale(x0: torch.Tensor) -> torch.Tensor:
+    """Per-image normalisation scale ``(B, 1, 1, 1)``: the maximum magnitude of ``x0 (B, C, H, W)``."""
+    peak = magnitude(x0).flatten(1).amax(1)
+    return torch.clamp(peak, min=torch.finfo(x0.dtype).tiny).reshape(-1, 1, 1, 1)
+
+
+class _UnrolledModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.unet = UNet(config.image_channels, config.map_channels, config.unet)
+        #: ``b`` of ``s = exp(b)/LK``, ``t = exp(-b)/LK``; learned, starts at 0.
+        self.log_step = nn.Parameter(torch.zeros(()))
+        self.dft = "fft"
+
+    def set_dft(self, impl: str) -> None:
+        """Choose the DFT implementation: ``"fft"`` (training) or ``"matrix"`` (export)."""
+        if impl not in DFT_IMPLS:
+            raise ValueError(f"DFT implementation must be one of {DFT_IMPLS}, got {impl!r}")
+        self.dft = impl
+
+    def forward_operator(self, f: torch.Tensor, mask: torch.Tensor | None) -> LinearOperator:
+        channels = self.config.image_channels
+        if f.ndim != 4 or f.shape[1] != channels or f.shape[2] < 2 or f.shape[3] < 2:
+            layout = "(B, 2, H, W) k-space (real, imaginary)" if channels == 2 else "(B, 1, H, W) image"
+            raise ValueError(f"{self.config.task} model input must be {layout} with H, W >= 2, got {tuple(f.shape)}")
+        if self.config.task == "denoise":
+            if mask is not None:
+                raise ValueError("denoising models take no mask")
+            return IdentityOp()
+        if mask is None:
+            raise ValueError("MRI models need a mask (B, 1, 1, W) or (B, 1, H, W)")
+        batch, _, height, width = f.shape
+        if mask.ndim != 4 or mask.shape[1] != 1 or any(
+            m not in (1, n) for m, n in zip((mask.shape[0], *mask.shape[2:]), (batch, height, width))
+        ):
+            raise ValueError(f"mask must be (B, 1, 1, W) or (B, 1, H, W) for k-space {tuple(f.shape)}, got {tuple(mask.shape)}")
+        return MaskedFourierOp(mask.to(f.dtype), impl=self.dft)
+
+    def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return step_sizes(self.log_step)
+
+    def forward(
+        self, f: torch.Tensor, mask: torch.Tensor | None = None, iterations: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reconstruct.
+
+        Parameters
+        ----------
+        f
+            MRI: centred k-space ``(B, 2, H, W)`` (real, imaginary); denoising: ``(B, 1, H, W)``.
+        mask
+            MRI only: binary ``(B, 1, 1, W)`` line mask or ``(B, 1, H, W)``.
+        iterations
+            T; defaults to the configured training T.
+
+        Returns
+        -------
+        ``x (B, C, H, W)`` and ``maps (B, M, H, W)``: (L0, L1) for U-TGV, (L,) for U-TV, in the
+        units of ``f``.
+        """
+        forward_op = self.forward_operator(f, mask)
+        iterations = self.config.iterations if iterations is None else iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+        scale = image_scale(forward_op.adjoint(f))
+        f_normalised = f / scale
+        maps = self.unet(forward_op.adjoint(f_normalised))
+        sigma, tau = self.step_sizes()
+        x = self._solve(f_normalised, maps, forward_op, iterations, sigma, tau)
+        return x * scale, maps * scale
+
+    def _solve(self, f, maps, forward_op, iterations, sigma, tau) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class UTGV(_UnrolledModel):
+    """U-TGV: maps ``(L0, L1)`` from the U-Net, then T TGV iterations."""
+
+    def _solve(self, f, maps, forward_op, iterations, sigma, tau):
+        x, _ = pdhg_tgv_channels(f, maps[:, 0], maps[:, 1], forward_op, iterations, sigma, tau)
+        return x
+
+
+class UTV(_UnrolledModel):
+    """U-TV: one map ``L`` from the U-Net, then T TV iterations."""
+
+    def _solve(self, f, maps, forward_op, iterations, sigma, tau):
+        return pdhg_tv_channels(f, maps[:, 0], forward_op, iterations, sigma, tau)
+
+
+def build_model(config: ModelConfig) -> _UnrolledModel:
+    """The model a configuration describes, freshly initialised."""
+    return (UTGV if config.kind == "utgv" else UTV)(config)

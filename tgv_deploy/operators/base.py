@@ -1,0 +1,172 @@
+"""Linear operators with an explicit adjoint, in the style of mrpro and ODL.
+
+Every operator maps real tensors to real tensors (complex data travel as a (real, imaginary)
+channel pair), so the graph traced for export is the graph run in training.  Domain and range
+may carry a non-Euclidean inner product (the symmetric tensor fields of TGV count their
+off-diagonal twice); ``adjoint`` is the adjoint with respect to those inner products, and
+``domain_inner`` / ``range_inner`` say what they are, so one dot test serves every operator.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import nn
+
+TensorLike = Union[torch.Tensor, tuple]
+
+
+def euclidean_inner(a: TensorLike, b: TensorLike) -> torch.Tensor:
+    """Sum of elementwise products per batch element, for tensors or tuples of tensors.
+
+    Returns a tensor of shape ``(B,)`` (the leading dimension is the batch).
+    """
+    if isinstance(a, tuple):
+        return sum(euclidean_inner(ai, bi) for ai, bi in zip(a, b, strict=True))
+    return (a * b).flatten(1).sum(1)
+
+
+class LinearOperator(nn.Module):
+    """A linear map with ``forward`` (apply) and ``adjoint``.
+
+    Subclasses implement :meth:`forward` and :meth:`adjoint`; the algebra (``.H``, ``@``, ``+``,
+    scalar ``*``) and :meth:`operator_norm` come for free.
+    """
+
+    def forward(self, x: TensorLike) -> TensorLike:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adjoint(self, y: TensorLike) -> TensorLike:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def domain_inner(self, a: TensorLike, b: TensorLike) -> torch.Tensor:
+        """Inner product of the domain, per batch element ``(B,)``."""
+        return euclidean_inner(a, b)
+
+    def range_inner(self, a: TensorLike, b: TensorLike) -> torch.Tensor:
+        """Inner product of the range, per batch element ``(B,)``."""
+        return euclidean_inner(a, b)
+
+    @property
+    def H(self) -> LinearOperator:  # noqa: N802 - the conventional name of the adjoint
+        return AdjointOperator(self)
+
+    def __matmul__(self, other: LinearOperator) -> LinearOperator:
+        return ComposedOperator(self, other)
+
+    def __add__(self, other: LinearOperator) -> LinearOperator:
+        return SumOperator(self, other)
+
+    def __mul__(self, scalar: float) -> LinearOperator:
+        return ScaledOperator(self, scalar)
+
+    __rmul__ = __mul__
+
+    @torch.no_grad()
+    def operator_norm(self, x0: TensorLike, iterations: int = 200) -> torch.Tensor:
+        """Largest singular value by power iteration on ``A^H A``, started at ``x0``.
+
+        Returns one estimate per batch element ``(B,)``; it increases towards ``||A||``.
+        """
+        x = _scale(x0, 1.0 / self.domain_inner(x0, x0).sqrt())
+        estimate = torch.zeros(())
+        for _ in range(iterations):
+            y = self.adjoint(self.forward(x))
+            estimate = self.domain_inner(x, y).sqrt()
+            x = _scale(y, 1.0 / self.domain_inner(y, y).sqrt())
+        return estimate
+
+
+def _scale(x: TensorLike, factor: torch.Tensor) -> TensorLike:
+    if isinstance(x, tuple):
+        return tuple(_scale(xi, factor) for xi in x)
+    return x * factor.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+class AdjointOperator(LinearOperator):
+    def __init__(self, operator: LinearOperator):
+        super().__init__()
+        self.operator = operator
+
+    def forward(self, x):
+        return self.operator.adjoint(x)
+
+    def adjoint(self, y):
+        return self.operator.forward(y)
+
+    def domain_inner(self, a, b):
+        return self.operator.range_inner(a, b)
+
+    def range_inner(self, a, b):
+        return self.operator.domain_inner(a, b)
+
+    @property
+    def H(self) -> LinearOperator:  # noqa: N802
+        return self.operator
+
+
+class ComposedOperator(LinearOperator):
+    """``(outer @ inner)(x) = outer(inner(x))``."""
+
+    def __init__(self, outer: LinearOperator, inner: LinearOperator):
+        super().__init__()
+        self.outer, self.inner = outer, inner
+
+    def forward(self, x):
+        return self.outer(self.inner(x))
+
+    def adjoint(self, y):
+        return self.inner.adjoint(self.outer.adjoint(y))
+
+    def domain_inner(self, a, b):
+        return self.inner.domain_inner(a, b)
+
+    def range_inner(self, a, b):
+        return self.outer.range_inner(a, b)
+
+
+class SumOperator(LinearOperator):
+    def __init__(self, first: LinearOperator, second: LinearOperator):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        return self.first(x) + self.second(x)
+
+    def adjoint(self, y):
+        return self.first.adjoint(y) + self.second.adjoint(y)
+
+    def domain_inner(self, a, b):
+        return self.first.domain_inner(a, b)
+
+    def range_inner(self, a, b):
+        return self.first.range_inner(a, b)
+
+
+class ScaledOperator(LinearOperator):
+    def __init__(self, operator: LinearOperator, scalar: float):
+        super().__init__()
+        self.operator, self.scalar = operator, scalar
+
+    def forward(self, x):
+        return self.operator(x) * self.scalar
+
+    def adjoint(self, y):
+        return self.operator.adjoint(y) * self.scalar
+
+    def domain_inner(self, a, b):
+        return self.operator.domain_inner(a, b)
+
+    def range_inner(self, a, b):
+        return self.operator.range_inner(a, b)
+
+
+class IdentityOp(LinearOperator):
+    """The identity, the forward operator of denoising: ``(B, C, H, W) -> (B, C, H, W)``."""
+
+    def forward(self, x):
+        return x
+
+    def adjoint(self, y):
+        return y

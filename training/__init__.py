@@ -1,0 +1,1 @@
+"""Training stage of tgv-deploy, installed as ``tgv_deploy.training``."""
