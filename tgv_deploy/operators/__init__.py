@@ -10,7 +10,8 @@ from tgv_deploy.operators.finite_differences import (
     forward_difference,
     symmetric_tensor_inner,
 )
-from tgv_deploy.operators.fourier import DFT_IMPLS, CentredDFT, MaskedFourierOp, centred_dft_matrix
+from tgv_deploy.dft import centred_dft_matrix
+from tgv_deploy.operators.fourier import DFT_IMPLS, CentredDFT, MaskedFourierOp
 from tgv_deploy.operators.tgv import TGVOperator, TVOperator
 
 __all__ = [

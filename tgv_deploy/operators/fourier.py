@@ -11,35 +11,15 @@ compute the same operator:
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
-import numpy as np
 import torch
 
+from tgv_deploy.dft import real_dft_block
 from tgv_deploy.operators.base import LinearOperator
 
 DFTImpl = Literal["fft", "matrix"]
 DFT_IMPLS: tuple[str, ...] = ("fft", "matrix")
-
-
-@functools.lru_cache(maxsize=32)
-def centred_dft_matrix(n: int) -> np.ndarray:
-    """Complex128 ``(n, n)`` matrix ``C`` of the centred orthonormal 1D DFT: ``C @ x`` transforms ``x``."""
-    eye = np.eye(n)
-    return np.fft.fftshift(np.fft.fft(np.fft.ifftshift(eye, axes=0), axis=0, norm="ortho"), axes=0)
-
-
-@functools.lru_cache(maxsize=32)
-def real_block_matrix(n: int, adjoint: bool) -> np.ndarray:
-    """Float64 ``(2n, 2n)`` real form ``[[Re, -Im], [Im, Re]]`` of ``C`` (or of ``C^H``).
-
-    Left-multiplying the stacked ``[x_re; x_im]`` by it equals complex ``C @ x``.
-    """
-    c = centred_dft_matrix(n)
-    if adjoint:
-        c = c.conj().T
-    return np.block([[c.real, -c.imag], [c.imag, c.real]])
 
 
 _TORCH_CACHE: dict[tuple, torch.Tensor] = {}
@@ -48,7 +28,8 @@ _TORCH_CACHE: dict[tuple, torch.Tensor] = {}
 def _block_tensor(n: int, adjoint: bool, like: torch.Tensor) -> torch.Tensor:
     key = (n, adjoint, like.dtype, like.device)
     if key not in _TORCH_CACHE:
-        _TORCH_CACHE[key] = torch.as_tensor(real_block_matrix(n, adjoint), dtype=like.dtype, device=like.device)
+        block = real_dft_block(n)
+        _TORCH_CACHE[key] = torch.as_tensor(block.T if adjoint else block, dtype=like.dtype, device=like.device)
     return _TORCH_CACHE[key]
 
 

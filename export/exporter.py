@@ -1,0 +1,233 @@
+"""``tgv-deploy export``: checkpoint -> one ONNX graph (U-Net + T iterations) + contract.
+
+The U-Net and the input normalisation are traced once with ``torch.onnx.export``; the T PDHG
+iterations are appended as hand-written nodes (:mod:`tgv_deploy.export.pdhg_graph`). The result
+is verified against the PyTorch model in ONNX Runtime before it is written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from tgv_deploy import __version__
+from tgv_deploy.contract import METADATA_KEY, Contract, TensorSpec, weights_sha256
+from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
+from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
+from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
+from tgv_deploy.export.prologue import Prologue
+from tgv_deploy.models.checkpoint import Checkpoint, atomic_write_bytes
+from tgv_deploy.onnx_graph import graph_sha256, set_contract
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-5
+
+
+class ParityError(TgvDeployError):
+    """The exported graph does not compute what the PyTorch model computes."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``tgv-deploy export``; ``None`` means "take it from the checkpoint"."""
+
+    iterations: int | None = None
+    height: int | None = None
+    width: int | None = None
+    batch: int | None = 1  # None = dynamic
+    opset: int = DEFAULT_OPSET
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model: onnx.ModelProto
+    contract: Contract
+    nodes_per_iteration: float
+    seconds: float
+    parity: float | None
+
+
+def io_specs(task: str, kind: str, height: int, width: int, batch: int | None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Input and output tensor specs of an exported model."""
+    b = -1 if batch is None else batch
+    channels = 2 if task == "mri" else 1
+    maps = 2 if kind == "utgv" else 1
+    if task == "mri":
+        inputs = (TensorSpec("kspace", (b, 2, height, width)), TensorSpec("mask", (b, 1, 1, width)))
+    else:
+        inputs = (TensorSpec("noisy", (b, 1, height, width)),)
+    outputs = (TensorSpec("image", (b, channels, height, width)), TensorSpec("maps", (b, maps, height, width)))
+    return inputs, outputs
+
+
+def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
+    iterations = ckpt.config.iterations if config.iterations is None else config.iterations
+    if iterations < 1:
+        raise InputError(f"--iterations must be >= 1, got {iterations}")
+    if iterations > 10_000:
+        raise InputError(f"--iterations {iterations} is beyond what one graph should hold (max 10000)")
+    height = config.height or int(ckpt.training.get("height", 0)) or None
+    width = config.width or int(ckpt.training.get("width", 0)) or None
+    if height is None or width is None:
+        raise InputError("the checkpoint records no training matrix size; pass --height and --width")
+    for name, n in (("height", height), ("width", width)):
+        if not 8 <= n <= 1024:
+            raise InputError(f"--{name} must be in 8..1024, got {n}")
+    if config.batch is not None and not 1 <= config.batch <= 256:
+        raise InputError(f"--batch must be in 1..256 or 'dynamic', got {config.batch}")
+    if not 13 <= config.opset <= 21:
+        raise InputError(f"--opset must be in 13..21, got {config.opset}")
+    return iterations, height, width
+
+
+def _trace_prologue(model: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str], dynamic: bool, opset: int) -> onnx.ModelProto:
+    prologue = Prologue(model).eval()
+    buffer = io.BytesIO()
+    dynamic_axes = {n: {0: "batch"} for n in names + ["x0", "f_n", "maps_n", "scale"]} if dynamic else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
+        torch.onnx.export(
+            prologue,
+            example,
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=["x0", "f_n", "maps_n", "scale"],
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width] / max(height, width)
+    images = []
+    for b in range(batch):
+        cy, cx = 0.5 + 0.1 * rng.standard_normal(2)
+        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.12).astype(float)
+        image = 0.2 + 0.6 * disc + 0.3 * xx * (yy > 0.4) + 0.2 * ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.02)
+        images.append(image * np.exp(1j * (1.5 * xx - yy + b)))
+    images = np.stack(images)
+    if task == "denoise":
+        noisy = np.abs(images) + 0.05 * rng.standard_normal(images.shape)
+        return {"noisy": noisy[:, None].astype(np.float32)}
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    k = k + 0.05 * np.abs(k).std() * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+    mask = np.zeros((batch, 1, 1, width), dtype=np.float32)
+    mask[..., ::4] = 1
+    centre = max(1, round(0.08 * width))
+    mask[..., (width - centre) // 2 : (width - centre) // 2 + centre] = 1
+    kspace = np.stack((k.real, k.imag), axis=1) * mask
+    return {"kspace": kspace.astype(np.float32), "mask": mask}
+
+
+def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Build (and by default verify) the ONNX model of ``ckpt``; nothing is written."""
+    say = progress or (lambda message: None)
+    start = time.perf_counter()
+    iterations, height, width = _validate(config, ckpt)
+    model = ckpt.build()
+    task, kind = ckpt.config.task, ckpt.config.kind
+    inputs, outputs = io_specs(task, kind, height, width, config.batch)
+    trace_batch = config.batch or 2
+    example = example_inputs(task, trace_batch, height, width)
+    say(f"tracing the U-Net and normalisation ({task}, {height}x{width})")
+    prologue = _trace_prologue(model, tuple(torch.from_numpy(example[s.name]) for s in inputs), [s.name for s in inputs], config.batch is None, config.opset)
+
+    say(f"writing {iterations} PDHG iterations")
+    sigma, tau = (float(v.detach()) for v in model.step_sizes())
+    g = GraphBuilder(prefix="pdhg/")
+    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau))
+    before = len(g.nodes)
+    x = loop.build("x0", "f_n", "maps_n", "mask" if task == "mri" else None)
+    g.nodes.append(helper.make_node("Mul", [x, "scale"], ["image"], name="epilogue/image"))
+    g.nodes.append(helper.make_node("Mul", ["maps_n", "scale"], ["maps"], name="epilogue/maps"))
+    loop_nodes = prune_dead_nodes(g.nodes, {"image", "maps"})
+    nodes_per_iteration = (len(loop_nodes) - 2 - before) / iterations
+
+    graph = prologue.graph
+    graph.node.extend(loop_nodes)
+    used = {name for node in graph.node for name in node.input}
+    graph.initializer.extend(t for name, t in g.initializers.items() if name in used)
+    del graph.output[:]
+    for spec in outputs:
+        graph.output.append(helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, ["batch" if d == -1 else d for d in spec.shape]))
+    graph.name = f"tgv_deploy_{kind}_{task}_T{iterations}"
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", config.opset)], producer_name="tgv-deploy", producer_version=__version__)
+    onnx_model.ir_version = min(onnx_model.ir_version, 9)  # readable by ONNX Runtime >= 1.16 and TensorRT 10
+    onnx.checker.check_model(onnx_model)
+
+    state = {k: v.numpy() for k, v in ckpt.state_dict.items()}
+    contract = Contract(
+        task=task, kind=kind, height=height, width=width, batch=config.batch, iterations=iterations,
+        inputs=inputs, outputs=outputs, opset=config.opset, package_version=__version__,
+        weights_sha256=weights_sha256(state), graph_sha256=graph_sha256(onnx_model),
+    )
+    set_contract(onnx_model, contract)
+
+    parity = None
+    if config.verify:
+        say("verifying against PyTorch in ONNX Runtime (CPU)")
+        parity = verify_parity(onnx_model, ckpt, contract, example)
+        if parity > PARITY_TOLERANCE:
+            raise ParityError(f"exported graph differs from PyTorch: relative L2 error {parity:.2e} > {PARITY_TOLERANCE:.0e}")
+    return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity)
+
+
+def torch_reference(ckpt: Checkpoint, inputs: dict[str, np.ndarray], iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """The PyTorch model's (image, maps) for contract-layout inputs, with the FFT implementation."""
+    model = ckpt.build()
+    with torch.no_grad():
+        if ckpt.config.task == "mri":
+            image, maps = model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=iterations)
+        else:
+            image, maps = model(torch.from_numpy(inputs["noisy"]), iterations=iterations)
+    return image.numpy(), maps.numpy()
+
+
+def verify_parity(onnx_model: onnx.ModelProto, ckpt: Checkpoint, contract: Contract, inputs: dict[str, np.ndarray]) -> float:
+    """Relative L2 error of the ONNX Runtime image against PyTorch on ``inputs``."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailableError("verification needs onnxruntime: install the 'cpu' extra, or pass --no-verify") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    image, _ = session.run(["image", "maps"], inputs)
+    reference, _ = torch_reference(ckpt, inputs, contract.iterations)
+    return float(np.linalg.norm(image - reference) / np.linalg.norm(reference))
+
+
+def write_export(result: ExportResult, out: Path) -> tuple[Path, Path]:
+    """Write ``out`` (.onnx) and its ``.json`` contract atomically; returns both paths."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"output directory does not exist: {out.parent}")
+    contract_path = out.with_suffix(".json")
+    data = result.model.SerializeToString()
+    atomic_write_bytes(out, lambda handle: handle.write(data))
+    try:
+        atomic_write_bytes(contract_path, lambda handle: handle.write(result.contract.to_json().encode()))
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return out, contract_path

@@ -1,0 +1,153 @@
+"""The export contract (SPEC section 5): what an exported graph computes and how to feed it.
+
+One :class:`Contract` travels checkpoint -> exported graph -> engine -> runtime session: it is
+written beside the ONNX file as JSON, stored in the ONNX metadata under ``tgv_deploy.contract``,
+extended by the engine build, and checked by every runtime before it runs anything.
+Torch-free on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tgv_deploy.errors import ContractError, InputError
+
+CONTRACT_VERSION = 1
+METADATA_KEY = "tgv_deploy.contract"
+
+KSPACE_CONVENTION = "centred: k = fftshift(fft2(ifftshift(x), norm='ortho')) over (H, W); lines along W (phase encode)"
+NORMALISATION = "scale = max |A^H f| per image; network and solver see f / scale; outputs multiplied by scale"
+LAYOUT = "channel-first (B, C, H, W); C = 2 is (real, imaginary), C = 1 a real image"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (``-1`` for a dynamic batch) and dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def check(self, array: Any, batch: int | None = None) -> None:
+        """Raise :class:`ContractError` unless ``array`` matches this spec."""
+        if not isinstance(array, np.ndarray):
+            raise ContractError(f"input {self.name!r} must be a numpy array, got {type(array).__name__}")
+        if str(array.dtype) != self.dtype:
+            raise ContractError(f"input {self.name!r} has dtype {array.dtype}, the contract expects {self.dtype}")
+        expected = tuple(batch if (d == -1 and batch is not None) else d for d in self.shape)
+        if array.ndim != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
+            raise ContractError(f"input {self.name!r} has shape {array.shape}, the contract expects {self.shape_text()}")
+
+    def shape_text(self) -> str:
+        return "(" + ", ".join("B" if d == -1 else str(d) for d in self.shape) + ")"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Everything a runtime must know and check about an exported U-TGV / U-TV model."""
+
+    task: str
+    kind: str
+    height: int
+    width: int
+    batch: int | None  # None = dynamic
+    iterations: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    opset: int
+    package_version: str
+    weights_sha256: str
+    graph_sha256: str = ""
+    dft: str = "matrix"
+    layout: str = LAYOUT
+    kspace_convention: str = KSPACE_CONVENTION
+    normalisation: str = NORMALISATION
+    contract_version: int = CONTRACT_VERSION
+    engine: dict[str, Any] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise ContractError(f"the contract has no input {name!r}; it has {[s.name for s in self.inputs]}")
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> int:
+        """Validate names, dtypes, shapes and values of ``inputs``; return the batch size."""
+        expected, given = {s.name for s in self.inputs}, set(inputs)
+        if expected != given:
+            raise ContractError(f"inputs {sorted(given)} do not match the contract's {sorted(expected)}")
+        first = self.inputs[0]
+        array = inputs[first.name]
+        batch = array.shape[0] if isinstance(array, np.ndarray) and array.ndim else None
+        if self.batch is not None and batch != self.batch:
+            raise ContractError(f"batch {batch} differs from the contract's fixed batch {self.batch}")
+        for spec in self.inputs:
+            spec.check(inputs[spec.name], batch)
+            if not np.isfinite(inputs[spec.name]).all():
+                raise InputError(f"input {spec.name!r} contains NaN or Inf")
+        return int(batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["inputs"] = [asdict(s) for s in self.inputs]
+        data["outputs"] = [asdict(s) for s in self.outputs]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Contract:
+        try:
+            version = data.get("contract_version")
+            if version != CONTRACT_VERSION:
+                raise ContractError(f"contract version {version!r}, this package reads {CONTRACT_VERSION}")
+            fields = dict(data)
+            fields["inputs"] = tuple(TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["inputs"])
+            fields["outputs"] = tuple(TensorSpec(s["name"], tuple(s["shape"]), s["dtype"]) for s in data["outputs"])
+            return cls(**fields)
+        except ContractError:
+            raise
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ContractError(f"malformed contract ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Contract:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ContractError(f"contract is not valid JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ContractError("contract JSON must be an object")
+        return cls.from_dict(data)
+
+    def with_engine(self, **engine: Any) -> Contract:
+        return replace(self, engine={**self.engine, **engine})
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """Order-independent SHA-256 of named arrays: name, dtype, shape and raw bytes of each."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
