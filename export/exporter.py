@@ -26,7 +26,8 @@ from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployErro
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
 from tgv_deploy.export.prologue import Prologue
-from tgv_deploy.models.checkpoint import Checkpoint, atomic_write_bytes
+from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
+from tgv_deploy.models.checkpoint import Checkpoint
 from tgv_deploy.onnx_graph import graph_sha256, set_contract
 
 log = logging.getLogger(__name__)
@@ -219,14 +220,11 @@ def verify_parity(onnx_model: onnx.ModelProto, ckpt: Checkpoint, contract: Contr
 
 def write_export(result: ExportResult, out: Path) -> tuple[Path, Path]:
     """Write ``out`` (.onnx) and its ``.json`` contract atomically; returns both paths."""
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output directory does not exist: {out.parent}")
+    out = check_output_path(out)
     contract_path = out.with_suffix(".json")
-    data = result.model.SerializeToString()
-    atomic_write_bytes(out, lambda handle: handle.write(data))
+    atomic_write_bytes(out, result.model.SerializeToString())
     try:
-        atomic_write_bytes(contract_path, lambda handle: handle.write(result.contract.to_json().encode()))
+        atomic_write_bytes(contract_path, result.contract.to_json().encode())
     except BaseException:
         out.unlink(missing_ok=True)
         raise

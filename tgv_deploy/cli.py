@@ -31,6 +31,257 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _model_option(f):
+    return click.argument("model", metavar="MODEL")(f)
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_command(as_json: bool) -> None:
+    """List the bundled models; their names work wherever a checkpoint is expected."""
+    import json
+
+    from tgv_deploy.registry import DEFAULT_MODEL, bundled_models
+
+    rows = [
+        {"name": m.name, "description": m.description, "installed": m.available, "default": m.name == DEFAULT_MODEL,
+         "checkpoint": str(m.checkpoint), "card": str(m.card)}
+        for m in bundled_models()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        flag = "*" if row["default"] else " "
+        state = "" if row["installed"] else "  (not installed)"
+        click.echo(f"{flag} {row['name']:<14} {row['description']}{state}")
+
+
+@cli.command("export")
+@click.argument("checkpoint")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx (default: <checkpoint name>.onnx).")
+@click.option("--iterations", "-T", type=int, help="Unrolled iterations T (default: the checkpoint's).")
+@click.option("--height", type=int, help="Matrix rows H (default: the training size).")
+@click.option("--width", type=int, help="Matrix columns W (default: the training size).")
+@click.option("--batch", default="1", show_default=True, help="Fixed batch size, or 'dynamic'.")
+@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset.")
+@click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def export_command(checkpoint, output, iterations, height, width, batch, opset, no_verify, as_json) -> None:
+    """Export CHECKPOINT (a .pt file or bundled name) to one ONNX graph: U-Net + T iterations.
+
+    Writes OUT.onnx and OUT.json (the contract, also stored in the ONNX metadata). By default
+    the graph is run in ONNX Runtime against PyTorch and refused above 1e-5 relative L2 error.
+    """
+    import json
+    from pathlib import Path
+
+    from tgv_deploy.errors import InputError
+    from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
+    from tgv_deploy.io_utils import check_output_path
+    from tgv_deploy.models.checkpoint import load_checkpoint
+    from tgv_deploy.registry import resolve_model
+
+    if batch == "dynamic":
+        batch_size = None
+    else:
+        try:
+            batch_size = int(batch)
+        except ValueError:
+            raise InputError(f"--batch must be an integer or 'dynamic', got {batch!r}") from None
+    path = resolve_model(checkpoint)
+    out = Path(output) if output else Path(f"{Path(checkpoint).stem}.onnx")
+    if out.suffix != ".onnx":
+        raise InputError(f"output must end in .onnx, got {out}")
+    check_output_path(out)
+    ckpt = load_checkpoint(path)
+    config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify)
+    result = build_graph(ckpt, config, progress=_echo)
+    onnx_path, contract_path = write_export(result, out)
+    report = {
+        "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
+        "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
+        "nodes": len(result.model.graph.node), "nodes_per_iteration": round(result.nodes_per_iteration, 2),
+        "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        parity = "not checked" if result.parity is None else f"{result.parity:.2e} relative L2 vs PyTorch"
+        click.echo(f"PASSED | wrote {onnx_path} ({report['nodes']} nodes, {report['nodes_per_iteration']} per iteration, "
+                   f"T={report['iterations']}) and {contract_path} | parity {parity} | {report['seconds']} s")
+
+
+@cli.command("check-trt")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--trt", "trt_major", type=click.Choice(["10", "11"]), default="10", show_default=True, help="TensorRT major version.")
+@click.option("--allow-dft", is_flag=True, help="Accept the ONNX DFT operator (TensorRT >= 11.2 only).")
+@click.option("--json", "as_json", is_flag=True, help="Print violations as JSON.")
+def check_trt_command(model, trt_major, allow_dft, as_json) -> None:
+    """Check an ONNX graph offline against the TensorRT ONNX parser's supported operators.
+
+    Exit 0 when no violation is found, 8 otherwise (every violation is listed).
+    """
+    import json
+    from pathlib import Path
+
+    import onnx
+
+    from tgv_deploy.errors import InputError, IntegrityError
+    from tgv_deploy.export.trt_check import check_model
+
+    path = Path(model)
+    if not path.is_file():
+        raise InputError(f"model not found: {path}")
+    try:
+        proto = onnx.load(str(path))
+    except Exception:
+        raise IntegrityError(f"{path}: not a readable ONNX file") from None
+    violations = check_model(proto, int(trt_major), allow_dft=allow_dft)
+    if as_json:
+        click.echo(json.dumps({"model": str(path), "tensorrt": int(trt_major), "violations": [str(v) for v in violations]}, indent=2))
+    else:
+        for v in violations:
+            click.echo(f"  {v}")
+        status = "PASSED" if not violations else "FAILED"
+        click.echo(f"{status} | {path} | TensorRT {trt_major}.x parser | {len(proto.graph.node)} nodes, {len(violations)} violations")
+    if violations:
+        sys.exit(8)
+
+
+@cli.command("build")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output plan (default: MODEL with .plan).")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16-unet"]), default="fp32", show_default=True,
+              help="fp32 clears TF32 for strict parity; fp16-unet lets the U-Net run in FP16 (TensorRT 10 only).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Read and update this timing cache.")
+@click.option("--version-compatible", is_flag=True, help="Build a version-compatible plan (runs on later TensorRT).")
+@click.option("--workspace", type=int, help="Workspace limit in MB.")
+@click.option("--optimization-level", type=click.IntRange(0, 5), default=3, show_default=True)
+def build_command(model, output, precision, timing_cache, version_compatible, workspace, optimization_level) -> None:
+    """Build a TensorRT engine from an exported ONNX MODEL (needs TensorRT and a CUDA GPU; exit 2 without)."""
+    from pathlib import Path
+
+    from tgv_deploy.export.trt_build import BuildConfig, build_engine
+
+    config = BuildConfig(precision, timing_cache, version_compatible, workspace, optimization_level)
+    out = Path(output) if output else Path(model).with_suffix(".plan")
+    contract = build_engine(model, out, config, say=_echo)
+    click.echo(f"PASSED | wrote {out} | TensorRT {contract.engine['tensorrt_version']} on {contract.engine['gpu']}")
+
+
+@cli.command("infer")
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output .h5 (one input) or directory (several).")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
+              help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
+@click.option("--iterations", "-T", type=int, help="T for checkpoints; an exported model's T is fixed by its contract.")
+@click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]),
+              help="Retrospective mask for inputs without a 'mask' dataset.")
+@click.option("--acceleration", default=4.0, show_default=True, type=float)
+@click.option("--center-fraction", default=0.08, show_default=True, type=float)
+@click.option("--seed", type=int, help="Mask seed (default: from the file name and slice).")
+@click.option("--png", is_flag=True, help="Also write OUTPUT.png previews.")
+def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png) -> None:
+    """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL.
+
+    MODEL is a bundled name, a .pt checkpoint, an exported .onnx or a TensorRT .plan. Files with a
+    'mask' dataset are taken as already undersampled; others are undersampled retrospectively.
+    Writes HDF5 with 'reconstruction' (slices, H, W) complex64, 'lambda0', 'lambda1', 'mask' and
+    the contract as attributes.
+    """
+    from pathlib import Path
+
+    from tgv_deploy.cli_io import MaskOptions, read_input, slice_masks, write_output, write_png
+    from tgv_deploy.errors import InputError
+    from tgv_deploy.io_utils import check_output_path
+    from tgv_deploy.runtime import Reconstructor, Session
+
+    paths = [Path(p) for p in inputs]
+    out = Path(output)
+    if len(paths) > 1:
+        if not out.is_dir():
+            raise InputError(f"with several inputs, --output must be an existing directory: {out}")
+        targets = [out / f"{p.stem}.h5" for p in paths]
+    else:
+        targets = [out]
+    for target in targets:
+        check_output_path(target)
+    volumes = [read_input(p) for p in paths]  # every input is validated before any work
+    for volume in volumes:
+        if volume.multicoil:
+            raise InputError(f"{volume.source}: multi-coil k-space {volume.kspace.shape}; multi-coil reconstruction is not supported yet")
+    session = Session(model, backend=backend, iterations=iterations)
+    options = MaskOptions(mask_type, acceleration, center_fraction, seed)
+    for volume, target in zip(volumes, targets):
+        progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
+        reconstructor = Reconstructor(session, progress=progress)
+        if session.contract.task == "mri":
+            result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
+        else:
+            raise InputError("denoising models take images, not k-space files: use the Python API Reconstructor.denoise")
+        write_output(target, result, session.contract, volume.source)
+        if png:
+            write_png(target.with_suffix(".png"), result)
+        click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={session.contract.iterations})")
+
+
+@cli.command("train")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/state.pt.")
+def train_command(config, out_dir, resume) -> None:
+    """Train a U-TGV/U-TV model from a TOML CONFIG (see training/configs/); writes OUT_DIR/model.pt.
+
+    For several GPUs or nodes: torchrun --nproc-per-node N -m tgv_deploy.training CONFIG OUT_DIR
+    """
+    from tgv_deploy.training.config import load_config
+    from tgv_deploy.training.trainer import train
+
+    path = train(load_config(config), out_dir, resume=resume, log=_echo)
+    click.echo(f"wrote {path}")
+
+
+@cli.command("synth")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--slices", default=4, show_default=True, type=int)
+@click.option("--height", default=256, show_default=True, type=int)
+@click.option("--width", default=256, show_default=True, type=int)
+@click.option("--acceleration", type=float, help="Undersample with an equispaced mask (and store it); omit for fully sampled.")
+@click.option("--center-fraction", default=0.08, show_default=True, type=float)
+@click.option("--sigma", default=0.0, show_default=True, type=float, help="Noise level (relative, SPEC 4).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def synth_command(output, slices, height, width, acceleration, center_fraction, sigma, seed) -> None:
+    """Write a synthetic single-coil fastMRI file (realistic piecewise-smooth images, not ellipses)."""
+    import numpy as np
+
+    from tgv_deploy.data.fastmri import write_fastmri
+    from tgv_deploy.data.masks import make_mask
+    from tgv_deploy.data.noise import add_kspace_noise
+    from tgv_deploy.data.synthetic import synthetic_image
+    from tgv_deploy.errors import InputError
+
+    if slices < 1 or min(height, width) < 8:
+        raise InputError("need at least 1 slice of at least 8x8")
+    rng = np.random.default_rng(seed)
+    images = np.stack([synthetic_image(rng, height, width) for _ in range(slices)])
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    mask = None
+    if acceleration:
+        mask = make_mask("equispaced", center_fraction, acceleration)(width, seed=seed)
+        kspace = np.stack([add_kspace_noise(k, mask, sigma, rng) for k in kspace])
+    elif sigma:
+        raise InputError("--sigma needs --acceleration (noise is added at sampled locations)")
+    write_fastmri(output, kspace, mask=mask, target=np.abs(images))
+    click.echo(f"wrote {output} ({slices} slices {height}x{width}{'' if mask is None else f', R={acceleration}, sigma={sigma}'})")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group and turns user errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

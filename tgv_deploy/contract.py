@@ -28,7 +28,11 @@ LAYOUT = "channel-first (B, C, H, W); C = 2 is (real, imaginary), C = 1 a real i
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, shape (``-1`` for a dynamic batch) and dtype of one graph input or output."""
+    """Name, shape and dtype of one graph input or output.
+
+    ``-1`` as the first dimension is a dynamic batch; elsewhere it means any size (checkpoints run
+    by the torch backend accept any matrix size).
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -40,12 +44,15 @@ class TensorSpec:
             raise ContractError(f"input {self.name!r} must be a numpy array, got {type(array).__name__}")
         if str(array.dtype) != self.dtype:
             raise ContractError(f"input {self.name!r} has dtype {array.dtype}, the contract expects {self.dtype}")
-        expected = tuple(batch if (d == -1 and batch is not None) else d for d in self.shape)
+        first = batch if (self.shape and self.shape[0] == -1 and batch is not None) else self.shape[0]
+        expected = (first, *self.shape[1:])  # -1 elsewhere: any size (checkpoint sessions)
         if array.ndim != len(expected) or any(e not in (-1, a) for e, a in zip(expected, array.shape)):
             raise ContractError(f"input {self.name!r} has shape {array.shape}, the contract expects {self.shape_text()}")
 
     def shape_text(self) -> str:
-        return "(" + ", ".join("B" if d == -1 else str(d) for d in self.shape) + ")"
+        dims = ["B" if self.shape[0] == -1 else str(self.shape[0])]
+        dims += ["*" if d == -1 else str(d) for d in self.shape[1:]]
+        return "(" + ", ".join(dims) + ")"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from tgv_deploy.errors import InputError, IntegrityError
+from tgv_deploy.io_utils import atomic_output
 from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.utgv import build_model
 
@@ -38,19 +38,6 @@ class Checkpoint:
         return model.eval()
 
 
-def atomic_write_bytes(path: Path, writer) -> None:
-    """Call ``writer(file)`` on a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: dict[str, Any] | None = None) -> None:
     """Write ``model`` (a :class:`UTGV` or :class:`UTV`) with its config and training metadata."""
     payload = {
@@ -60,7 +47,8 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: d
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "training": dict(training or {}),
     }
-    atomic_write_bytes(Path(path), lambda handle: torch.save(payload, handle))
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

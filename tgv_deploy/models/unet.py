@@ -39,6 +39,9 @@ class UNet(nn.Module):
             for level in reversed(range(config.depth))
         )
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        # softplus_5(-0.4) = 0.021: untrained maps start near a typical scalar weight for
+        # images normalised to max 1, not at the over-smoothing 0.14 of a zero bias.
+        nn.init.constant_(self.head.bias, -0.4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]

@@ -35,6 +35,8 @@ class _UnrolledModel(nn.Module):
         #: ``b`` of ``s = exp(b)/LK``, ``t = exp(-b)/LK``; learned, starts at 0.
         self.log_step = nn.Parameter(torch.zeros(()))
         self.dft = "fft"
+        #: Activation checkpointing of the unrolled loop: keep every k-th state for backward.
+        self.checkpoint_every: int | None = None
 
     def set_dft(self, impl: str) -> None:
         """Choose the DFT implementation: ``"fft"`` (training) or ``"matrix"`` (export)."""
@@ -101,7 +103,9 @@ class UTGV(_UnrolledModel):
     """U-TGV: maps ``(L0, L1)`` from the U-Net, then T TGV iterations."""
 
     def _solve(self, f, maps, forward_op, iterations, sigma, tau):
-        x, _ = pdhg_tgv_channels(f, maps[:, 0], maps[:, 1], forward_op, iterations, sigma, tau)
+        x, _ = pdhg_tgv_channels(
+            f, maps[:, 0], maps[:, 1], forward_op, iterations, sigma, tau, checkpoint_every=self.checkpoint_every
+        )
         return x
 
 
@@ -109,7 +113,7 @@ class UTV(_UnrolledModel):
     """U-TV: one map ``L`` from the U-Net, then T TV iterations."""
 
     def _solve(self, f, maps, forward_op, iterations, sigma, tau):
-        return pdhg_tv_channels(f, maps[:, 0], forward_op, iterations, sigma, tau)
+        return pdhg_tv_channels(f, maps[:, 0], forward_op, iterations, sigma, tau, checkpoint_every=self.checkpoint_every)
 
 
 def build_model(config: ModelConfig) -> _UnrolledModel:

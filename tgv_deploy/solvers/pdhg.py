@@ -54,6 +54,33 @@ def _as_field_bound(lam: torch.Tensor) -> torch.Tensor:
     return lam[:, None, None]
 
 
+def _run(step, state: tuple, iterations: int, checkpoint_every: int | None, callback) -> tuple:
+    """Apply ``step`` ``iterations`` times; with ``checkpoint_every`` keep only segment boundaries
+    for backward (activation checkpointing trades compute for memory at large T)."""
+    if not checkpoint_every or callback is not None or not torch.is_grad_enabled():
+        for k in range(iterations):
+            state = step(state)
+            if callback is not None:
+                callback(k, *state[:2])
+        return state
+    from torch.utils.checkpoint import checkpoint
+
+    def segment(n: int):
+        def run(*s):
+            for _ in range(n):
+                s = step(s)
+            return s
+
+        return run
+
+    done = 0
+    while done < iterations:
+        n = min(checkpoint_every, iterations - done)
+        state = checkpoint(segment(n), *state, use_reentrant=False)
+        done += n
+    return state
+
+
 def pdhg_tgv_channels(
     f: torch.Tensor,
     lambda0: torch.Tensor,
@@ -64,6 +91,7 @@ def pdhg_tgv_channels(
     tau: Scalar,
     theta: float = 1.0,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    checkpoint_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``iterations`` TGV iterations; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
 
@@ -74,23 +102,20 @@ def pdhg_tgv_channels(
     grad, sym = Gradient(), SymGradient()
     l0, l1 = _as_field_bound(lambda0), _as_field_bound(lambda1)
     x = forward_op.adjoint(f)
-    xbar = x
     v = torch.zeros((x.shape[0], 2, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    vbar = v
-    p = torch.zeros_like(v)
     q = torch.zeros((x.shape[0], 3, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    r = torch.zeros_like(f)
-    for k in range(iterations):
+
+    def step(state):
+        x, v, xbar, vbar, p, q, r = state
         p = clip(p + sigma * (grad(xbar) - vbar), l1)
         q = clip(q + sigma * sym(vbar), l0)
         r = (r + sigma * (forward_op(xbar) - f)) / (1 + sigma)
         x_new = x - tau * (grad.adjoint(p) + forward_op.adjoint(r))
         v_new = v + tau * (p - sym.adjoint(q))
-        xbar = x_new + theta * (x_new - x)
-        vbar = v_new + theta * (v_new - v)
-        x, v = x_new, v_new
-        if callback is not None:
-            callback(k, x, v)
+        return x_new, v_new, x_new + theta * (x_new - x), v_new + theta * (v_new - v), p, q, r
+
+    state = (x, v, x, v, torch.zeros_like(v), q, torch.zeros_like(f))
+    x, v, *_ = _run(step, state, iterations, checkpoint_every, callback)
     return x, v
 
 
@@ -103,23 +128,23 @@ def pdhg_tv_channels(
     tau: Scalar,
     theta: float = 1.0,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    checkpoint_every: int | None = None,
 ) -> torch.Tensor:
     """The TV variant (no ``v``, no ``q``): returns ``x (B, C, H, W)``."""
     grad = Gradient()
     bound = _as_field_bound(lam)
     x = forward_op.adjoint(f)
-    xbar = x
-    p = torch.zeros((x.shape[0], 2, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    r = torch.zeros_like(f)
-    for k in range(iterations):
+
+    def step(state):
+        x, xbar, p, r = state
         p = clip(p + sigma * grad(xbar), bound)
         r = (r + sigma * (forward_op(xbar) - f)) / (1 + sigma)
         x_new = x - tau * (grad.adjoint(p) + forward_op.adjoint(r))
-        xbar = x_new + theta * (x_new - x)
-        x = x_new
-        if callback is not None:
-            callback(k, x)
-    return x
+        return x_new, x_new + theta * (x_new - x), p, r
+
+    p0 = torch.zeros((x.shape[0], 2, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    tv_callback = None if callback is None else (lambda k, x, _xbar: callback(k, x))
+    return _run(step, (x, x, p0, torch.zeros_like(f)), iterations, checkpoint_every, tv_callback)[0]
 
 
 def tgv_energy_channels(

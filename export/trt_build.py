@@ -1,0 +1,163 @@
+"""``tgv-deploy build``: an exported ONNX graph -> a TensorRT engine (plan) + extended contract.
+
+Written against the TensorRT 10.x / 11.x Python API (see docs/tensorrt.md for what has and has
+not run on real TensorRT: nothing here has, this workplace has no TensorRT). Version differences
+handled here, each from the TensorRT headers and migration guide:
+
+* 11.x networks are always strongly typed; 10.x is weakly typed unless STRONGLY_TYPED is set;
+* ``BuilderFlag.FP16`` / ``OBEY_PRECISION_CONSTRAINTS`` and ``layer.precision`` exist in 10.x only;
+  on 11.x reduced precision must already be in the ONNX graph (Cast nodes), so ``fp16-unet``
+  is refused there;
+* TF32 is on by default in both; ``fp32`` clears it for strict parity.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tgv_deploy.contract import Contract
+from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
+from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
+from tgv_deploy.onnx_graph import load_verified
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "tf32", "fp16-unet")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    precision: str = "fp32"
+    timing_cache: str | None = None
+    version_compatible: bool = False
+    workspace_mb: int | None = None
+    optimization_level: int = 3
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.workspace_mb is not None and self.workspace_mb < 16:
+            raise InputError(f"--workspace must be at least 16 MB, got {self.workspace_mb}")
+        if not 0 <= self.optimization_level <= 5:
+            raise InputError(f"optimization level must be in 0..5, got {self.optimization_level}")
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendUnavailableError("TensorRT is not installed (pip install tensorrt on a CUDA host)") from None
+    return trt
+
+
+def cuda_device() -> tuple[str, str]:
+    """Name and compute capability of CUDA device 0 through the CUDA runtime; raises if there is none."""
+    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"):
+        try:
+            cudart = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        raise BackendUnavailableError("no CUDA runtime library found: a GPU with CUDA is required")
+    count = ctypes.c_int(0)
+    if cudart.cudaGetDeviceCount(ctypes.byref(count)) != 0 or count.value < 1:
+        raise BackendUnavailableError("no CUDA GPU is available")
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    cudart.cudaDeviceGetAttribute(ctypes.byref(major), 75, 0)  # cudaDevAttrComputeCapabilityMajor
+    cudart.cudaDeviceGetAttribute(ctypes.byref(minor), 76, 0)  # cudaDevAttrComputeCapabilityMinor
+    props = ctypes.create_string_buffer(4096)  # cudaDeviceProp starts with char name[256]
+    cudart.cudaGetDeviceProperties(props, 0)
+    return props.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+
+
+class EngineBuildError(TgvDeployError):
+    exit_code = 7
+
+
+def plan_contract_path(plan: Path) -> Path:
+    return Path(str(plan) + ".json")
+
+
+def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, say: Callable[[str], None] = log.info) -> Contract:
+    """Parse, build and write ``out`` plus ``out.json``; returns the extended contract."""
+    out = check_output_path(out)
+    model, contract = load_verified(onnx_path)
+    trt = import_tensorrt()
+    gpu_name, capability = cuda_device()
+    major = int(trt.__version__.split(".")[0])
+    if config.precision == "fp16-unet" and major >= 11:
+        raise InputError("TensorRT 11 networks are strongly typed: fp16-unet needs an fp16 U-Net inside the ONNX graph")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # 10.x: weak typing (an all-float32 graph gives a float32 engine; fp16-unet needs the FP16
+    # flag, which strongly typed networks reject); 11.x: always strongly typed, flags ignored.
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    say(f"parsing {onnx_path} ({len(model.graph.node)} nodes) with TensorRT {trt.__version__}")
+    if not parser.parse(model.SerializeToString()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    builder_config = builder.create_builder_config()
+    builder_config.builder_optimization_level = config.optimization_level
+    if config.workspace_mb:
+        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mb << 20)
+    if config.precision == "fp32":
+        builder_config.clear_flag(trt.BuilderFlag.TF32)
+    if config.precision == "fp16-unet":
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+        builder_config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if "unet" not in layer.name:  # the PDHG iterations and the DFT stay float32 (SPEC 5)
+                layer.precision = trt.float32
+                for j in range(layer.num_outputs):
+                    layer.set_output_type(j, trt.float32)
+    if config.version_compatible:
+        builder_config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if contract.batch is None:
+        profile = builder.create_optimization_profile()
+        for spec in contract.inputs:
+            shape = list(spec.shape)
+            profile.set_shape(spec.name, [1, *shape[1:]], [1, *shape[1:]], [8, *shape[1:]])
+        builder_config.add_optimization_profile(profile)
+    cache = None
+    if config.timing_cache:
+        cache_path = Path(config.timing_cache)
+        cache = builder_config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+        builder_config.set_timing_cache(cache, ignore_mismatch=False)
+    say(f"building the engine ({config.precision}, optimization level {config.optimization_level}); this can take minutes")
+    start = time.perf_counter()
+    plan = builder.build_serialized_network(network, builder_config)
+    if plan is None:
+        raise EngineBuildError("TensorRT failed to build the engine; see the TensorRT log above")
+    seconds = time.perf_counter() - start
+    if config.timing_cache:
+        atomic_write_bytes(config.timing_cache, bytes(builder_config.get_timing_cache().serialize()))
+    extended = contract.with_engine(
+        tensorrt_version=trt.__version__, gpu=gpu_name, compute_capability=capability,
+        build=asdict(config), build_seconds=round(seconds, 1), version_compatible=config.version_compatible,
+    )
+    atomic_write_bytes(out, bytes(plan))
+    try:
+        atomic_write_bytes(plan_contract_path(out), extended.to_json().encode())
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    say(f"built {out} in {seconds:.1f} s")
+    return extended
+
+
+def read_plan_contract(plan: str | Path) -> Contract:
+    path = plan_contract_path(Path(plan))
+    if not path.is_file():
+        raise InputError(f"{plan}: no contract {path.name} beside the plan (built by tgv-deploy build?)")
+    return Contract.from_json(path.read_text())
+
+
+__all__ = ["BuildConfig", "PRECISIONS", "build_engine", "cuda_device", "import_tensorrt", "read_plan_contract"]

@@ -1,0 +1,1 @@
+"""Data: fastMRI and ISMRMRD readers, masks, noise, synthetic images (torch-free)."""

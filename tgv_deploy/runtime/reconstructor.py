@@ -1,0 +1,104 @@
+"""High-level reconstruction: centred k-space and a mask in, complex images and maps out (torch-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tgv_deploy.errors import ContractError, InputError
+from tgv_deploy.runtime.session import Session
+
+
+@dataclass
+class Reconstruction:
+    """``image (S, H, W)`` complex64 (float32 for denoising), maps ``(S, H, W)`` float32, ``mask (S, W)``."""
+
+    image: np.ndarray
+    lambda0: np.ndarray | None
+    lambda1: np.ndarray
+    mask: np.ndarray | None
+
+
+class Reconstructor:
+    """Batches slices to the session's batch size, validates, runs, and unpacks the outputs.
+
+    ``reconstruct(kspace (..., H, W) complex, mask (..., W) or (W,))`` for MRI models;
+    ``denoise(images (..., H, W) real)`` for denoising models. Leading axes are slices.
+    """
+
+    def __init__(self, session: Session, progress: Callable[[int, int], None] | None = None):
+        self.session = session
+        self.contract = session.contract
+        self.progress = progress
+
+    def _check_size(self, height: int, width: int) -> None:
+        c = self.contract
+        if c.height not in (-1, height) or c.width not in (-1, width):
+            raise ContractError(f"input matrix {height}x{width} differs from the model's contract {c.height}x{c.width}")
+
+    def reconstruct(self, kspace: np.ndarray, mask: np.ndarray) -> Reconstruction:
+        if self.contract.task != "mri":
+            raise InputError("this is a denoising model: use denoise(images), not reconstruct(kspace, mask)")
+        kspace = np.asarray(kspace)
+        if kspace.ndim < 2 or not np.iscomplexobj(kspace):
+            raise InputError(f"k-space must be complex (..., H, W), got {kspace.dtype} {kspace.shape}")
+        *lead, height, width = kspace.shape
+        kspace = kspace.reshape(-1, height, width)
+        slices = kspace.shape[0]
+        mask = np.asarray(mask)
+        if mask.shape == (width,):
+            mask = np.broadcast_to(mask, (slices, width))
+        mask = mask.reshape(-1, mask.shape[-1]) if mask.ndim >= 1 else mask
+        if mask.shape != (slices, width):
+            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {np.asarray(mask).shape}")
+        if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
+            raise InputError("mask must contain only 0 and 1")
+        if not np.isfinite(kspace).all():
+            raise InputError("k-space contains NaN or Inf")
+        self._check_size(height, width)
+        mask = mask.astype(np.float32)
+        sampled = kspace * mask[:, None, :]
+        empty = np.flatnonzero(~np.any(sampled != 0, axis=(1, 2)))
+        if empty.size:
+            raise InputError(f"slice {int(empty[0])}: all sampled k-space values are zero")
+        channels = np.stack((sampled.real, sampled.imag), axis=1).astype(np.float32)
+        outputs = self._run_batched({"kspace": channels, "mask": mask[:, None, None, :]})
+        image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
+        return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width))
+
+    def denoise(self, images: np.ndarray) -> Reconstruction:
+        if self.contract.task != "denoise":
+            raise InputError("this is an MRI model: use reconstruct(kspace, mask), not denoise(images)")
+        images = np.asarray(images)
+        if images.ndim < 2 or np.iscomplexobj(images) or images.dtype.kind != "f":
+            raise InputError(f"images must be real floating (..., H, W), got {images.dtype} {images.shape}")
+        if not np.isfinite(images).all():
+            raise InputError("images contain NaN or Inf")
+        *lead, height, width = images.shape
+        self._check_size(height, width)
+        outputs = self._run_batched({"noisy": images.reshape(-1, 1, height, width).astype(np.float32)})
+        return self._unpack(outputs["image"][:, 0].reshape(*lead, height, width), outputs["maps"], lead, None)
+
+    def _unpack(self, image, maps, lead, mask) -> Reconstruction:
+        shape = (*lead, *maps.shape[-2:])
+        if maps.shape[1] == 2:
+            return Reconstruction(image, maps[:, 0].reshape(shape), maps[:, 1].reshape(shape), mask)
+        return Reconstruction(image, None, maps[:, 0].reshape(shape), mask)
+
+    def _run_batched(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        total = next(iter(inputs.values())).shape[0]
+        batch = self.contract.batch or total
+        results: dict[str, list[np.ndarray]] = {}
+        for start in range(0, total, batch):
+            chunk = {k: v[start : start + batch] for k, v in inputs.items()}
+            count = next(iter(chunk.values())).shape[0]
+            if count < batch:  # a fixed-batch engine: repeat the last slice, drop it afterwards
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], batch - count, axis=0)]) for k, v in chunk.items()}
+            out = self.session.run({k: np.ascontiguousarray(v) for k, v in chunk.items()})
+            for name, value in out.items():
+                results.setdefault(name, []).append(value[:count])
+            if self.progress is not None:
+                self.progress(min(start + batch, total), total)
+        return {name: np.concatenate(parts) for name, parts in results.items()}

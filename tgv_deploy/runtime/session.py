@@ -1,0 +1,137 @@
+"""A runtime session: one exported model (or checkpoint), one backend, inputs checked against the contract.
+
+Torch-free: ``onnxruntime``, ``tensorrt`` and ``torch`` are imported inside their backends, and a
+missing one raises :class:`BackendUnavailableError` naming what to install. Asking for a GPU
+backend that does not end up active is an error, never a silent CPU run.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tgv_deploy.contract import Contract, TensorSpec
+from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError
+from tgv_deploy.onnx_graph import load_verified
+from tgv_deploy.registry import BUNDLED, resolve_model
+
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
+_ORT_PROVIDERS = {
+    "onnxruntime": "CPUExecutionProvider",
+    "onnxruntime-cuda": "CUDAExecutionProvider",
+    "onnxruntime-tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def backend_for(path: Path, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    suffix = path.suffix.lower()
+    natural = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt", ".pt": "torch"}.get(suffix)
+    if natural is None:
+        raise InputError(f"{path}: unknown model type {suffix!r} (expected .onnx, .plan or .pt)")
+    chosen = natural if backend == "auto" else backend
+    allowed = {"onnxruntime": {".onnx"}, "onnxruntime-cuda": {".onnx"}, "onnxruntime-tensorrt": {".onnx"},
+               "tensorrt": {".plan", ".engine"}, "torch": {".pt"}}[chosen]
+    if suffix not in allowed:
+        raise InputError(f"backend {chosen!r} cannot run a {suffix} file (it runs {', '.join(sorted(allowed))})")
+    return chosen
+
+
+class Session:
+    """Run an exported model: ``Session(path, backend="auto").run({name: array}) -> {name: array}``.
+
+    ``path`` is an ``.onnx`` file (ONNX Runtime), a ``.plan`` (TensorRT), a ``.pt`` checkpoint or a
+    bundled model name (PyTorch reference; needs torch). ``iterations`` applies to checkpoints only.
+    """
+
+    def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False):
+        path = resolve_model(str(path)) if str(path) in BUNDLED else Path(path)
+        if not path.is_file():
+            raise InputError(f"model not found: {path}")
+        self.path = path
+        self.backend = backend_for(path, backend)
+        if iterations is not None and self.backend != "torch":
+            raise InputError("--iterations applies to checkpoints only: an exported model's T is fixed by its contract")
+        if self.backend.startswith("onnxruntime"):
+            self._impl = _OrtBackend(path, self.backend, cuda_graphs)
+        elif self.backend == "tensorrt":
+            from tgv_deploy.runtime.trt_backend import TensorRTBackend
+
+            self._impl = TensorRTBackend(path)
+        else:
+            from tgv_deploy.runtime.torch_backend import TorchBackend
+
+            self._impl = TorchBackend(path, iterations)
+        self.contract: Contract = self._impl.contract
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check ``inputs`` against the contract, then run; returns every output by name."""
+        if not isinstance(inputs, dict):
+            raise ContractError(f"inputs must be a dict of name -> numpy array, got {type(inputs).__name__}")
+        self.contract.check_inputs(inputs)
+        return self._impl.run(inputs)
+
+    @property
+    def providers(self) -> list[str]:
+        return getattr(self._impl, "providers", [self.backend])
+
+    def __repr__(self) -> str:
+        return f"Session({str(self.path)!r}, backend={self.backend!r}, T={self.contract.iterations})"
+
+
+def _import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailableError("onnxruntime is not installed: pip install 'tgv-deploy[cpu]' (or [gpu] on a CUDA host)") from None
+    return ort
+
+
+class _OrtBackend:
+    def __init__(self, path: Path, backend: str, cuda_graphs: bool):
+        model, self.contract = load_verified(path)
+        ort = _import_ort()
+        wanted = _ORT_PROVIDERS[backend]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise BackendUnavailableError(
+                f"backend {backend!r} needs ONNX Runtime's {wanted}, this installation has {', '.join(available)}"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        provider_options: dict[str, Any] = {}
+        if backend == "onnxruntime-cuda" and cuda_graphs:
+            provider_options["enable_cuda_graph"] = "1"
+        providers = [(wanted, provider_options)] if backend != "onnxruntime" else [wanted]
+        try:
+            self.session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+        except Exception as exc:
+            raise BackendUnavailableError(f"ONNX Runtime could not create a {backend} session: {str(exc).splitlines()[0]}") from None
+        self.providers = self.session.get_providers()
+        # onnxruntime-gpu falls back to CPU when CUDA libraries are missing: that is an error here.
+        if self.providers[0] != wanted:
+            raise BackendUnavailableError(f"asked for {wanted} but ONNX Runtime activated {self.providers}: check the CUDA/TensorRT libraries")
+        self.outputs = [spec.name for spec in self.contract.outputs]
+        self._lock = threading.Lock() if backend != "onnxruntime" else None
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._lock is None:  # InferenceSession.run is thread-safe on CPU
+            return dict(zip(self.outputs, self.session.run(self.outputs, inputs)))
+        with self._lock:
+            return dict(zip(self.outputs, self.session.run(self.outputs, inputs)))
+
+
+def checkpoint_contract(task: str, kind: str, iterations: int, weights_sha256: str, package_version: str) -> Contract:
+    """The contract of a checkpoint run by the torch backend: any H, W and batch."""
+    channels, maps = (2, 2 if kind == "utgv" else 1) if task == "mri" else (1, 2 if kind == "utgv" else 1)
+    if task == "mri":
+        inputs = (TensorSpec("kspace", (-1, 2, -1, -1)), TensorSpec("mask", (-1, 1, 1, -1)))
+    else:
+        inputs = (TensorSpec("noisy", (-1, 1, -1, -1)),)
+    outputs = (TensorSpec("image", (-1, channels, -1, -1)), TensorSpec("maps", (-1, maps, -1, -1)))
+    return Contract(task=task, kind=kind, height=-1, width=-1, batch=None, iterations=iterations, inputs=inputs,
+                    outputs=outputs, opset=0, package_version=package_version, weights_sha256=weights_sha256, dft="fft")

@@ -1,0 +1,43 @@
+"""The PyTorch reference backend for checkpoints (needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tgv_deploy import __version__
+from tgv_deploy.contract import weights_sha256
+from tgv_deploy.errors import BackendUnavailableError
+from tgv_deploy.runtime.session import checkpoint_contract
+
+
+class TorchBackend:
+    def __init__(self, path: Path, iterations: int | None):
+        try:
+            import torch
+        except ImportError:
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install 'tgv-deploy[torch]'") from None
+        from tgv_deploy.models.checkpoint import load_checkpoint
+
+        self.torch = torch
+        checkpoint = load_checkpoint(path)
+        self.model = checkpoint.build()
+        self.iterations = checkpoint.config.iterations if iterations is None else iterations
+        if self.iterations < 1:
+            from tgv_deploy.errors import InputError
+
+            raise InputError(f"--iterations must be >= 1, got {self.iterations}")
+        state = {k: v.numpy() for k, v in checkpoint.state_dict.items()}
+        self.contract = checkpoint_contract(
+            checkpoint.config.task, checkpoint.config.kind, self.iterations, weights_sha256(state), __version__
+        )
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.no_grad():
+            if self.contract.task == "mri":
+                image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=self.iterations)
+            else:
+                image, maps = self.model(torch.from_numpy(inputs["noisy"]), iterations=self.iterations)
+        return {"image": image.numpy(), "maps": maps.numpy()}

@@ -1,0 +1,91 @@
+"""The native TensorRT backend for ``.plan`` engines (TensorRT 10.x / 11.x Python API + cuda-python).
+
+Written against the documented API without access to TensorRT (docs/tensorrt.md): UNCONFIRMED on
+real hardware. Sequence: deserialize, create an execution context, bind every I/O tensor by the
+contract's names with ``set_tensor_address``, ``execute_async_v3`` on a private stream, synchronise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tgv_deploy.errors import BackendUnavailableError, ContractError, IntegrityError
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.8
+        except ImportError:
+            raise BackendUnavailableError("the TensorRT backend needs cuda-python (pip install cuda-python)") from None
+    return cudart
+
+
+def _check(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendUnavailableError(f"CUDA runtime error {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+class TensorRTBackend:
+    def __init__(self, path: Path):
+        from tgv_deploy.export.trt_build import cuda_device, import_tensorrt, read_plan_contract
+
+        self.contract = read_plan_contract(path)
+        trt = import_tensorrt()
+        gpu, capability = cuda_device()
+        built_on = self.contract.engine
+        if built_on.get("tensorrt_version") and built_on["tensorrt_version"] != trt.__version__ and not built_on.get("version_compatible"):
+            raise ContractError(f"{path} was built with TensorRT {built_on['tensorrt_version']}, this is {trt.__version__}")
+        if built_on.get("compute_capability") and built_on["compute_capability"] != capability:
+            raise ContractError(f"{path} was built for compute capability {built_on['compute_capability']}, this GPU ({gpu}) is {capability}")
+        self.cudart = _cudart()
+        self.trt = trt
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        if built_on.get("version_compatible"):
+            self.runtime.engine_host_code_allowed = True
+        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise IntegrityError(f"{path}: TensorRT could not deserialize the engine")
+        names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
+        expected = {s.name for s in (*self.contract.inputs, *self.contract.outputs)}
+        if names != expected:
+            raise ContractError(f"{path}: engine tensors {sorted(names)} differ from the contract's {sorted(expected)}")
+        self.context = self.engine.create_execution_context()
+        self.stream = _check(self.cudart.cudaStreamCreate())
+        self.providers = ["TensorRT " + trt.__version__]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart, ctx = self.cudart, self.context
+        buffers = []
+        try:
+            for spec in self.contract.inputs:
+                array = np.ascontiguousarray(inputs[spec.name])
+                ctx.set_input_shape(spec.name, array.shape)
+                ptr = _check(cudart.cudaMalloc(array.nbytes))
+                buffers.append(ptr)
+                _check(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
+                ctx.set_tensor_address(spec.name, int(ptr))
+            outputs = {}
+            for spec in self.contract.outputs:
+                shape = tuple(ctx.get_tensor_shape(spec.name))
+                outputs[spec.name] = np.empty(shape, dtype=np.float32)
+                ptr = _check(cudart.cudaMalloc(outputs[spec.name].nbytes))
+                buffers.append(ptr)
+                ctx.set_tensor_address(spec.name, int(ptr))
+            if not ctx.execute_async_v3(stream_handle=int(self.stream)):
+                raise BackendUnavailableError("TensorRT execute_async_v3 failed")
+            for spec, ptr in zip(self.contract.outputs, buffers[len(self.contract.inputs):]):
+                out = outputs[spec.name]
+                _check(cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+            _check(cudart.cudaStreamSynchronize(self.stream))
+            return outputs
+        finally:
+            for ptr in buffers:
+                cudart.cudaFree(ptr)

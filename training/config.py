@@ -1,0 +1,92 @@
+"""Training configuration: a typed, frozen dataclass read from TOML."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tgv_deploy.errors import InputError
+from tgv_deploy.models.config import ModelConfig, UNetConfig, unet_preset
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where slices come from and how they are corrupted on the fly."""
+
+    source: str = "synthetic"  # "synthetic" or a directory of fastMRI files (fully sampled k-space)
+    height: int = 128
+    width: int = 128
+    train_size: int = 4096  # synthetic slices per epoch
+    val_size: int = 16
+    accelerations: tuple[int, int] = (4, 8)  # R ~ U{lo..hi} (MRI)
+    sigma_range: tuple[float, float] = (0.0, 0.2)  # noise level ~ U[lo, hi]
+    mask_types: tuple[str, ...] = ("equispaced", "random", "gaussian")
+    val_acceleration: int = 4
+    val_sigma: float = 0.05
+    val_mask: str = "equispaced"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train_iterations: int | None = None  # T during training; None = model.iterations
+    steps: int = 1000
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    val_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    activation_checkpointing: int = 0  # keep every k-th PDHG state for backward; 0 = off
+
+    @property
+    def iterations(self) -> int:
+        return self.train_iterations or self.model.iterations
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    data = dict(data)
+    model = dict(data.pop("model", {}))
+    unet = model.pop("unet", "small")
+    unet_config = unet_preset(unet) if isinstance(unet, str) else _build(UNetConfig, unet, f"{where} [model.unet]")
+    model_config = _build(ModelConfig, {**model, "unet": unet_config}, f"{where} [model]")
+    data_config = _build(DataConfig, data.pop("data", {}), f"{where} [data]")
+    return _build(TrainConfig, {**data, "model": model_config, "data": data_config}, where)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"training config not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: invalid TOML ({exc})") from None
+    return config_from_dict(data, str(path))

@@ -1,0 +1,97 @@
+"""Training slices and their on-the-fly corruption (undersampling and noise) for MRI and denoising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tgv_deploy.data.fastmri import read_fastmri
+from tgv_deploy.data.masks import default_center_fraction, make_mask
+from tgv_deploy.data.noise import add_image_noise, add_kspace_noise
+from tgv_deploy.data.synthetic import synthetic_image
+from tgv_deploy.errors import InputError
+
+
+def fft2c(image: np.ndarray) -> np.ndarray:
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def ifft2c(kspace: np.ndarray) -> np.ndarray:
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def _normalise(image: np.ndarray) -> np.ndarray:
+    peak = np.abs(image).max()
+    return (image / peak if peak > 0 else image).astype(np.complex64)
+
+
+class SyntheticSlices:
+    """Ground-truth complex images ``(H, W)`` with max magnitude 1, generated from ``(seed, index)``."""
+
+    def __init__(self, height: int, width: int, seed: int):
+        self.height, self.width, self.seed = height, width, seed
+
+    def __call__(self, index: int) -> np.ndarray:
+        return synthetic_image(np.random.default_rng([self.seed, index]), self.height, self.width)
+
+
+class FileSlices:
+    """Fully sampled single-coil fastMRI files: each slice's ``F^H k`` centre-cropped to ``(H, W)``."""
+
+    def __init__(self, directory: str | Path, height: int, width: int):
+        files = sorted(Path(directory).glob("*.h5"))
+        if not files:
+            raise InputError(f"no .h5 files in training data directory {directory}")
+        self.images = []
+        for path in files:
+            volume = read_fastmri(path)
+            if volume.multicoil:
+                raise InputError(f"{path}: multi-coil training data is not supported yet")
+            if volume.mask is not None:
+                raise InputError(f"{path}: training needs fully sampled k-space, this file has a mask")
+            for kspace in volume.kspace:
+                image = ifft2c(kspace)
+                h, w = image.shape
+                if h < height or w < width:
+                    raise InputError(f"{path}: slices are {h}x{w}, smaller than the training size {height}x{width}")
+                top, left = (h - height) // 2, (w - width) // 2
+                self.images.append(_normalise(image[top : top + height, left : left + width]))
+
+    def __call__(self, index: int) -> np.ndarray:
+        return self.images[index % len(self.images)]
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """How one training sample is corrupted: fixed values or ranges drawn per sample."""
+
+    task: str
+    accelerations: tuple[int, int]
+    sigma_range: tuple[float, float]
+    mask_types: tuple[str, ...]
+
+    def sample(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Returns ``(f, mask, target)`` in model layout: MRI ``(2, H, W)``, ``(1, 1, W)``, ``(2, H, W)``;
+        denoising ``(1, H, W)``, ``None``, ``(1, H, W)``."""
+        sigma = rng.uniform(*self.sigma_range)
+        if self.task == "denoise":
+            target = np.abs(image).astype(np.float32)
+            return add_image_noise(target, sigma, rng)[None], None, target[None]
+        acceleration = int(rng.integers(self.accelerations[0], self.accelerations[1] + 1))
+        kind = self.mask_types[int(rng.integers(len(self.mask_types)))]
+        mask = make_mask(kind, default_center_fraction(acceleration), acceleration)(image.shape[-1], seed=int(rng.integers(2**31)))
+        kspace = add_kspace_noise(fft2c(image), mask, sigma, rng)
+        channels = lambda z: np.stack((z.real, z.imag)).astype(np.float32)  # noqa: E731
+        return channels(kspace), mask[None, None], channels(image)
+
+
+def make_batch(source, corruption: Corruption, indices: list[int], rng: np.random.Generator, device: str = "cpu"):
+    """Stack corrupted samples into tensors ``f (B, C, H, W)``, ``mask (B, 1, 1, W) | None``, ``target (B, C, H, W)``."""
+    samples = [corruption.sample(source(i), rng) for i in indices]
+    f = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
+    mask = None if samples[0][1] is None else torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
+    target = torch.from_numpy(np.stack([s[2] for s in samples])).to(device)
+    return f, mask, target

@@ -1,0 +1,167 @@
+"""The training loop: MSE, AdamW, warm-up then cosine, gradient clipping, validation, resume, DDP.
+
+Launch on one device with ``tgv-deploy train CONFIG``, on several with
+``torchrun --nproc-per-node N -m tgv_deploy.training CONFIG`` (PyTorch DDP; gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from tgv_deploy.errors import BackendUnavailableError, InputError, IntegrityError
+from tgv_deploy.io_utils import atomic_output
+from tgv_deploy.layout import magnitude
+from tgv_deploy.metrics import psnr, ssim
+from tgv_deploy.models.checkpoint import save_checkpoint
+from tgv_deploy.models.utgv import build_model
+from tgv_deploy.training.config import TrainConfig
+from tgv_deploy.training.data import Corruption, FileSlices, SyntheticSlices, make_batch
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.pt"
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0.05 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("TGV_DDP_BACKEND", "") != "gloo" else "gloo"
+        dist.init_process_group(backend=backend)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _device(name: str, rank: int) -> str:
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError("the config asks for device 'cuda' but no CUDA GPU is available")
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
+    if name != "cpu":
+        raise InputError(f"device must be 'cpu' or 'cuda', got {name!r}")
+    return "cpu"
+
+
+def _source(config: TrainConfig, seed: int):
+    data = config.data
+    if data.source == "synthetic":
+        return SyntheticSlices(data.height, data.width, seed)
+    return FileSlices(data.source, data.height, data.width)
+
+
+@torch.no_grad()
+def validate(model, batch, iterations: int) -> dict[str, float]:
+    """Mean PSNR and SSIM of magnitudes on a fixed validation batch."""
+    f, mask, target = batch
+    x, _ = model(f, mask, iterations=iterations)
+    recon, truth = magnitude(x).cpu().numpy(), magnitude(target).cpu().numpy()
+    return {
+        "psnr": float(np.mean([psnr(t, r) for t, r in zip(truth, recon)])),
+        "ssim": float(np.mean([ssim(t, r) for t, r in zip(truth, recon)])),
+    }
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train, writing ``out_dir/model.pt`` (the checkpoint) and ``out_dir/state.pt`` (for resume)."""
+    rank, world = _distributed()
+    device = _device(config.device, rank)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = build_model(config.model).to(device)
+    model.checkpoint_every = config.activation_checkpointing or None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps))
+    start, elapsed, history = 0, 0.0, []
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.is_file():
+        try:
+            state = torch.load(state_path, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start, elapsed, history = int(state["step"]), float(state["elapsed"]), list(state["history"])
+        except Exception as exc:
+            raise IntegrityError(f"{state_path}: cannot resume ({type(exc).__name__})") from None
+        log(f"resumed at step {start}")
+    trained = model
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None)
+
+    data = config.data
+    source = _source(config, config.seed)
+    corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types)
+    val_source = _source(config, config.seed + 10_000)
+    val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
+    val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
+    iterations = config.iterations
+    log(
+        f"training {config.model.kind}/{config.model.task} T={iterations} on {device} x{world}, "
+        f"{sum(p.numel() for p in model.parameters())} parameters, {config.steps} steps of batch {config.batch_size}"
+    )
+
+    def save(step: int, metrics: dict[str, float]) -> None:
+        meta = {
+            "steps": step, "seed": config.seed, "height": data.height, "width": data.width,
+            "train_iterations": iterations, "train_seconds": round(elapsed, 1), "world_size": world,
+            "device": device, "machine": f"{platform.machine()} {os.cpu_count()} cpus {platform.system()}",
+            "torch": torch.__version__, "validation": metrics, "history": history, "config": config.to_dict(),
+        }
+        save_checkpoint(out_dir / MODEL_FILE, model, meta)
+        payload = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "elapsed": elapsed, "history": history,
+        }
+        with atomic_output(state_path) as tmp:
+            torch.save(payload, tmp)
+
+    metrics: dict[str, float] = {}
+    step = start
+    for step in range(start, config.steps):
+        tick = time.perf_counter()
+        rng = np.random.default_rng([config.seed, step, rank])
+        indices = [int(i) for i in rng.integers(0, data.train_size, config.batch_size)]
+        f, mask, target = make_batch(source, corruption, indices, rng, device)
+        model.train()
+        x, _ = trained(f, mask, iterations=iterations)
+        loss = torch.nn.functional.mse_loss(x, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        elapsed += time.perf_counter() - tick
+        done = step + 1
+        if rank == 0 and (done % 10 == 0 or done == config.steps):
+            rate = elapsed / max(1, done - start) if start else elapsed / done
+            eta = rate * (config.steps - done)
+            log(f"step {done}/{config.steps} loss {loss.item():.3e} lr {scheduler.get_last_lr()[0]:.2e} {rate:.2f} s/step eta {eta / 60:.1f} min")
+        if rank == 0 and (done % config.val_every == 0 or done == config.steps):
+            model.eval()
+            metrics = validate(model, val_batch, iterations)
+            history.append({"step": done, "loss": float(loss.item()), **metrics})
+            log(f"validation at step {done}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
+        if rank == 0 and (done % config.checkpoint_every == 0 or done == config.steps):
+            save(done, metrics)
+    if start >= config.steps and rank == 0:
+        log(f"nothing to do: already trained for {start} steps")
+    if dist.is_initialized():
+        dist.barrier()
+    return out_dir / MODEL_FILE
