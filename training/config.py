@@ -38,6 +38,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train_iterations: int | None = None  # T during training; None = model.iterations
+    # curriculum over T: ((first_step, T), ...) overrides train_iterations from each first_step on
+    iterations_schedule: tuple[tuple[int, int], ...] = ()
     steps: int = 1000
     batch_size: int = 4
     learning_rate: float = 1e-3
@@ -51,12 +53,20 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     activation_checkpointing: int = 0  # keep every k-th PDHG state for backward; 0 = off
 
-    @property
-    def iterations(self) -> int:
-        return self.train_iterations or self.model.iterations
+    def iterations_at(self, step: int) -> int:
+        """Training T at ``step`` (0-based)."""
+        iterations = self.train_iterations or self.model.iterations
+        for first_step, value in sorted(self.iterations_schedule):
+            if step >= first_step:
+                iterations = value
+        return iterations
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _tuples(value):
+    return tuple(_tuples(v) if isinstance(v, list) else v for v in value)
 
 
 def _build(cls, data: dict[str, Any], where: str):
@@ -64,7 +74,7 @@ def _build(cls, data: dict[str, Any], where: str):
     unknown = set(data) - known
     if unknown:
         raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    values = {k: _tuples(v) if isinstance(v, list) else v for k, v in data.items()}
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

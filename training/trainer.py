@@ -111,18 +111,17 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
-    iterations = config.iterations
     log(
-        f"training {config.model.kind}/{config.model.task} T={iterations} on {device} x{world}, "
+        f"training {config.model.kind}/{config.model.task} T={config.iterations_at(start)} on {device} x{world}, "
         f"{sum(p.numel() for p in model.parameters())} parameters, {config.steps} steps of batch {config.batch_size}"
     )
 
     def save(step: int, metrics: dict[str, float]) -> None:
         meta = {
             "steps": step, "seed": config.seed, "height": data.height, "width": data.width,
-            "train_iterations": iterations, "train_seconds": round(elapsed, 1), "world_size": world,
+            "train_iterations": config.iterations_at(step - 1), "train_seconds": round(elapsed, 1), "world_size": world,
             "device": device, "machine": f"{platform.machine()} {os.cpu_count()} cpus {platform.system()}",
-            "torch": torch.__version__, "validation": metrics, "history": history, "config": config.to_dict(),
+            "torch": str(torch.__version__), "validation": metrics, "history": history, "config": config.to_dict(),
         }
         save_checkpoint(out_dir / MODEL_FILE, model, meta)
         payload = {
@@ -140,6 +139,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         indices = [int(i) for i in rng.integers(0, data.train_size, config.batch_size)]
         f, mask, target = make_batch(source, corruption, indices, rng, device)
         model.train()
+        iterations = config.iterations_at(step)
         x, _ = trained(f, mask, iterations=iterations)
         loss = torch.nn.functional.mse_loss(x, target)
         optimizer.zero_grad(set_to_none=True)
@@ -155,7 +155,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
             log(f"step {done}/{config.steps} loss {loss.item():.3e} lr {scheduler.get_last_lr()[0]:.2e} {rate:.2f} s/step eta {eta / 60:.1f} min")
         if rank == 0 and (done % config.val_every == 0 or done == config.steps):
             model.eval()
-            metrics = validate(model, val_batch, iterations)
+            metrics = validate(model, val_batch, config.model.iterations)
             history.append({"step": done, "loss": float(loss.item()), **metrics})
             log(f"validation at step {done}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
         if rank == 0 and (done % config.checkpoint_every == 0 or done == config.steps):
@@ -163,5 +163,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     if start >= config.steps and rank == 0:
         log(f"nothing to do: already trained for {start} steps")
     if dist.is_initialized():
+        flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if rank == 0:
+            log(f"replicas agree: max parameter difference across {world} ranks {spread:.1e}")
         dist.barrier()
     return out_dir / MODEL_FILE

@@ -6,6 +6,7 @@ Only plain containers, numbers, strings and tensors are stored, so loading uses
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -38,6 +39,14 @@ class Checkpoint:
         return model.eval()
 
 
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: dict[str, Any] | None = None) -> None:
     """Write ``model`` (a :class:`UTGV` or :class:`UTV`) with its config and training metadata."""
     payload = {
@@ -45,7 +54,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: d
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "training": dict(training or {}),
+        # a JSON round trip keeps the metadata to plain containers, numbers and strings, which is
+        # what torch.load(weights_only=True) accepts (a TorchVersion or numpy scalar would not be)
+        "training": json.loads(json.dumps(training or {}, default=_plain)),
     }
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)

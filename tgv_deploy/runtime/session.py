@@ -16,7 +16,7 @@ import numpy as np
 from tgv_deploy.contract import Contract, TensorSpec
 from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError
 from tgv_deploy.onnx_graph import load_verified
-from tgv_deploy.registry import BUNDLED, resolve_model
+from tgv_deploy.registry import resolve_model
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch")
 _ORT_PROVIDERS = {
@@ -49,9 +49,7 @@ class Session:
     """
 
     def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False):
-        path = resolve_model(str(path)) if str(path) in BUNDLED else Path(path)
-        if not path.is_file():
-            raise InputError(f"model not found: {path}")
+        path = resolve_model(str(path))
         self.path = path
         self.backend = backend_for(path, backend)
         if iterations is not None and self.backend != "torch":

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from tgv_deploy.models import ModelConfig, UNetConfig, build_model, save_checkpoint
+
+TINY_UNET = UNetConfig(depth=2, base_channels=4)
+
+
+def make_checkpoint(path, kind="utgv", task="mri", iterations=8, height=32, width=24, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY_UNET, iterations=iterations))
+    with torch.no_grad():
+        model.log_step.fill_(0.1)
+    save_checkpoint(path, model, {"height": height, "width": width})
+    return path
+
+
+@pytest.fixture(scope="session")
+def mri_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "utgv.pt")
+
+
+@pytest.fixture(scope="session")
+def mri_onnx(tmp_path_factory, mri_checkpoint):
+    from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
+    from tgv_deploy.models import load_checkpoint
+
+    out = tmp_path_factory.mktemp("onnx") / "utgv.onnx"
+    write_export(build_graph(load_checkpoint(mri_checkpoint), ExportConfig()), out)
+    return out

@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import make_checkpoint
+from tgv_deploy.contract import Contract
+from tgv_deploy.export.exporter import ExportConfig, ParityError, build_graph, example_inputs, torch_reference, write_export
+from tgv_deploy.export.trt_check import check_model
+from tgv_deploy.models import load_checkpoint
+from tgv_deploy.onnx_graph import get_contract, graph_sha256, load_verified
+
+ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) is needed to run exported graphs")
+
+
+def _run(model, inputs):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["image", "maps"], inputs)
+
+
+@pytest.mark.parametrize("kind, task", [("utgv", "mri"), ("utv", "mri"), ("utgv", "denoise"), ("utv", "denoise")])
+def test_export_matches_pytorch_and_stays_lean(tmp_path, kind, task):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=12, height=30, width=21))
+    result = build_graph(ckpt, ExportConfig())
+    assert result.parity is not None and result.parity < 1e-5
+    inputs = example_inputs(task, 1, 30, 21, seed=7)
+    image, maps = _run(result.model, inputs)
+    ref_image, ref_maps = torch_reference(ckpt, inputs, 12)
+    assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
+    assert np.linalg.norm(maps - ref_maps) / np.linalg.norm(ref_maps) < 1e-5
+    assert result.nodes_per_iteration <= 40
+    assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []
+
+
+def test_graph_grows_linearly_and_shares_constants(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24))
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False)).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False)).model
+    per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
+    assert per_iteration <= 40
+    assert len(large.graph.initializer) == len(small.graph.initializer)
+    big = [i for i in large.graph.initializer if list(i.dims) in ([64, 64], [48, 48])]
+    # forward rows, adjoint rows, forward columns, adjoint columns: each stored once
+    assert len(big) == 4
+    for model in (small, large):
+        for value in [*model.graph.input, *model.graph.output]:
+            assert value.type.tensor_type.elem_type == TensorProto.FLOAT
+        assert all(n.op_type != "DFT" for n in model.graph.node)
+        assert all(i.data_type in (TensorProto.FLOAT, TensorProto.INT64) for i in model.graph.initializer)
+
+
+def test_contract_in_metadata_and_sidecar(tmp_path, mri_checkpoint):
+    result = build_graph(load_checkpoint(mri_checkpoint), ExportConfig(iterations=5))
+    onnx_path, json_path = write_export(result, tmp_path / "m.onnx")
+    model, contract = load_verified(onnx_path)
+    assert contract == Contract.from_json(json_path.read_text()) == result.contract
+    assert contract.iterations == 5 and (contract.height, contract.width) == (32, 24) and contract.batch == 1
+    assert [s.name for s in contract.inputs] == ["kspace", "mask"] and contract.dft == "matrix"
+    assert contract.graph_sha256 == graph_sha256(model) and len(contract.weights_sha256) == 64
+    assert get_contract(onnx.load(str(onnx_path))).task == "mri"
+    data = json.loads(json_path.read_text())
+    assert data["kspace_convention"].startswith("centred") and data["opset"] == 17
+
+
+def test_dynamic_batch(tmp_path, mri_checkpoint):
+    ckpt = load_checkpoint(mri_checkpoint)
+    result = build_graph(ckpt, ExportConfig(iterations=6, batch=None))
+    assert result.contract.batch is None and result.contract.inputs[0].shape[0] == -1
+    for batch in (1, 3):
+        inputs = example_inputs("mri", batch, 32, 24, seed=batch)
+        image, _ = _run(result.model, inputs)
+        ref, _ = torch_reference(ckpt, inputs, 6)
+        assert image.shape == (batch, 2, 32, 24)
+        assert np.linalg.norm(image - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_parity_failure_is_reported(tmp_path, mri_checkpoint, monkeypatch):
+    import tgv_deploy.export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "PARITY_TOLERANCE", 1e-12)
+    with pytest.raises(ParityError, match="relative L2"):
+        build_graph(load_checkpoint(mri_checkpoint), ExportConfig(iterations=3))
+
+
+def _graph(nodes, inputs, outputs, initializers=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_trt_checker_finds_violations():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    c = helper.make_tensor_value_info("c", TensorProto.COMPLEX64, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    axes = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
+    model = _graph(
+        [
+            helper.make_node("DFT", ["x"], ["d"], name="dft"),
+            helper.make_node("Slice", ["x", "s", "e", "axes"], ["sl"], name="slice"),
+            helper.make_node("StringNormalizer", ["x"], ["sn"], name="strings"),
+            helper.make_node("Resize", ["x", "", "sc"], ["r"], name="resize", mode="cubic", antialias=1),
+            helper.make_node("Identity", ["x"], ["y"], name="id"),
+        ],
+        [x, c, axes],
+        [y],
+        [helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [2])],
+        opset=26,
+    )
+    problems = [str(v) for v in check_model(model, 10)]
+    text = "\n".join(problems)
+    for expected in ("opset 26", "DFT", "axes", "StringNormalizer", "cubic", "antialias", "complex64"):
+        assert expected in text, (expected, text)
+    eleven = "\n".join(str(v) for v in check_model(model, 11, allow_dft=True))
+    assert "dft (DFT)" not in eleven and "StringNormalizer" in eleven
+    with pytest.raises(ValueError):
+        check_model(model, 9)
