@@ -21,7 +21,8 @@ import torch
 from onnx import TensorProto, helper
 
 from tgv_deploy import __version__
-from tgv_deploy.contract import METADATA_KEY, Contract, TensorSpec, weights_sha256
+from tgv_deploy.contract import Contract, TensorSpec, weights_sha256
+from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
@@ -114,30 +115,6 @@ def _trace_prologue(model: torch.nn.Module, example: tuple[torch.Tensor, ...], n
             do_constant_folding=True,
         )
     return onnx.load_from_string(buffer.getvalue())
-
-
-def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:height, :width] / max(height, width)
-    images = []
-    for b in range(batch):
-        cy, cx = 0.5 + 0.1 * rng.standard_normal(2)
-        disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.12).astype(float)
-        image = 0.2 + 0.6 * disc + 0.3 * xx * (yy > 0.4) + 0.2 * ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.02)
-        images.append(image * np.exp(1j * (1.5 * xx - yy + b)))
-    images = np.stack(images)
-    if task == "denoise":
-        noisy = np.abs(images) + 0.05 * rng.standard_normal(images.shape)
-        return {"noisy": noisy[:, None].astype(np.float32)}
-    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-    k = k + 0.05 * np.abs(k).std() * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
-    mask = np.zeros((batch, 1, 1, width), dtype=np.float32)
-    mask[..., ::4] = 1
-    centre = max(1, round(0.08 * width))
-    mask[..., (width - centre) // 2 : (width - centre) // 2 + centre] = 1
-    kspace = np.stack((k.real, k.imag), axis=1) * mask
-    return {"kspace": kspace.astype(np.float32), "mask": mask}
 
 
 def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:

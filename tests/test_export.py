@@ -7,7 +7,8 @@ from onnx import TensorProto, helper
 
 from conftest import make_checkpoint
 from tgv_deploy.contract import Contract
-from tgv_deploy.export.exporter import ExportConfig, ParityError, build_graph, example_inputs, torch_reference, write_export
+from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.export.exporter import ExportConfig, ParityError, build_graph, torch_reference, write_export
 from tgv_deploy.export.trt_check import check_model
 from tgv_deploy.models import load_checkpoint
 from tgv_deploy.onnx_graph import get_contract, graph_sha256, load_verified

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError, IntegrityError
-from tgv_deploy.export.exporter import example_inputs
+from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.runtime import Reconstructor, Session
 
 pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) is needed for the runtime tests")

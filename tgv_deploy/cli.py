@@ -282,6 +282,70 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
     click.echo(f"wrote {output} ({slices} slices {height}x{width}{'' if mask is None else f', R={acceleration}, sigma={sigma}'})")
 
 
+@cli.command("bench")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--backend", default="auto", show_default=True, help="Backend for every model (default: by extension).")
+@click.option("--iterations", "-T", type=int, help="T for checkpoints (must equal the T of exported models).")
+@click.option("--height", type=int, help="Matrix rows (default: from an exported model's contract).")
+@click.option("--width", type=int, help="Matrix columns.")
+@click.option("--batch", default=1, show_default=True, type=int)
+@click.option("--runs", default=10, show_default=True, type=int)
+@click.option("--warmup", default=2, show_default=True, type=int)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path) -> None:
+    """Time MODELS (bundled names, .pt, .onnx, .plan) on the same inputs, interleaved after warm-up.
+
+    Reports p50/p90/p99/mean latency, throughput and peak memory, and each row's p50 ratio to the
+    torch eager row of the same run.
+    """
+    import json
+
+    from tgv_deploy.bench import bench, rows_to_json, rows_to_markdown
+    from tgv_deploy.io_utils import atomic_write_bytes
+
+    rows = bench(list(models), backend, iterations, height, width, batch, runs, warmup, progress=_echo)
+    click.echo(rows_to_markdown(rows))
+    if json_path:
+        command = "tgv-deploy " + " ".join(sys.argv[1:])
+        atomic_write_bytes(json_path, json.dumps(rows_to_json(rows, command), indent=2).encode())
+        click.echo(f"wrote {json_path}")
+
+
+@cli.command("evaluate")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--synthetic", default=0, show_default=True, type=int, help="Add N synthetic test images (never used in training).")
+@click.option("--size", default=128, show_default=True, type=int, help="Size of the synthetic test images.")
+@click.option("--setting", "settings", multiple=True, default=["4,0.05"], show_default=True,
+              help="R,sigma pairs for fully sampled inputs (repeatable).")
+@click.option("--utgv", default="utgv-mri", show_default=True, help="U-TGV checkpoint or bundled name ('none' to skip).")
+@click.option("--utv", default="utv-mri", show_default=True, help="U-TV checkpoint or bundled name ('none' to skip).")
+@click.option("--baseline-iterations", default=256, show_default=True, type=int, help="T of the scalar TV/TGV searches.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for tables and figures.")
+def evaluate_command(files, synthetic, size, settings, utgv, utv, baseline_iterations, out_dir) -> None:
+    """Compare zero-filled, best scalar TV, best scalar TGV, U-TV and U-TGV (PSNR, SSIM).
+
+    Writes results.csv, results.md and PNG figures (reconstructions, error maps, Lambda0/Lambda1
+    maps and a Lambda1 line profile across an edge).
+    """
+    from pathlib import Path
+
+    from tgv_deploy.errors import InputError
+    from tgv_deploy.evaluate import run_evaluation
+
+    parsed = []
+    for text in settings:
+        try:
+            r, s = (float(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(f"--setting must be R,sigma (e.g. 4,0.05), got {text!r}") from None
+        parsed.append((r, s))
+    none = lambda v: None if v.lower() == "none" else v  # noqa: E731
+    outcomes = run_evaluation([Path(f) for f in files], synthetic, (size, size), parsed, none(utgv), none(utv), Path(out_dir),
+                              baseline_iterations, say=_echo)
+    click.echo((Path(out_dir) / "results.md").read_text())
+    click.echo(f"evaluated {len(outcomes)} slices; wrote {out_dir}/results.csv, results.md and figures")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group and turns user errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

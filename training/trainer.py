@@ -101,6 +101,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         except Exception as exc:
             raise IntegrityError(f"{state_path}: cannot resume ({type(exc).__name__})") from None
         log(f"resumed at step {start}")
+    resumed_elapsed = elapsed
     trained = model
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None)
@@ -150,7 +151,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         elapsed += time.perf_counter() - tick
         done = step + 1
         if rank == 0 and (done % 10 == 0 or done == config.steps):
-            rate = elapsed / max(1, done - start) if start else elapsed / done
+            rate = (elapsed - resumed_elapsed) / (done - start)
             eta = rate * (config.steps - done)
             log(f"step {done}/{config.steps} loss {loss.item():.3e} lr {scheduler.get_last_lr()[0]:.2e} {rate:.2f} s/step eta {eta / 60:.1f} min")
         if rank == 0 and (done % config.val_every == 0 or done == config.steps):
