@@ -116,3 +116,25 @@ def test_trt_checker_finds_violations():
     assert "dft (DFT)" not in eleven and "StringNormalizer" in eleven
     with pytest.raises(ValueError):
         check_model(model, 9)
+
+
+@pytest.mark.parametrize("batch", [1, None])
+def test_triton_repository_parses_with_tritons_own_protobuf(tmp_path, mri_checkpoint, batch):
+    model_config = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (dev extra) not installed")
+    from google.protobuf import text_format
+
+    from tgv_deploy.export.triton import write_triton_repo
+
+    result = build_graph(load_checkpoint(mri_checkpoint), ExportConfig(iterations=3, batch=batch, verify=False))
+    onnx_path, _ = write_export(result, tmp_path / "m.onnx")
+    write_triton_repo(tmp_path / "repo", onnx_path, result.contract, "utgv")
+    for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
+        text = (tmp_path / "repo" / f"utgv_{suffix}" / "config.pbtxt").read_text()
+        config = text_format.Parse(text, model_config.ModelConfig())
+        assert config.platform == platform and config.name == f"utgv_{suffix}"
+        assert [i.name for i in config.input] == ["kspace", "mask"] and [o.name for o in config.output] == ["image", "maps"]
+        expected = [1, 2, 32, 24] if batch == 1 else [2, 32, 24]
+        assert list(config.input[0].dims) == expected
+        assert config.max_batch_size == (0 if batch == 1 else 8)
+        assert config.input[0].data_type == model_config.TYPE_FP32
+    assert (tmp_path / "repo" / "utgv_onnx" / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()

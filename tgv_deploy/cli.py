@@ -70,8 +70,9 @@ def models_command(as_json: bool) -> None:
 @click.option("--batch", default="1", show_default=True, help="Fixed batch size, or 'dynamic'.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
+@click.option("--triton-repo", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_command(checkpoint, output, iterations, height, width, batch, opset, no_verify, as_json) -> None:
+def export_command(checkpoint, output, iterations, height, width, batch, opset, no_verify, triton_repo, as_json) -> None:
     """Export CHECKPOINT (a .pt file or bundled name) to one ONNX graph: U-Net + T iterations.
 
     Writes OUT.onnx and OUT.json (the contract, also stored in the ONNX metadata). By default
@@ -102,6 +103,10 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
+    if triton_repo:
+        from tgv_deploy.export.triton import write_triton_repo
+
+        write_triton_repo(triton_repo, onnx_path, result.contract, onnx_path.stem.replace("-", "_"))
     report = {
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,

@@ -1,0 +1,158 @@
+"""CPU benchmark harness: export time and graph size against T, latency sweeps, and the matmul floor.
+
+    python benchmarks/cpu_suite.py [--model utgv-mri] [--quick] [--out benchmarks/results/cpu]
+
+Writes ``cpu.json``, ``cpu.md`` and ``cpu_latency.png`` with the machine description and the exact
+command. Latency rows compare ONNX Runtime with torch eager (native FFT) in one process,
+interleaved (see ``tgv_deploy.bench``). The floor: the FLOPs of one iteration's dense DFT
+products against this machine's measured matmul rate, and the bytes of its element-wise work
+against the measured memory bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tgv_deploy.bench import bench, machine_description, rows_to_markdown
+from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
+from tgv_deploy.models.checkpoint import load_checkpoint
+from tgv_deploy.registry import resolve_model
+
+
+def measure_matmul_gflops(n: int, batch: int, repeats: int = 20) -> float:
+    """float32 batched (2n x 2n) @ (2n x n) products through ONNX Runtime, as the DFT runs them."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    left = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2 * n, 2 * n)).astype(np.float32), "L")
+    graph = helper.make_graph([helper.make_node("MatMul", ["L", "x"], ["y"])], "mm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 2 * n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2 * n, n])], [left])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((batch, 2 * n, n)).astype(np.float32)
+    for _ in range(3):
+        session.run(None, {"x": x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {"x": x})
+        times.append(time.perf_counter() - start)
+    flops = 2 * batch * (2 * n) ** 2 * n
+    return flops / np.median(times) / 1e9
+
+
+def measure_bandwidth_gbs(megabytes: int = 256) -> float:
+    a = np.ones(megabytes * 1024 * 1024 // 4, dtype=np.float32)
+    b = np.empty_like(a)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        np.copyto(b, a)
+        times.append(time.perf_counter() - start)
+    return 2 * a.nbytes / np.median(times) / 1e9
+
+
+def dft_flops_per_iteration(height: int, width: int, batch: int) -> float:
+    """Two 2D DFTs per iteration, each a (2H x 2H)(2H x W) and a (H x 2W)(2W x 2W) product."""
+    one = 2 * (2 * height) ** 2 * width + 2 * height * (2 * width) ** 2
+    return 2 * one * batch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="CPU benchmark harness")
+    parser.add_argument("--model", default="utgv-mri")
+    parser.add_argument("--quick", action="store_true", help="Fewer sizes and runs (minutes, not tens of minutes).")
+    parser.add_argument("--out", default="benchmarks/results/cpu", type=Path)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(resolve_model(args.model))
+    report: dict[str, object] = {"machine": machine_description(), "command": "python " + " ".join(sys.argv), "model": args.model}
+
+    exports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for T in (32, 64, 128, 256):
+            start = time.perf_counter()
+            result = build_graph(ckpt, ExportConfig(iterations=T, height=320, width=320, verify=True))
+            path, _ = write_export(result, Path(tmp) / f"m{T}.onnx")
+            seconds = time.perf_counter() - start
+            exports.append({"T": T, "size": "320x320", "seconds_with_verification": round(seconds, 2), "nodes": len(result.model.graph.node),
+                            "nodes_per_iteration": round(result.nodes_per_iteration, 2), "bytes": path.stat().st_size, "parity": result.parity})
+            print(f"export T={T}: {seconds:.1f} s, {len(result.model.graph.node)} nodes", flush=True)
+        report["export"] = exports
+
+        sizes = [(256, 256), (320, 320)] if args.quick else [(256, 256), (320, 320), (368, 640)]
+        iterations = [64, 256] if args.quick else [32, 64, 128, 256]
+        batches = [1] if args.quick else [1, 4]
+        runs = 3 if args.quick else 5
+        latency = []
+        for h, w in sizes:
+            for T in iterations:
+                for b in batches:
+                    onnx_path = Path(tmp) / f"lat_{h}_{w}_{T}_{b}.onnx"
+                    write_export(build_graph(ckpt, ExportConfig(iterations=T, height=h, width=w, batch=b, verify=False)), onnx_path)
+                    rows = bench([str(resolve_model(args.model)), str(onnx_path)], iterations=T, height=h, width=w, batch=b, runs=runs, warmup=1)
+                    for row in rows:
+                        latency.append(row.__dict__ | {"model": Path(row.model).name})
+                    print(rows_to_markdown(rows).splitlines()[-1], flush=True)
+        report["latency"] = latency
+
+    gflops = {n: measure_matmul_gflops(n, 1) for n in (256, 320)}
+    bandwidth = measure_bandwidth_gbs()
+    floor = []
+    for row in latency:
+        if row["backend"] != "onnxruntime":
+            continue
+        n = row["height"]
+        if n not in gflops:
+            continue
+        dft_ms = dft_flops_per_iteration(row["height"], row["width"], row["batch"]) / (gflops[n] * 1e9) * 1e3 * row["iterations"]
+        floor.append({"height": row["height"], "width": row["width"], "T": row["iterations"], "batch": row["batch"],
+                      "measured_ms": row["p50_ms"], "dft_matmul_floor_ms": dft_ms, "fraction_of_floor": dft_ms / row["p50_ms"]})
+    report["floor"] = {"matmul_gflops": gflops, "bandwidth_gbs": bandwidth, "rows": floor}
+    (args.out / "cpu.json").write_text(json.dumps(report, indent=2))
+    md = [f"# CPU benchmarks\n\nCommand: `{report['command']}`\n\nMachine: `{json.dumps(report['machine'])}`\n",
+          "## Export (320 x 320, including the ONNX Runtime parity check)\n",
+          "| T | seconds | nodes | nodes/iteration | MB | parity |", "| --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {e['T']} | {e['seconds_with_verification']} | {e['nodes']} | {e['nodes_per_iteration']} | {e['bytes'] / 1e6:.1f} | {e['parity']:.1e} |" for e in exports]
+    md += ["\n## Latency (p50, interleaved; ratio = p50 / torch eager p50 of the same run)\n",
+           "| model | backend | T | H x W | batch | p50 ms | p90 ms | slices/s | vs torch |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {r['model']} | {r['backend']} | {r['iterations']} | {r['height']}x{r['width']} | {r['batch']} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} | "
+           f"{r['throughput']:.2f} | {r['ratio_to_torch']:.2f} |" for r in latency]
+    md += [f"\n## Floor\n\nMatmul rate (ONNX Runtime, float32): {', '.join(f'{n}: {g:.1f} GFLOP/s' for n, g in gflops.items())}; "
+           f"copy bandwidth {bandwidth:.1f} GB/s.\n", "| H x W | T | batch | measured ms | DFT matmul floor ms | floor / measured |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {f['height']}x{f['width']} | {f['T']} | {f['batch']} | {f['measured_ms']:.0f} | {f['dft_matmul_floor_ms']:.0f} | {f['fraction_of_floor']:.2f} |" for f in floor]
+    (args.out / "cpu.md").write_text("\n".join(md) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for (h, w) in sizes:
+            for backend in ("torch", "onnxruntime"):
+                pts = sorted((r["iterations"], r["p50_ms"]) for r in latency if r["backend"] == backend and r["height"] == h and r["batch"] == 1)
+                if pts:
+                    ax.plot(*zip(*pts), "o-", label=f"{backend} {h}x{w}")
+        ax.set_xlabel("T")
+        ax.set_ylabel("p50 latency (ms), batch 1")
+        ax.legend(fontsize=8)
+        fig.savefig(args.out / "cpu_latency.png", dpi=110, bbox_inches="tight")
+    except ImportError:
+        pass
+    print(f"wrote {args.out}/cpu.json and cpu.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
