@@ -31,7 +31,7 @@ def read_input(path: Path) -> KSpaceVolume:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # numpy raises ValueError, EOFError, OSError, UnicodeError on garbage
             raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
         if not np.iscomplexobj(array) or array.ndim not in (2, 3):
             raise InputError(f"{path}: .npy k-space must be complex (H, W) or (slices, H, W), got {array.dtype} {array.shape}")
