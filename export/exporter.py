@@ -53,6 +53,7 @@ class ExportConfig:
     batch: int | None = 1  # None = dynamic
     opset: int = DEFAULT_OPSET
     verify: bool = True
+    max_lines: int | None = None  # MRI: most sampled phase-encode lines; None = ceil(W / 2)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--batch must be in 1..256 or 'dynamic', got {config.batch}")
     if not 13 <= config.opset <= 21:
         raise InputError(f"--opset must be in 13..21, got {config.opset}")
+    if config.max_lines is not None and not 1 <= config.max_lines <= width:
+        raise InputError(f"--max-lines must be in 1..{width} (the width), got {config.max_lines}")
     return iterations, height, width
 
 
@@ -133,7 +136,8 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     say(f"writing {iterations} PDHG iterations")
     sigma, tau = (float(v.detach()) for v in model.step_sizes())
     g = GraphBuilder(prefix="pdhg/")
-    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau))
+    max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
+    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0))
     before = len(g.nodes)
     x = loop.build("x0", "f_n", "maps_n", "mask" if task == "mri" else None)
     g.nodes.append(helper.make_node("Mul", [x, "scale"], ["image"], name="epilogue/image"))
@@ -157,7 +161,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     contract = Contract(
         task=task, kind=kind, height=height, width=width, batch=config.batch, iterations=iterations,
         inputs=inputs, outputs=outputs, opset=config.opset, package_version=__version__,
-        weights_sha256=weights_sha256(state), graph_sha256=graph_sha256(onnx_model),
+        weights_sha256=weights_sha256(state), graph_sha256=graph_sha256(onnx_model), max_sampled_lines=max_lines,
     )
     set_contract(onnx_model, contract)
 

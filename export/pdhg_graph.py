@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tgv_deploy.dft import real_dft_block
+from onnx import helper
+
+from tgv_deploy.dft import centred_dft_matrix
 from tgv_deploy.export.graph_builder import GraphBuilder
 
 
@@ -45,6 +47,7 @@ class LoopSpec:
     iterations: int
     sigma: float
     tau: float
+    max_lines: int = 0  # MRI: most phase-encode lines a mask may sample (0 = all W)
 
     @property
     def channels(self) -> int:
@@ -102,6 +105,19 @@ def _div2_kernel(channels: int) -> np.ndarray:
     return w
 
 
+def _combine_kernel(horizontal: bool) -> np.ndarray:
+    """Conv weights ``(2, 2, 1, 2)`` or ``(2, 2, 2, 1)`` that finish a complex matrix product.
+
+    ``P = X @ [A_re | A_im]`` (or ``[A_re; A_im] @ X``) holds, per input channel c in (re, im),
+    ``X_c A_re`` at offset 0 and ``X_c A_im`` at offset K along the product axis; a Conv with
+    two taps K apart forms ``Y_re = X_re A_re - X_im A_im`` and ``Y_im = X_re A_im + X_im A_re``.
+    """
+    w = np.zeros((2, 2, 2))
+    w[0, 0, 0], w[0, 1, 1] = 1.0, -1.0  # real part
+    w[1, 0, 1], w[1, 1, 0] = 1.0, 1.0  # imaginary part
+    return w[:, :, None, :] if horizontal else w[:, :, :, None]
+
+
 def _boundary_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """``Mrow`` (last row 0) and ``Mcol`` (last column 0), each ``(H, W)``."""
     mrow, mcol = np.ones((height, width)), np.ones((height, width))
@@ -130,14 +146,16 @@ class PDHGGraph:
         self.shape_5d = g.const("pdhg/shape_v5", [0, 2 * c, 1, h, w])
         self.shape_4c = g.const("pdhg/shape_v4c", [0, 4 * c, h, w])
         if spec.task == "mri":
-            self.L_fwd = g.const("pdhg/dft_rows", self.a_s * real_dft_block(h))  # (2H, 2H), scaled
-            self.L_adj = g.const("pdhg/idft_rows", -t * real_dft_block(h).T)
-            self.R = real_dft_block(w).T  # right factor of the column transform (2W, 2W)
-            self.R_adj = g.const("pdhg/idft_cols", real_dft_block(w))
-            self.shape_rows = g.const("pdhg/shape_rows", [0, 2 * h, w])
-            self.shape_img = g.const("pdhg/shape_img", [0, 2, h, w])
-            self.shape_k4 = g.const("pdhg/shape_k4", [0, h, 2, w])
-            self.shape_k3 = g.const("pdhg/shape_k3", [0, h, 2 * w])
+            self.lines = spec.max_lines or w
+            c_h, c_w = centred_dft_matrix(h), centred_dft_matrix(w)
+            # row transforms: [Re; Im] of C_H (forward) and of C_H^H (adjoint), each (2H, H)
+            self.rows_fwd = g.const("pdhg/dft_rows", np.concatenate([c_h.real, c_h.imag]))
+            self.rows_adj = g.const("pdhg/idft_rows", np.concatenate([c_h.real.T, -c_h.imag.T]))
+            self.cols_re = g.const("pdhg/dft_cols_re", c_w.real)  # rows are gathered per sampled line
+            self.cols_im = g.const("pdhg/dft_cols_im", c_w.imag)
+            self.comb_cols_fwd = g.const("pdhg/comb_cols_fwd", self.a_s * _combine_kernel(horizontal=True))
+            self.comb_rows = g.const("pdhg/comb_rows", _combine_kernel(horizontal=False))
+            self.comb_cols_adj = g.const("pdhg/comb_cols_adj", -t * _combine_kernel(horizontal=True))
         else:
             self.a_s_const = g.const("pdhg/a_s", np.float32(self.a_s))
             self.neg_t = g.const("pdhg/neg_t", np.float32(-t))
@@ -153,20 +171,47 @@ class PDHGGraph:
         terms = [t for t in terms if t is not None]
         return terms[0] if len(terms) == 1 else self.g.op("Sum", terms, hint)
 
-    def _dft_masked(self, x: str, col_matrix: str) -> str:
-        """``(s/(1+s)) M F x``: image ``(B, 2, H, W)`` -> k-space ``(B, H, 2W)``."""
-        g = self.g
-        rows = g.op("MatMul", [self.L_fwd, g.op("Reshape", [x, self.shape_rows], "dft")], "dft")
-        k4 = g.op("Transpose", [g.op("Reshape", [rows, self.shape_img], "dft")], "dft", perm=[0, 2, 1, 3])
-        return g.op("MatMul", [g.op("Reshape", [k4, self.shape_k3], "dft"), col_matrix], "dft")
+    def _combine(self, products: str, kernel: str, dilation: int, horizontal: bool) -> str:
+        """Finish a complex product from its four real parts (see :func:`_combine_kernel`)."""
+        dilations = [1, dilation] if horizontal else [dilation, 1]
+        return self.g.op("Conv", [products, kernel], "dft", dilations=dilations, pads=[0, 0, 0, 0])
 
-    def _idft_scaled(self, r: str) -> str:
-        """``-t F^H r``: k-space ``(B, H, 2W)`` -> image ``(B, 2, H, W)``."""
+    def _forward(self, x: str, cols_fwd: str) -> str:
+        """``(s/(1+s)) M F x`` on the sampled lines: image ``(B, 2, H, W)`` -> ``(B, 2, H, K)``."""
         g = self.g
-        cols = g.op("MatMul", [r, self.R_adj], "idft")
-        img = g.op("Transpose", [g.op("Reshape", [cols, self.shape_k4], "idft")], "idft", perm=[0, 2, 1, 3])
-        rows = g.op("MatMul", [self.L_adj, g.op("Reshape", [img, self.shape_rows], "idft")], "idft")
-        return g.op("Reshape", [rows, self.shape_img], "idft")
+        y = self._combine(g.op("MatMul", [x, cols_fwd], "dft"), self.comb_cols_fwd, self.lines, horizontal=True)
+        return self._combine(g.op("MatMul", [self.rows_fwd, y], "dft"), self.comb_rows, self.spec.height, horizontal=False)
+
+    def _adjoint(self, r: str, cols_adj: str) -> str:
+        """``-t F^H r`` from the sampled lines: ``(B, 2, H, K)`` -> image ``(B, 2, H, W)``."""
+        g = self.g
+        y = self._combine(g.op("MatMul", [self.rows_adj, r], "idft"), self.comb_rows, self.spec.height, horizontal=False)
+        return self._combine(g.op("MatMul", [y, cols_adj], "idft"), self.comb_cols_adj, self.spec.width, horizontal=True)
+
+    def _sampled_lines(self, f: str, mask: str) -> tuple[str, str, str]:
+        """The K sampled lines of each mask: column matrices and the data restricted to them.
+
+        TopK on ``2 * mask - position / W`` lists the sampled lines first (in order), then
+        unsampled ones as padding; the padding is zeroed through the gathered mask values.
+        Returns ``cols_fwd (B, W, 2K)``, ``cols_adj (B, K, 2W)`` and ``f_sel (B, 2, H, K)``.
+        """
+        g, w, k = self.g, self.spec.width, self.lines
+        m = g.op("Reshape", [mask, g.const("pdhg/shape_mask2d", [0, w])], "lines")
+        score = g.op("Sub", [g.op("Mul", [m, g.const("pdhg/two", np.float32(2.0))], "lines"), g.const("pdhg/ramp", np.arange(w) / w)], "lines")
+        idx = g.fresh("lines_idx")
+        g.nodes.append(helper.make_node("TopK", [score, g.const("pdhg/k", [k])], [g.fresh("lines_val"), idx], name=idx, axis=1, largest=1, sorted=1))
+        m_sel = g.op("GatherElements", [m, idx], "lines", axis=1)  # (B, K): 1 sampled, 0 padding
+        re = g.op("Mul", [g.op("Gather", [self.cols_re, idx], "lines", axis=0), g.op("Unsqueeze", [m_sel, g.const("pdhg/ax2", [2])], "lines")], "lines")
+        im = g.op("Mul", [g.op("Gather", [self.cols_im, idx], "lines", axis=0), g.op("Unsqueeze", [m_sel, g.const("pdhg/ax2", [2])], "lines")], "lines")
+        # forward: y = x C_sel^T  ->  x @ [Re^T | Im^T];  adjoint: y = r conj(C_sel)  ->  r @ [Re | -Im]
+        cols_fwd = g.op("Concat", [g.op("Transpose", [re], "lines", perm=[0, 2, 1]), g.op("Transpose", [im], "lines", perm=[0, 2, 1])], "lines", axis=2)
+        cols_adj = g.op("Concat", [re, g.op("Neg", [im], "lines")], "lines", axis=2)
+        cols_fwd = g.op("Unsqueeze", [cols_fwd, g.const("pdhg/ax1", [1])], "lines")  # (B, 1, W, 2K) against (B, 2, H, W)
+        cols_adj = g.op("Unsqueeze", [cols_adj, g.const("pdhg/ax1", [1])], "lines")  # (B, 1, K, 2W)
+        select = g.op("Unsqueeze", [g.op("Transpose", [g.op("Gather", [g.const("pdhg/eye_w", np.eye(w)), idx], "lines", axis=0)], "lines", perm=[0, 2, 1]),
+                                    g.const("pdhg/ax1", [1])], "lines")  # (B, 1, W, K) one-hot
+        f_sel = g.op("MatMul", [f, select], "lines")
+        return cols_fwd, cols_adj, f_sel
 
     # -- the loop ----------------------------------------------------------------------------
     def build(self, x0: str, f: str, maps: str, mask: str | None) -> str:
@@ -182,14 +227,8 @@ class PDHGGraph:
         nl1 = g.op("Neg", [l1], "l1")
         nl0 = g.op("Neg", [l0], "l0") if tgv else None
         if spec.task == "mri":
-            fk = g.op("Reshape", [g.op("Transpose", [f], "fk", perm=[0, 2, 1, 3]), self.shape_k3], "fk")
-            nsf = g.op("Mul", [fk, g.const("pdhg/neg_a_s", np.float32(-self.a_s))], "nsf")
-            m = g.op("Reshape", [mask, g.const("pdhg/shape_mask", [0, 1, spec.width])], "mask")
-            m2 = g.op("Concat", [m, m], "mask", axis=2)  # (B, 1, 2W): real and imaginary columns
-            col_matrix = g.op("Mul", [g.const("pdhg/dft_cols", self.R), m2], "dft_cols")  # (B, 2W, 2W)
-        else:
-            nsf = g.op("Mul", [f, g.const("pdhg/neg_a_s", np.float32(-self.a_s))], "nsf")
-            col_matrix = None
+            cols_fwd, cols_adj, f = self._sampled_lines(f, mask)
+        nsf = g.op("Mul", [f, g.const("pdhg/neg_a_s", np.float32(-self.a_s))], "nsf")
         x = xbar = x0
         V = Vbar = p = q = r = None
         for _ in range(spec.iterations):
@@ -201,10 +240,9 @@ class PDHGGraph:
                 ev = self._conv(g.op("Reshape", [pre, self.shape_4c], "sym"), self.WE, c, "sym")
                 q = self._clip(self._sum([q, ev], "q"), l0, nl0, "q")
             if spec.task == "mri":
-                ax = self._dft_masked(xbar, col_matrix)
                 decayed = g.op("Mul", [r, self.r_decay], "r") if r is not None else None
-                r = self._sum([decayed, ax, nsf], "r")
-                data_step = self._idft_scaled(r)
+                r = self._sum([decayed, self._forward(xbar, cols_fwd), nsf], "r")
+                data_step = self._adjoint(r, cols_adj)
             else:
                 decayed = g.op("Mul", [r, self.r_decay], "r") if r is not None else None
                 r = self._sum([decayed, g.op("Mul", [xbar, self.a_s_const], "r"), nsf], "r")

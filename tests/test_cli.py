@@ -132,3 +132,17 @@ def test_export_check_trt_and_build(tmp_path, mri_checkpoint):
     build = run("build", out, "-o", tmp_path / "m.plan")
     assert_user_error(build, 2, "TensorRT is not installed")
     assert not (tmp_path / "m.plan").exists()
+
+
+@pytest.mark.parametrize("name", ["utgv-mri", "utv-mri", "utgv-denoise"])
+def test_bundled_models_export_cleanly_for_tensorrt(tmp_path, name):
+    from tgv_deploy.registry import bundled_models
+
+    if not next(m for m in bundled_models() if m.name == name).available:
+        pytest.skip(f"bundled model {name} is not installed in this checkout")
+    out = tmp_path / f"{name}.onnx"
+    result = run("export", name, "-o", out, "--iterations", 8, "--height", 40, "--width", 36)
+    assert result.returncode == 0, result.stderr
+    for major in ("10", "11"):
+        check = run("check-trt", out, "--trt", major)
+        assert check.returncode == 0, check.stdout

@@ -42,9 +42,9 @@ def test_graph_grows_linearly_and_shares_constants(tmp_path):
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
     assert per_iteration <= 40
     assert len(large.graph.initializer) == len(small.graph.initializer)
-    big = [i for i in large.graph.initializer if list(i.dims) in ([64, 64], [48, 48])]
-    # forward rows, adjoint rows, forward columns, adjoint columns: each stored once
-    assert len(big) == 4
+    dft = [i.name for i in large.graph.initializer if list(i.dims) in ([64, 32], [24, 24])]
+    # forward rows, adjoint rows, real and imaginary column matrices, line selector: each stored once
+    assert sorted(dft) == ["pdhg/dft_cols_im", "pdhg/dft_cols_re", "pdhg/dft_rows", "pdhg/eye_w", "pdhg/idft_rows"]
     for model in (small, large):
         for value in [*model.graph.input, *model.graph.output]:
             assert value.type.tensor_type.elem_type == TensorProto.FLOAT
@@ -60,6 +60,7 @@ def test_contract_in_metadata_and_sidecar(tmp_path, mri_checkpoint):
     assert contract.iterations == 5 and (contract.height, contract.width) == (32, 24) and contract.batch == 1
     assert [s.name for s in contract.inputs] == ["kspace", "mask"] and contract.dft == "matrix"
     assert contract.graph_sha256 == graph_sha256(model) and len(contract.weights_sha256) == 64
+    assert contract.max_sampled_lines == 12  # half of W = 24 by default
     assert get_contract(onnx.load(str(onnx_path))).task == "mri"
     data = json.loads(json_path.read_text())
     assert data["kspace_convention"].startswith("centred") and data["opset"] == 17
@@ -138,3 +139,30 @@ def test_triton_repository_parses_with_tritons_own_protobuf(tmp_path, mri_checkp
         assert config.max_batch_size == (0 if batch == 1 else 8)
         assert config.input[0].data_type == model_config.TYPE_FP32
     assert (tmp_path / "repo" / "utgv_onnx" / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+
+
+@pytest.mark.parametrize("max_lines", [9, 24])
+def test_sampled_line_graph_matches_any_mask_within_its_budget(tmp_path, mri_checkpoint, max_lines):
+    ckpt = load_checkpoint(mri_checkpoint)
+    result = build_graph(ckpt, ExportConfig(iterations=6, batch=2, max_lines=max_lines, verify=False))
+    rng = np.random.default_rng(max_lines)
+    inputs = example_inputs("mri", 2, 32, 24, seed=3)
+    mask = np.zeros((2, 1, 1, 24), np.float32)
+    mask[0, ..., rng.choice(24, 9, replace=False)] = 1  # exactly 9 lines, scattered
+    mask[1, ..., 10:14] = 1  # fewer lines: the rest of the budget is padding
+    inputs = {"kspace": inputs["kspace"] * mask, "mask": mask}
+    image, _ = _run(result.model, inputs)
+    ref, _ = torch_reference(ckpt, inputs, 6)
+    assert np.linalg.norm(image - ref) / np.linalg.norm(ref) < 1e-5
+
+
+def test_masks_beyond_the_line_budget_are_refused(mri_checkpoint, tmp_path):
+    from tgv_deploy.errors import ContractError
+    from tgv_deploy.runtime import Session
+
+    result = build_graph(load_checkpoint(mri_checkpoint), ExportConfig(iterations=2, max_lines=6, verify=False))
+    path, _ = write_export(result, tmp_path / "m.onnx")
+    inputs = example_inputs("mri", 1, 32, 24)
+    inputs["mask"][:] = 1
+    with pytest.raises(ContractError, match="at most 6"):
+        Session(path).run(inputs)

@@ -72,6 +72,7 @@ class Contract:
     weights_sha256: str
     graph_sha256: str = ""
     dft: str = "matrix"
+    max_sampled_lines: int | None = None  # MRI graphs transform only this many phase-encode lines
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
     normalisation: str = NORMALISATION
@@ -98,6 +99,13 @@ class Contract:
             spec.check(inputs[spec.name], batch)
             if not np.isfinite(inputs[spec.name]).all():
                 raise InputError(f"input {spec.name!r} contains NaN or Inf")
+        if self.max_sampled_lines and "mask" in inputs:
+            lines = int(np.asarray(inputs["mask"] != 0).reshape(batch, -1).sum(axis=1).max())
+            if lines > self.max_sampled_lines:
+                raise ContractError(
+                    f"the mask samples {lines} lines, the model was exported for at most {self.max_sampled_lines} "
+                    "(export again with a larger --max-lines)"
+                )
         return int(batch)
 
     def to_dict(self) -> dict[str, Any]:

@@ -109,8 +109,8 @@ def corrupt(images, acceleration: float, sigma: float, seed: int = 0) -> list[Ca
 
 def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
     k = case.kspace
-    f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float64))
-    mask = torch.from_numpy(case.mask.astype(np.float64)).reshape(1, 1, 1, -1)
+    f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
+    mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
     target = case.target
     out = Outcome(case)
 
@@ -132,7 +132,7 @@ def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: st
         if model is None:
             continue
         with torch.no_grad():
-            x, maps = model(f.float(), mask.float())
+            x, maps = model(f, mask)
         out.images[name] = crop(torch.sqrt(x[0].square().sum(0)).numpy())
         if name == "U-TGV":
             out.maps = np.stack([_crop(m, target.shape) for m in maps[0].numpy()])

@@ -21,6 +21,7 @@ class DataConfig:
     """Where slices come from and how they are corrupted on the fly."""
 
     source: str = "synthetic"  # "synthetic" or a directory of fastMRI files (fully sampled k-space)
+    synthetic_version: int = 2  # tgv_deploy.data.synthetic.GENERATORS
     height: int = 128
     width: int = 128
     train_size: int = 4096  # synthetic slices per epoch

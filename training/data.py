@@ -11,7 +11,7 @@ import torch
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
 from tgv_deploy.data.noise import add_image_noise, add_kspace_noise
-from tgv_deploy.data.synthetic import synthetic_image
+from tgv_deploy.data.synthetic import GENERATORS
 from tgv_deploy.errors import InputError
 
 
@@ -31,11 +31,14 @@ def _normalise(image: np.ndarray) -> np.ndarray:
 class SyntheticSlices:
     """Ground-truth complex images ``(H, W)`` with max magnitude 1, generated from ``(seed, index)``."""
 
-    def __init__(self, height: int, width: int, seed: int):
+    def __init__(self, height: int, width: int, seed: int, version: int = 2):
+        if version not in GENERATORS:
+            raise InputError(f"synthetic_version must be one of {sorted(GENERATORS)}, got {version}")
         self.height, self.width, self.seed = height, width, seed
+        self.generate = GENERATORS[version]
 
     def __call__(self, index: int) -> np.ndarray:
-        return synthetic_image(np.random.default_rng([self.seed, index]), self.height, self.width)
+        return self.generate(np.random.default_rng([self.seed, index]), self.height, self.width)
 
 
 class FileSlices:

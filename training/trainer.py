@@ -59,7 +59,7 @@ def _device(name: str, rank: int) -> str:
 def _source(config: TrainConfig, seed: int):
     data = config.data
     if data.source == "synthetic":
-        return SyntheticSlices(data.height, data.width, seed)
+        return SyntheticSlices(data.height, data.width, seed, data.synthetic_version)
     return FileSlices(data.source, data.height, data.width)
 
 
@@ -157,7 +157,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         if rank == 0 and (done % config.val_every == 0 or done == config.steps):
             model.eval()
             metrics = validate(model, val_batch, config.model.iterations)
-            history.append({"step": done, "loss": float(loss.item()), **metrics})
+            history.append({"step": done, "loss": float(loss.item()), "val_iterations": config.model.iterations, **metrics})
             log(f"validation at step {done}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
         if rank == 0 and (done % config.checkpoint_every == 0 or done == config.steps):
             save(done, metrics)

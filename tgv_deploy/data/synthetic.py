@@ -90,3 +90,59 @@ def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.nda
     # smooth phase: low-order field plus a linear term
     phase = rng.uniform(0.3, 2.0) * _smooth_field(rng, (height, width), 0.01) + rng.normal(0, 1.0) * (xx - 0.5)
     return (image * np.exp(1j * phase)).astype(np.complex64)
+
+
+def _band_field(rng: np.random.Generator, shape: tuple[int, int], low: float, high: float) -> np.ndarray:
+    """Unit-std random field keeping spatial frequencies between ``low`` and ``high`` cycles/pixel."""
+    h, w = shape
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    radius = np.hypot(fy, fx)
+    spectrum = np.fft.fft2(rng.standard_normal(shape)) * np.exp(-((radius - (low + high) / 2) ** 2) / (2 * ((high - low) / 2) ** 2))
+    field = np.fft.ifft2(spectrum).real
+    return field / (field.std() + 1e-12)
+
+
+def brain_like_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A folded, brain-like complex64 ``(H, W)`` image with magnitude in [0, 1].
+
+    Tissue classes in a random contrast order (T1-, T2- or PD-like): a folded cortical ribbon
+    (level band of a band-pass field), white matter inside it, CSF in sulci and ventricles, a
+    thin bright rim, small bright spots; the object fills a random fraction of the field of view.
+    """
+    yy, xx = np.mgrid[:height, :width].astype(np.float64)
+    yy, xx = yy / height, xx / width
+    cy, cx = rng.uniform(0.42, 0.58, 2)
+    ry, rx = rng.uniform(0.18, 0.46), rng.uniform(0.15, 0.42)
+    radius = _ellipse(yy, xx, cy, cx, ry, rx, rng.uniform(-0.3, 0.3)) + 0.05 * _smooth_field(rng, (height, width), 0.015)
+    inside = radius < 1.0
+    wm, gm, csf = rng.permutation([rng.uniform(0.55, 0.9), rng.uniform(0.3, 0.6), rng.uniform(0.05, 0.35)])
+    folds = _band_field(rng, (height, width), rng.uniform(0.02, 0.04), rng.uniform(0.06, 0.12))
+    depth = np.clip(1.0 - radius, 0, 1)  # 0 at the surface, 1 in the centre
+    ribbon = inside & (folds + 2.5 * (depth - rng.uniform(0.25, 0.45)) < rng.uniform(0.3, 0.9))
+    image = np.where(inside, wm, 0.0)
+    image = np.where(ribbon, gm, image)
+    sulci = inside & ribbon & (np.abs(folds) < rng.uniform(0.08, 0.25)) & (depth < 0.5)
+    image = np.where(sulci, csf, image)
+    for _ in range(rng.integers(1, 4)):  # ventricles
+        e = _ellipse(yy, xx, cy + rng.normal(0, 0.05), cx + rng.normal(0, 0.05), ry * rng.uniform(0.1, 0.3), rx * rng.uniform(0.05, 0.15), rng.uniform(0, np.pi))
+        image[(e < 1) & inside] = csf
+    rim = inside & (radius > rng.uniform(0.88, 0.95))
+    image[rim] = rng.uniform(0.4, 1.0)
+    image += rng.uniform(0.0, 0.05) * _band_field(rng, (height, width), 0.15, 0.35) * inside  # fine texture
+    image += 0.3 * _vessels(rng, (height, width), rng.integers(0, 5)) * inside
+    for _ in range(rng.integers(0, 15)):  # bright spots that may set the image maximum
+        dy, dx = rng.integers(2, height - 2), rng.integers(2, width - 2)
+        if inside[dy, dx]:
+            image[dy - 1 : dy + 1, dx - 1 : dx + 1] = rng.uniform(0.8, 2.0)
+    image = np.clip(image * np.exp(rng.uniform(0.05, 0.3) * _smooth_field(rng, (height, width), 0.01)), 0, None)
+    image /= image.max() + 1e-12
+    phase = rng.uniform(0.2, 1.5) * _smooth_field(rng, (height, width), 0.01) + rng.normal(0, 0.8) * (xx - 0.5)
+    return (image * np.exp(1j * phase)).astype(np.complex64)
+
+
+def synthetic_image_v2(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Version 2 of the training distribution: half brain-like folded images, half version-1 images."""
+    return brain_like_image(rng, height, width) if rng.random() < 0.5 else synthetic_image(rng, height, width)
+
+
+GENERATORS = {1: synthetic_image, 2: synthetic_image_v2}

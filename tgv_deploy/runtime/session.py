@@ -101,6 +101,10 @@ class _OrtBackend:
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Idle worker threads must not spin: a busy-waiting pool steals the cores from whatever
+        # runs next in the process (the scanner software, or the torch row of an interleaved bench).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         provider_options: dict[str, Any] = {}
         if backend == "onnxruntime-cuda" and cuda_graphs:
             provider_options["enable_cuda_graph"] = "1"
