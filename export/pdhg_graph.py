@@ -14,7 +14,7 @@ sums replace subtractions and scalings::
     dx = (t grad^T-kernel)(Mg p) + (-t F^H) r;  x+ = x + dx;  xbar = x+ + dx
     dv = -st p + (-st div2) q;                  V+ = V + dv;  Vbar = V+ + dv
 
-Finite differences are 3x3 grouped convolutions (symmetric zero padding): ``D+`` needs its last
+Finite differences are 2x2 grouped convolutions (one-sided zero padding): ``D+`` needs its last
 row (column) zeroed after the convolution (mask ``Mg``), ``D-`` needs the input's last row
 (column) zeroed before it, which reproduces ``(D- u)[N-1] = -u[N-2]`` exactly.
 
@@ -54,40 +54,46 @@ class LoopSpec:
         return 2 if self.task == "mri" else 1
 
 
-def _grad_kernel(channels: int, scale: float) -> np.ndarray:
-    """``scale * (D0+, D1+)`` per channel: weights ``(2C, 1, 3, 3)`` for ``groups = C``."""
-    w = np.zeros((2 * channels, 1, 3, 3))
-    for c in range(channels):
-        w[2 * c, 0, 1, 1], w[2 * c, 0, 2, 1] = -1.0, 1.0  # u[i+1, j] - u[i, j]
-        w[2 * c + 1, 0, 1, 1], w[2 * c + 1, 0, 1, 2] = -1.0, 1.0  # u[i, j+1] - u[i, j]
-    return scale * w
+# Differences are 2x2 convolutions: D+ reads (i, j), (i+1, j), (i, j+1) and is zero-padded at
+# the bottom/right; D- reads (i, j), (i-1, j), (i, j-1) and is zero-padded at the top/left.
+PADS_PLUS = [0, 0, 1, 1]
+PADS_MINUS = [1, 1, 0, 0]
 
 
 def _dminus(axis: int) -> np.ndarray:
-    """3x3 kernel of ``u[k] - u[k-1]`` along ``axis`` (0 rows, 1 columns)."""
-    k = np.zeros((3, 3))
+    """2x2 kernel of ``u[k] - u[k-1]`` along ``axis`` (0 rows, 1 columns), for ``PADS_MINUS``."""
+    k = np.zeros((2, 2))
     k[1, 1] = 1.0
     k[(0, 1) if axis == 0 else (1, 0)] = -1.0
     return k
 
 
 def _dplus(axis: int) -> np.ndarray:
-    k = np.zeros((3, 3))
-    k[1, 1] = -1.0
-    k[(2, 1) if axis == 0 else (1, 2)] = 1.0
+    """2x2 kernel of ``u[k+1] - u[k]`` along ``axis``, for ``PADS_PLUS``."""
+    k = np.zeros((2, 2))
+    k[0, 0] = -1.0
+    k[(1, 0) if axis == 0 else (0, 1)] = 1.0
     return k
 
 
+def _grad_kernel(channels: int, scale: float) -> np.ndarray:
+    """``scale * (D0+, D1+)`` per channel: weights ``(2C, 1, 2, 2)`` for ``groups = C``."""
+    w = np.zeros((2 * channels, 1, 2, 2))
+    for c in range(channels):
+        w[2 * c, 0], w[2 * c + 1, 0] = _dplus(0), _dplus(1)
+    return scale * w
+
+
 def _gradT_kernel(channels: int, scale: float) -> np.ndarray:
-    """``scale * (D0- p0 + D1- p1)`` = ``-scale * grad^T p`` on pre-masked p: ``(C, 2, 3, 3)``."""
-    w = np.zeros((channels, 2, 3, 3))
+    """``scale * (D0- p0 + D1- p1)`` = ``-scale * grad^T p`` on pre-masked p: ``(C, 2, 2, 2)``."""
+    w = np.zeros((channels, 2, 2, 2))
     w[:, 0], w[:, 1] = _dminus(0), _dminus(1)
     return scale * w
 
 
 def _sym_kernel(channels: int, scale: float) -> np.ndarray:
-    """``scale * E`` from pre-masked inputs ``(v1 Mrow, v1 Mcol, v2 Mrow, v2 Mcol)``: ``(3C, 4, 3, 3)``."""
-    w = np.zeros((3 * channels, 4, 3, 3))
+    """``scale * E`` from pre-masked inputs ``(v1 Mrow, v1 Mcol, v2 Mrow, v2 Mcol)``: ``(3C, 4, 2, 2)``."""
+    w = np.zeros((3 * channels, 4, 2, 2))
     for c in range(channels):
         w[3 * c + 0, 0] = _dminus(0)  # xx = D0- v1
         w[3 * c + 1, 3] = _dminus(1)  # yy = D1- v2
@@ -97,8 +103,8 @@ def _sym_kernel(channels: int, scale: float) -> np.ndarray:
 
 
 def _div2_kernel(channels: int) -> np.ndarray:
-    """``(D0+ qxx, D1+ qxy, D0+ qxy, D1+ qyy)`` per channel: ``(4C, 3, 3, 3)`` for ``groups = C``."""
-    w = np.zeros((4 * channels, 3, 3, 3))
+    """``(D0+ qxx, D1+ qxy, D0+ qxy, D1+ qyy)`` per channel: ``(4C, 3, 2, 2)`` for ``groups = C``."""
+    w = np.zeros((4 * channels, 3, 2, 2))
     for c in range(channels):
         w[4 * c + 0, 0], w[4 * c + 1, 2] = _dplus(0), _dplus(1)
         w[4 * c + 2, 2], w[4 * c + 3, 1] = _dplus(0), _dplus(1)
@@ -161,8 +167,8 @@ class PDHGGraph:
             self.neg_t = g.const("pdhg/neg_t", np.float32(-t))
 
     # -- pieces ------------------------------------------------------------------------------
-    def _conv(self, x: str, weight: str, groups: int, hint: str, pad: int = 1) -> str:
-        return self.g.op("Conv", [x, weight], hint, group=groups, pads=[pad] * 4)
+    def _conv(self, x: str, weight: str, groups: int, hint: str, pads: list[int]) -> str:
+        return self.g.op("Conv", [x, weight], hint, group=groups, pads=pads)
 
     def _clip(self, y: str, bound: str, neg_bound: str, hint: str) -> str:
         return self.g.op("Min", [self.g.op("Max", [y, neg_bound], hint), bound], hint)
@@ -233,11 +239,11 @@ class PDHGGraph:
         V = Vbar = p = q = r = None
         for _ in range(spec.iterations):
             # dual updates
-            grad = g.op("Mul", [self._conv(xbar, self.Wg, c, "grad"), self.Mg], "grad")
+            grad = g.op("Mul", [self._conv(xbar, self.Wg, c, "grad", PADS_PLUS), self.Mg], "grad")
             p = self._clip(self._sum([p, grad, Vbar], "p"), l1, nl1, "p")
             if tgv and Vbar is not None:
                 pre = g.op("Mul", [g.op("Reshape", [Vbar, self.shape_5d], "sym"), self.M2], "sym")
-                ev = self._conv(g.op("Reshape", [pre, self.shape_4c], "sym"), self.WE, c, "sym")
+                ev = self._conv(g.op("Reshape", [pre, self.shape_4c], "sym"), self.WE, c, "sym", PADS_MINUS)
                 q = self._clip(self._sum([q, ev], "q"), l0, nl0, "q")
             if spec.task == "mri":
                 decayed = g.op("Mul", [r, self.r_decay], "r") if r is not None else None
@@ -248,15 +254,15 @@ class PDHGGraph:
                 r = self._sum([decayed, g.op("Mul", [xbar, self.a_s_const], "r"), nsf], "r")
                 data_step = g.op("Mul", [r, self.neg_t], "x")
             # primal updates
-            div_step = self._conv(g.op("Mul", [p, self.Mg], "x"), self.WgT, c, "x")
+            div_step = self._conv(g.op("Mul", [p, self.Mg], "x"), self.WgT, c, "x", PADS_MINUS)
             x_new = self._sum([x, div_step, data_step], "x")
             xbar = self._sum([x_new, div_step, data_step], "xbar")
             x = x_new
             if tgv:
                 dv = [g.op("Mul", [p, self.neg_st], "v")]
                 if q is not None:
-                    d2 = g.op("Mul", [self._conv(q, self.Wd2, c, "div2"), self.M4], "div2")
-                    dv.append(self._conv(d2, self.Wsum, 2 * c, "div2", pad=0))
+                    d2 = g.op("Mul", [self._conv(q, self.Wd2, c, "div2", PADS_PLUS), self.M4], "div2")
+                    dv.append(self._conv(d2, self.Wsum, 2 * c, "div2", [0, 0, 0, 0]))
                 V_new = self._sum([V, *dv], "v")
                 Vbar = self._sum([V_new, *dv], "vbar")
                 V = V_new
