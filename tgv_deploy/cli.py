@@ -35,8 +35,14 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _model_option(f):
-    return click.argument("model", metavar="MODEL")(f)
+def _require_torch(what: str) -> None:
+    """Commands that need PyTorch say so in one line on a torch-free install (exit 2)."""
+    import importlib.util
+
+    from tgv_deploy.errors import BackendUnavailableError
+
+    if importlib.util.find_spec("torch") is None:
+        raise BackendUnavailableError(f"{what} needs PyTorch: pip install 'tgv-deploy[torch]' (the runtime commands do not)")
 
 
 @cli.command("models")
@@ -83,6 +89,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     import json
     from pathlib import Path
 
+    _require_torch("export")
     from tgv_deploy.errors import InputError
     from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
     from tgv_deploy.io_utils import check_output_path
@@ -249,6 +256,7 @@ def train_command(config, out_dir, resume) -> None:
 
     For several GPUs or nodes: torchrun --nproc-per-node N -m tgv_deploy.training CONFIG OUT_DIR
     """
+    _require_torch("train")
     from tgv_deploy.training.config import load_config
     from tgv_deploy.training.trainer import train
 
@@ -337,6 +345,7 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, baseline_itera
     """
     from pathlib import Path
 
+    _require_torch("evaluate")
     from tgv_deploy.errors import InputError
     from tgv_deploy.evaluate import run_evaluation
 
