@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.data.fastmri import write_fastmri
+from tgv_deploy.dft import fft2c
 
 SOURCES = {"dipy": "1.12.1", "nilearn": "0.14.1"}
 NIFTI_DTYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64, 512: np.uint16}
@@ -77,7 +78,7 @@ def main() -> None:
     cache = args.out / "wheels"
     cache.mkdir(exist_ok=True)
     for name, stack in slices(cache).items():
-        kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(stack.astype(np.complex64), axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+        kspace = fft2c(stack.astype(np.complex64))
         path = write_fastmri(args.out / f"{name}.h5", kspace, target=stack, attrs={"acquisition": "HELDOUT", "patient_id": name})
         print(f"wrote {path} {stack.shape}")
 

@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,7 +92,10 @@ def test_training_runs_saves_and_resumes(tmp_path, kind, task):
 def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
     config = _write(tmp_path, 3)
     env = {**os.environ, "TGV_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    with socket.socket() as probe:  # a free port: a fixed one collides with lingering runs
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port,
                "-m", "tgv_deploy.training", str(config), str(tmp_path / "ddp")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -281,13 +281,14 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
     from tgv_deploy.data.masks import make_mask
     from tgv_deploy.data.noise import add_kspace_noise
     from tgv_deploy.data.synthetic import synthetic_image
+    from tgv_deploy.dft import fft2c
     from tgv_deploy.errors import InputError
 
     if slices < 1 or min(height, width) < 8:
         raise InputError("need at least 1 slice of at least 8x8")
     rng = np.random.default_rng(seed)
     images = np.stack([synthetic_image(rng, height, width) for _ in range(slices)])
-    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    kspace = fft2c(images)
     mask = None
     if acceleration:
         mask = make_mask("equispaced", center_fraction, acceleration)(width, seed=seed)

@@ -26,3 +26,13 @@ def real_dft_block(n: int) -> np.ndarray:
     """
     c = centred_dft_matrix(n)
     return np.block([[c.real, -c.imag], [c.imag, c.real]])
+
+
+def fft2c(image: np.ndarray) -> np.ndarray:
+    """Centred orthonormal 2D DFT over the last two axes (numpy, complex)."""
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+
+def ifft2c(kspace: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`fft2c`."""
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))

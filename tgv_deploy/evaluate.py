@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv
+from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
 from tgv_deploy.data.noise import add_kspace_noise
@@ -30,14 +31,6 @@ from tgv_deploy.registry import resolve_model
 
 METHODS = ("zero-filled", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
 TEST_SEED = 990_000  # synthetic test images: far from any training or validation seed
-
-
-def fft2c(x):
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ifft2c(k):
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 @dataclass

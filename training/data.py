@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
 from tgv_deploy.data.noise import add_image_noise, add_kspace_noise
 from tgv_deploy.data.synthetic import GENERATORS
 from tgv_deploy.errors import InputError
-
-
-def fft2c(image: np.ndarray) -> np.ndarray:
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ifft2c(kspace: np.ndarray) -> np.ndarray:
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
 def _normalise(image: np.ndarray) -> np.ndarray:
