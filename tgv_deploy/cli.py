@@ -333,7 +333,7 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
 @click.option("--synthetic", default=0, show_default=True, type=int, help="Add N synthetic test images (never used in training).")
 @click.option("--size", default=128, show_default=True, type=int, help="Size of the synthetic test images.")
 @click.option("--setting", "settings", multiple=True, default=["4,0.05"], show_default=True,
-              help="R,sigma pairs for fully sampled inputs (repeatable).")
+              help="R,sigma pairs for fully sampled inputs (repeatable); denoising models use sigma only.")
 @click.option("--utgv", default="utgv-mri", show_default=True, help="U-TGV checkpoint or bundled name ('none' to skip).")
 @click.option("--utv", default="utv-mri", show_default=True, help="U-TV checkpoint or bundled name ('none' to skip).")
 @click.option("--baseline-iterations", default=256, show_default=True, type=int, help="T of the scalar TV/TGV searches.")

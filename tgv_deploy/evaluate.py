@@ -21,7 +21,7 @@ from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv
 from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
-from tgv_deploy.data.noise import add_kspace_noise
+from tgv_deploy.data.noise import add_image_noise, add_kspace_noise
 from tgv_deploy.data.synthetic import synthetic_image
 from tgv_deploy.errors import InputError
 from tgv_deploy.io_utils import atomic_write_bytes
@@ -29,7 +29,7 @@ from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
-METHODS = ("zero-filled", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
+METHODS = ("zero-filled", "noisy input", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
 TEST_SEED = 990_000  # synthetic test images: far from any training or validation seed
 
 
@@ -39,7 +39,7 @@ class Case:
 
     name: str
     kspace: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray | None
     target: np.ndarray
     setting: str
 
@@ -98,6 +98,38 @@ def corrupt(images, acceleration: float, sigma: float, seed: int = 0) -> list[Ca
         k = add_kspace_noise(fft2c(image), mask, sigma, rng)
         cases.append(Case(name, k, mask, np.abs(image).astype(np.float32), f"R={acceleration:g}, sigma={sigma:g}"))
     return cases
+
+
+def corrupt_images(images, sigma: float, seed: int = 0) -> list[Case]:
+    """Denoising cases: real images with Gaussian noise (``kspace`` holds the noisy image, no mask)."""
+    cases = []
+    for i, (name, image) in enumerate(images):
+        target = np.abs(image).astype(np.float32)
+        noisy = add_image_noise(target, sigma, np.random.default_rng([seed, i]))
+        cases.append(Case(name, noisy, None, target, f"denoise, sigma={sigma:g}"))
+    return cases
+
+
+def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
+    f = torch.from_numpy(case.kspace[None, None].astype(np.float32))
+    out = Outcome(case)
+    out.images["noisy input"] = case.kspace
+    tv = best_scalar_tv(f, case.target, iterations=baseline_iterations, criterion=criterion, lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
+    tgv = best_scalar_tgv(f, case.target, iterations=baseline_iterations, criterion=criterion, lambda1_grid=np.linspace(-3.5, -0.5, 7),
+                          ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+    out.images["scalar TV"], out.params["scalar TV"] = np.abs(tv.image[0].numpy()), tv.params
+    out.images["scalar TGV"], out.params["scalar TGV"] = np.abs(tgv.image[0].numpy()), tgv.params
+    for name, model in (("U-TV", utv), ("U-TGV", utgv)):
+        if model is None:
+            continue
+        with torch.no_grad():
+            x, maps = model(f)
+        out.images[name] = np.abs(x[0, 0].numpy())
+        if name == "U-TGV":
+            out.maps = maps[0].numpy()
+    for name, image in out.images.items():
+        out.scores[name] = (psnr(case.target, image), ssim(case.target, image))
+    return out
 
 
 def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
@@ -248,15 +280,20 @@ def run_evaluation(
     torch.set_grad_enabled(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
+    denoising = any(m is not None and m.config.task == "denoise" for m in models)
     images = ground_truth_images(files, synthetic, size)
-    groups = [corrupt(images, r, s) for r, s in settings] + [undersampled_cases(files)]
+    if denoising:
+        groups = [corrupt_images(images, s) for _, s in settings]
+    else:
+        groups = [corrupt(images, r, s) for r, s in settings] + [undersampled_cases(files)]
     cases = [c for group in groups for c in group]
     if not cases:
         raise InputError("nothing to evaluate: give files or --synthetic N")
     outcomes = []
     for i, case in enumerate(cases):
         say(f"[{i + 1}/{len(cases)}] {case.setting} {case.name}")
-        outcomes.append(evaluate_case(case, *models, baseline_iterations))
+        evaluate_one = evaluate_denoise_case if denoising else evaluate_case
+        outcomes.append(evaluate_one(case, *models, baseline_iterations))
         best = outcomes[-1].scores
         say("    " + ", ".join(f"{m} {p:.2f} dB {s:.3f}" for m, (p, s) in best.items()))
     csv_text, markdown = tables(outcomes)
