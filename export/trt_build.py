@@ -47,12 +47,18 @@ class BuildConfig:
             raise InputError(f"optimization level must be in 0..5, got {self.optimization_level}")
 
 
-def import_tensorrt():
+def import_tensorrt() -> None:
+    """Raise :class:`BackendUnavailableError` unless the TensorRT Python bindings are importable.
+
+    Callers then ``import tensorrt as trt`` themselves, so that type checkers see the real API
+    (``tensorrt-stubs``). A stubs-only install imports as an empty namespace package: not TensorRT.
+    """
     try:
         import tensorrt as trt
     except ImportError:
         raise BackendUnavailableError("TensorRT is not installed (pip install tensorrt on a CUDA host)") from None
-    return trt
+    if not hasattr(trt, "Builder"):
+        raise BackendUnavailableError("TensorRT is not installed (only type stubs were found)")
 
 
 def cuda_device() -> tuple[str, str]:
@@ -88,7 +94,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
     """Parse, build and write ``out`` plus ``out.json``; returns the extended contract."""
     out = check_output_path(out)
     model, contract = load_verified(onnx_path)
-    trt = import_tensorrt()
+    import_tensorrt()
+    import tensorrt as trt
+
     gpu_name, capability = cuda_device()
     major = int(trt.__version__.split(".")[0])
     if config.precision == "fp16-unet" and major >= 11:
@@ -123,8 +131,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
     if contract.batch is None:
         profile = builder.create_optimization_profile()
         for spec in contract.inputs:
-            shape = list(spec.shape)
-            profile.set_shape(spec.name, [1, *shape[1:]], [1, *shape[1:]], [8, *shape[1:]])
+            item = list(spec.shape[1:])
+            profile.set_shape(spec.name, trt.Dims([1, *item]), trt.Dims([1, *item]), trt.Dims([8, *item]))
         builder_config.add_optimization_profile(profile)
     cache = None
     if config.timing_cache:

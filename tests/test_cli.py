@@ -124,9 +124,10 @@ def test_export_check_trt_and_build(tmp_path, mri_checkpoint):
     check = run("check-trt", out, "--trt", "10")
     assert check.returncode == 0 and check.stdout.strip().splitlines()[-1].startswith("PASSED")
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt
 
-        pytest.skip("TensorRT is installed: the missing-TensorRT exit is tested where it is not")
+        if hasattr(tensorrt, "Builder"):
+            pytest.skip("TensorRT is installed: the missing-TensorRT exit is tested where it is not")
     except ImportError:
         pass
     build = run("build", out, "-o", tmp_path / "m.plan")

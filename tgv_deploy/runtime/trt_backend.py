@@ -37,7 +37,9 @@ class TensorRTBackend:
         from tgv_deploy.export.trt_build import cuda_device, import_tensorrt, read_plan_contract
 
         self.contract = read_plan_contract(path)
-        trt = import_tensorrt()
+        import_tensorrt()
+        import tensorrt as trt
+
         gpu, capability = cuda_device()
         built_on = self.contract.engine
         if built_on.get("tensorrt_version") and built_on["tensorrt_version"] != trt.__version__ and not built_on.get("version_compatible"):
@@ -67,18 +69,22 @@ class TensorRTBackend:
         try:
             for spec in self.contract.inputs:
                 array = np.ascontiguousarray(inputs[spec.name])
-                ctx.set_input_shape(spec.name, array.shape)
+                if not ctx.set_input_shape(spec.name, self.trt.Dims(list(array.shape))):
+                    raise ContractError(f"TensorRT refused input shape {array.shape} for {spec.name!r}")
                 ptr = _check(cudart.cudaMalloc(array.nbytes))
                 buffers.append(ptr)
                 _check(cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
-                ctx.set_tensor_address(spec.name, int(ptr))
+                if not ctx.set_tensor_address(spec.name, int(ptr)):
+                    raise BackendUnavailableError(f"TensorRT refused the buffer of {spec.name!r}")
             outputs = {}
             for spec in self.contract.outputs:
-                shape = tuple(ctx.get_tensor_shape(spec.name))
+                dims = ctx.get_tensor_shape(spec.name)
+                shape = tuple(int(dims[i]) for i in range(len(dims)))
                 outputs[spec.name] = np.empty(shape, dtype=np.float32)
                 ptr = _check(cudart.cudaMalloc(outputs[spec.name].nbytes))
                 buffers.append(ptr)
-                ctx.set_tensor_address(spec.name, int(ptr))
+                if not ctx.set_tensor_address(spec.name, int(ptr)):
+                    raise BackendUnavailableError(f"TensorRT refused the buffer of {spec.name!r}")
             if not ctx.execute_async_v3(stream_handle=int(self.stream)):
                 raise BackendUnavailableError("TensorRT execute_async_v3 failed")
             for spec, ptr in zip(self.contract.outputs, buffers[len(self.contract.inputs):]):
