@@ -202,3 +202,18 @@ def test_truncated_and_mismatched_checkpoints_are_refused(tmp_path):
     with pytest.raises(IntegrityError, match="version"):
         load_checkpoint(future)
     assert zipfile.is_zipfile(io.BytesIO(good.read_bytes()))
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(6)
+    model = UTGV(ModelConfig(unet=TINY, iterations=7)).double()
+    f, mask = _mri_input(dtype=torch.float64)
+    grads = []
+    for every in (None, 3):
+        model.zero_grad()
+        model.checkpoint_every = every
+        x, _ = model(f, mask)
+        x.square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
