@@ -15,10 +15,13 @@ class Prologue(nn.Module):
     ``maps (B, M, H, W)`` in normalised units, ``scale (B, 1, 1, 1)``.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, unet_fp16: bool = False):
         super().__init__()
         self.model = model
+        self.unet_fp16 = unet_fp16
         model.set_dft("matrix")
+        if unet_fp16:  # the PDHG part and the DFT stay float32 (SPEC 5)
+            model.unet.half()
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor | None = None):
         if mask is not None:
@@ -27,4 +30,5 @@ class Prologue(nn.Module):
         x0 = forward_op.adjoint(f)
         scale = image_scale(x0)
         x0 = x0 / scale
-        return x0, f / scale, self.model.unet(x0), scale
+        maps = self.model.unet(x0.half()).float() if self.unet_fp16 else self.model.unet(x0)
+        return x0, f / scale, maps, scale

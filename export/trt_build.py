@@ -99,13 +99,16 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
 
     gpu_name, capability = cuda_device()
     major = int(trt.__version__.split(".")[0])
-    if config.precision == "fp16-unet" and major >= 11:
-        raise InputError("TensorRT 11 networks are strongly typed: fp16-unet needs an fp16 U-Net inside the ONNX graph")
+    graph_fp16 = contract.precision == "fp16-unet"
+    if config.precision == "fp16-unet" and major >= 11 and not graph_fp16:
+        raise InputError("TensorRT 11 networks are strongly typed: export with --unet-fp16 to put the fp16 U-Net into the graph")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # 10.x: weak typing (an all-float32 graph gives a float32 engine; fp16-unet needs the FP16
-    # flag, which strongly typed networks reject); 11.x: always strongly typed, flags ignored.
-    network = builder.create_network(0)
+    # A graph with an fp16 U-Net is built strongly typed (its Cast nodes decide, on 10.x and
+    # 11.x alike). Otherwise 10.x is weakly typed: an all-float32 graph gives a float32 engine,
+    # and fp16-unet pins the non-U-Net layers to float32 below. 11.x is always strongly typed.
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if graph_fp16 else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     say(f"parsing {onnx_path} ({len(model.graph.node)} nodes) with TensorRT {trt.__version__}")
     if not parser.parse(model.SerializeToString()):
@@ -117,7 +120,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mb << 20)
     if config.precision == "fp32":
         builder_config.clear_flag(trt.BuilderFlag.TF32)
-    if config.precision == "fp16-unet":
+    if config.precision == "fp16-unet" and not graph_fp16:
         builder_config.set_flag(trt.BuilderFlag.FP16)
         builder_config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         for i in range(network.num_layers):

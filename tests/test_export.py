@@ -166,3 +166,14 @@ def test_masks_beyond_the_line_budget_are_refused(mri_checkpoint, tmp_path):
     inputs["mask"][:] = 1
     with pytest.raises(ContractError, match="at most 6"):
         Session(path).run(inputs)
+
+
+def test_fp16_unet_graph_within_its_stated_tolerance(tmp_path, mri_checkpoint):
+    from tgv_deploy.export.exporter import FP16_UNET_TOLERANCE
+
+    result = build_graph(load_checkpoint(mri_checkpoint), ExportConfig(iterations=6, unet_fp16=True))
+    assert result.contract.precision == "fp16-unet"
+    assert 1e-7 < result.parity < FP16_UNET_TOLERANCE  # really float16 somewhere, and still close
+    fp16 = [i.name for i in result.model.graph.initializer if i.data_type == TensorProto.FLOAT16]
+    assert fp16 and all("pdhg" not in name for name in fp16)  # only U-Net weights are float16
+    assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []

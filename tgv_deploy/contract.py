@@ -73,6 +73,7 @@ class Contract:
     graph_sha256: str = ""
     dft: str = "matrix"
     max_sampled_lines: int | None = None  # MRI graphs transform only this many phase-encode lines
+    precision: str = "fp32"  # "fp32", or "fp16-unet": the U-Net runs in float16 inside the graph
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
     normalisation: str = NORMALISATION
