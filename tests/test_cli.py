@@ -1,6 +1,7 @@
 import pickle
 import subprocess
 import sys
+import tempfile
 
 import h5py
 import numpy as np
@@ -12,8 +13,14 @@ from tgv_deploy.data.fastmri import write_fastmri
 pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) is needed for the CLI tests")
 
 
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tgv_deploy", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+# Subprocesses run outside the source tree: from the repository root, `python -m` would import the
+# uninstalled ./tgv_deploy (which lacks tgv_deploy.training and tgv_deploy.export) instead of the
+# installed package.
+OUTSIDE = tempfile.gettempdir()
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "tgv_deploy", *map(str, args)], capture_output=True, text=True, cwd=OUTSIDE)
 
 
 def assert_user_error(result, code, match):

@@ -19,8 +19,8 @@ def test_version_and_help():
     assert result.exit_code == 0 and "Exit codes" in result.output
 
 
-def test_console_script_runs():
-    result = subprocess.run([sys.executable, "-m", "tgv_deploy", "--version"], capture_output=True, text=True)
+def test_console_script_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tgv_deploy", "--version"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "tgv-deploy" in result.stdout
 

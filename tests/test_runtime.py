@@ -127,7 +127,7 @@ def test_threads_and_determinism(mri_onnx):
         assert np.array_equal(a, b)
 
 
-def test_runtime_works_without_torch(mri_onnx):
+def test_runtime_works_without_torch(mri_onnx, tmp_path):
     """Blocks torch at import time in a fresh interpreter, then runs a reconstruction."""
     code = textwrap.dedent(
         f"""
@@ -149,6 +149,6 @@ def test_runtime_works_without_torch(mri_onnx):
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -273,11 +273,11 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+@torch.no_grad()
 def run_evaluation(
     files: list[Path], synthetic: int, size: tuple[int, int], settings: list[tuple[float, float]], utgv: str | None,
     utv: str | None, out_dir: Path, baseline_iterations: int = 256, say: Callable[[str], None] = print,
 ) -> list[Outcome]:
-    torch.set_grad_enabled(False)
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
     denoising = any(m is not None and m.config.task == "denoise" for m in models)
