@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.data.fastmri import write_fastmri
+from tgv_deploy.data.masks import default_center_fraction, make_mask, seed_from_string
+from tgv_deploy.data.noise import add_kspace_noise
 from tgv_deploy.dft import fft2c
 
 SOURCES = {"dipy": "1.12.1", "nilearn": "0.14.1"}
@@ -73,6 +75,8 @@ def slices(cache: Path) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/data", type=Path)
+    parser.add_argument("--undersample", metavar="R,SIGMA", help="also write undersampled copies (equispaced mask, centre "
+                        "fraction 0.32/R, SPEC noise) with a 'mask' dataset, as scanner files would come: e.g. 4,0.05")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / "wheels"
@@ -81,6 +85,15 @@ def main() -> None:
         kspace = fft2c(stack.astype(np.complex64))
         path = write_fastmri(args.out / f"{name}.h5", kspace, target=stack, attrs={"acquisition": "HELDOUT", "patient_id": name})
         print(f"wrote {path} {stack.shape}")
+        if args.undersample:
+            r, sigma = (float(v) for v in args.undersample.split(","))
+            mask = make_mask("equispaced", default_center_fraction(r), r)(stack.shape[-1], seed=seed_from_string(name))
+            rng = np.random.default_rng(seed_from_string(f"{name}:noise"))
+            noisy = np.stack([add_kspace_noise(k, mask, sigma, rng) for k in kspace])
+            out = args.out / "undersampled" / f"{name}_R{r:g}_sigma{sigma:g}.h5"
+            out.parent.mkdir(exist_ok=True)
+            write_fastmri(out, noisy, mask=mask, target=stack, attrs={"acquisition": "HELDOUT", "patient_id": name})
+            print(f"wrote {out}")
 
 
 if __name__ == "__main__":
