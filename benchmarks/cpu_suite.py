@@ -28,7 +28,6 @@ from tgv_deploy.registry import resolve_model
 
 def measure_matmul_gflops(n: int, batch: int, repeats: int = 20) -> float:
     """float32 batched (2n x 2n) @ (2n x n) products through ONNX Runtime, as the DFT runs them."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

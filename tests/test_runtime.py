@@ -130,7 +130,7 @@ def test_threads_and_determinism(mri_onnx):
 def test_runtime_works_without_torch(mri_onnx, tmp_path):
     """Blocks torch at import time in a fresh interpreter, then runs a reconstruction."""
     code = textwrap.dedent(
-        f"""
+        """
         import sys
         sys.modules["torch"] = None  # any 'import torch' now raises ImportError
         import numpy as np
