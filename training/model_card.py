@@ -32,7 +32,8 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         f"- Command: `tgv-deploy train {config} -o runs/{name}` (seed {meta.get('seed')}), "
         f"{meta.get('steps')} steps of batch {cfg.get('batch_size')}, AdamW lr {cfg.get('learning_rate')}, warm-up + cosine.",
         f"- Unrolled iterations during training: {curriculum}.",
-        f"- Data: synthetic images only (`tgv_deploy.data.synthetic`), {data.get('height')} x {data.get('width')}, "
+        f"- Data: synthetic images only (`tgv_deploy.data.synthetic`, generator version {data.get('synthetic_version', 1)}), "
+        f"{data.get('height')} x {data.get('width')}, "
         f"generated on the fly from the seed; no image from any third-party package or data set was used for training or tuning.",
     ]
     if model.task == "mri":
@@ -59,6 +60,8 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
                   "range training never uses; held-out real MR images come from `benchmarks/heldout.py`. On the 2-core CPU machine:"]
         for table, command in zip(evaluation, commands):
             lines += ["", f"`{command}`", "", Path(table).read_text().strip()]
+    if meta.get("metadata_note"):
+        lines += ["", f"Note: {meta['metadata_note']}."]
     lines += [
         "",
         "## Use and limits",
