@@ -154,3 +154,42 @@ def test_bundled_models_export_cleanly_for_tensorrt(tmp_path, name):
     for major in ("10", "11"):
         check = run("check-trt", out, "--trt", major)
         assert check.returncode == 0, check.stdout
+
+
+def test_every_command_refuses_bad_input_in_one_line(tmp_path, mri_onnx):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01 not a model")
+    (tmp_path / "bad.toml").write_text("steps = 'many'\n")
+    plan = tmp_path / "engine.plan"
+    plan.write_bytes(b"not an engine")
+    cases = [
+        (("check-trt", garbage), 5, "ONNX"),
+        (("check-trt", tmp_path / "missing.onnx"), 3, "not found"),
+        (("bench", "no-such-model", "--runs", 1), 3, "unknown model"),
+        (("bench", mri_onnx, "--runs", 0), 3, "--runs"),
+        (("train", tmp_path / "bad.toml", "-o", tmp_path / "run"), 3, "bad.toml"),
+        (("evaluate", tmp_path / "missing.h5", "-o", tmp_path / "ev"), 3, "not found"),
+        (("evaluate", "--synthetic", 1, "--setting", "four", "-o", tmp_path / "ev"), 3, "--setting"),
+        (("synth", tmp_path / "s.h5", "--slices", 0), 3, "at least 1 slice"),
+        (("infer", plan, tmp_path / "missing.h5", "-o", tmp_path / "o.h5"), 3, "input not found"),
+        (("build", garbage), 5, "ONNX"),
+    ]
+    for args, code, match in cases:
+        assert_user_error(run(*args), code, match)
+    write_fastmri(tmp_path / "k.h5", np.ones((1, 32, 24), np.complex64))
+    assert_user_error(run("infer", plan, tmp_path / "k.h5", "-o", tmp_path / "o.h5"), 3, "no contract")
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "s.h5").exists()
+
+
+def test_contract_version_mismatch_is_refused(tmp_path, mri_onnx, demo_file):
+    import onnx
+
+    from tgv_deploy.contract import METADATA_KEY
+
+    model = onnx.load(str(mri_onnx))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = prop.value.replace('"contract_version": 1', '"contract_version": 99')
+    future = tmp_path / "future.onnx"
+    onnx.save(model, str(future))
+    assert_user_error(run("infer", future, demo_file, "-o", tmp_path / "o.h5"), 4, "contract version 99")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -70,12 +72,38 @@ def _tuples(value):
     return tuple(_tuples(v) if isinstance(v, list) else v for v in value)
 
 
+def _check_type(value: Any, hint: Any) -> bool:
+    """Whether a TOML value fits a field annotation (ints, floats, strings, tuples, optionals)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_check_type(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_check_type(v, a) for v, a in zip(value, args))
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
 def _build(cls, data: dict[str, Any], where: str):
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
         raise InputError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(known)}")
     values = {k: _tuples(v) if isinstance(v, list) else v for k, v in data.items()}
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in hints and not _check_type(value, hints[key]):
+            raise InputError(f"{where}: {key} = {value!r} is not a valid {hints[key]}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
