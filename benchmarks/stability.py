@@ -19,15 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tgv_deploy.bench import machine_description
+from tgv_deploy.bench import machine_description, resident_mb
 from tgv_deploy.data.examples import example_inputs
-
-
-def rss_mb() -> float:
-    import os
-
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> int:
@@ -52,17 +45,17 @@ def main() -> int:
         reference = session.run(inputs)["image"]
         for _ in range(args.warmup):
             session.run(inputs)
-        warm = rss_mb()
+        warm = resident_mb()
         samples, identical = [], True
         start = time.perf_counter()
         for i in range(args.runs):
             out = session.run(inputs)["image"]
             identical &= bool(np.array_equal(out, reference))
             if i % 100 == 99:
-                samples.append({"run": i + 1, "rss_mb": rss_mb()})
+                samples.append({"run": i + 1, "rss_mb": resident_mb()})
                 print(f"run {i + 1}/{args.runs}: RSS {samples[-1]['rss_mb']:.1f} MB", flush=True)
         seconds = time.perf_counter() - start
-    growth = (rss_mb() - warm) / warm
+    growth = (resident_mb() - warm) / warm
     report = {"machine": machine_description(), "command": "python " + " ".join(sys.argv), "model": args.model, "runs": args.runs,
               "size": args.size, "iterations": args.iterations, "rss_after_warmup_mb": warm, "samples": samples,
               "rss_growth_fraction": growth, "bitwise_identical": identical, "seconds": seconds,

@@ -8,7 +8,6 @@ is verified against the PyTorch model in ONNX Runtime before it is written.
 from __future__ import annotations
 
 import io
-import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -30,8 +29,6 @@ from tgv_deploy.export.prologue import Prologue
 from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
 from tgv_deploy.models.checkpoint import Checkpoint
 from tgv_deploy.onnx_graph import graph_sha256, set_contract
-
-log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-5

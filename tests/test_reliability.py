@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import h5py
@@ -7,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tgv_deploy.bench import resident_mb
 from tgv_deploy.cli_io import read_input
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import TgvDeployError
@@ -14,11 +14,6 @@ from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.onnx_graph import load_verified
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc to read resident memory")
@@ -29,10 +24,10 @@ def test_resident_memory_stable_over_repeated_runs(mri_onnx):
     inputs = example_inputs("mri", 1, 32, 24)
     for _ in range(30):
         session.run(inputs)
-    warm = rss_bytes()
+    warm = resident_mb()
     for _ in range(300):
         session.run(inputs)
-    assert rss_bytes() < 1.05 * warm, (warm, rss_bytes())
+    assert resident_mb() < 1.05 * warm, (warm, resident_mb())
 
 
 @FUZZ

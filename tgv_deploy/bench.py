@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -61,6 +62,12 @@ def machine_description() -> dict[str, object]:
     return info
 
 
+def resident_mb() -> float:
+    """Current resident memory of this process in MiB (Linux ``/proc``)."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -81,10 +88,8 @@ def bench(
     say = progress or (lambda message: None)
     sessions = []
     for name in models:
-        from pathlib import Path
-
-        suffix = Path(name).suffix
-        session = Session(name, backend=backend if backend != "auto" else "auto", iterations=iterations if suffix not in (".onnx", ".plan") else None)
+        exported = Path(name).suffix in (".onnx", ".plan")  # their T is fixed by the contract
+        session = Session(name, backend=backend, iterations=None if exported else iterations)
         c = session.contract
         if c.height != -1:
             if (height or c.height, width or c.width) != (c.height, c.width):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from tgv_deploy.errors import InputError
@@ -39,15 +40,8 @@ class KSpaceVolume:
         return self.kspace.shape[0]
 
 
-def _h5py():
-    import h5py
-
-    return h5py
-
-
 def read_fastmri(path: str | os.PathLike) -> KSpaceVolume:
     """Read and validate a fastMRI file; every problem is one :class:`InputError` line."""
-    h5py = _h5py()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input not found: {path}")
@@ -105,7 +99,6 @@ def write_fastmri(
     header: bytes = b"",
 ) -> Path:
     """Write a fastMRI-layout file atomically (temporary name, then rename)."""
-    h5py = _h5py()
     path = Path(path)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as handle:
