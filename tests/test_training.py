@@ -4,13 +4,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from tgv_deploy.models.utgv import build_model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from tgv_deploy.errors import InputError
 from tgv_deploy.models import load_checkpoint
 from tgv_deploy.training.config import config_from_dict, load_config
-from tgv_deploy.training.trainer import lr_factor, train
+from tgv_deploy.training.data import SyntheticSlices
+from tgv_deploy.training.trainer import lr_factor, reconstruction_loss, train, warm_start
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -35,6 +44,10 @@ height = 24
 width = 20
 val_size = 2
 """
+
+
+def _tiny_dict(steps=4, kind="utgv", task="mri"):
+    return tomllib.loads(TINY.format(steps=steps, kind=kind, task=task))
 
 
 def _write(tmp_path, steps=4, kind="utgv", task="mri"):
@@ -62,6 +75,49 @@ def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(InputError, match=r"\[model\]"):
         config_from_dict({"model": {"kind": "tgv"}})
     assert config_from_dict({"iterations_schedule": [[10, 64]], "train_iterations": 8}).iterations_at(12) == 64
+
+
+def test_psnr_loss_weighs_every_sample_alike():
+    target = torch.zeros(2, 1, 4, 4)
+    clean, noisy = torch.full((1, 1, 4, 4), 0.01), torch.full((1, 1, 4, 4), 1.0)
+    x = torch.cat([clean, noisy])
+    base = reconstruction_loss(x, target, "psnr")
+    assert base.item() == pytest.approx(10 * (torch.log10(torch.tensor(1e-4)) + 0.0).item() / 2)
+    # halving the clean sample's error gains as much as halving the noisy one's: plain MSE would
+    # barely notice the clean sample
+    gain_clean = base - reconstruction_loss(torch.cat([clean / 2, noisy]), target, "psnr")
+    gain_noisy = base - reconstruction_loss(torch.cat([clean, noisy / 2]), target, "psnr")
+    assert gain_clean.item() == pytest.approx(gain_noisy.item()) and gain_clean.item() > 0
+    mse = reconstruction_loss(x, target, "mse")
+    assert mse.item() == pytest.approx((1e-4 + 1.0) / 2)
+    assert (mse - reconstruction_loss(torch.cat([clean / 2, noisy]), target, "mse")).item() < 1e-4
+    with pytest.raises(InputError, match="loss must be one of"):
+        config_from_dict({"loss": "l1"})
+
+
+def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
+    first = train(load_config(_write(tmp_path, 2)), tmp_path / "a", log=lambda _: None)
+    config = config_from_dict({**_tiny_dict(), "init_checkpoint": str(first)})
+    model = build_model(config.model)
+    warm_start(model, config)
+    saved = load_checkpoint(first).state_dict
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    other = train(load_config(_write(tmp_path, 2, "utv", "mri")), tmp_path / "b", log=lambda _: None)
+    with pytest.raises(InputError, match="utv/mri"):
+        warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(other)}))
+
+
+def test_real_fraction_drops_the_phase_of_that_share():
+    phased = SyntheticSlices(16, 16, seed=5)
+    real = SyntheticSlices(16, 16, seed=5, real_fraction=1.0)
+    half = SyntheticSlices(16, 16, seed=5, real_fraction=0.5)
+    for i in range(3):
+        assert np.iscomplexobj(real(i)) and not np.abs(real(i).imag).any()
+        np.testing.assert_allclose(real(i).real, np.abs(phased(i)), rtol=1e-6)
+    kinds = [not np.abs(half(i).imag).any() for i in range(40)]
+    assert 5 < sum(kinds) < 35  # both kinds occur
+    with pytest.raises(InputError, match="real_fraction"):
+        config_from_dict({"data": {"real_fraction": 1.5}})
 
 
 def test_lr_schedule_warms_up_then_decays():

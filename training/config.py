@@ -18,6 +18,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+LOSSES = ("mse", "psnr")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where slices come from and how they are corrupted on the fly."""
@@ -34,6 +37,13 @@ class DataConfig:
     val_acceleration: int = 4
     val_sigma: float = 0.05
     val_mask: str = "equispaced"
+    # share of synthetic images whose phase is dropped: scanners often hand over magnitude-derived
+    # (real) images, and a model that only saw smooth phase treats an empty imaginary channel as odd
+    real_fraction: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,16 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 0  # torch CPU threads; 0 = torch's default
     activation_checkpointing: int = 0  # keep every k-th PDHG state for backward; 0 = off
+    # "mse": the paper's mean squared error over the batch. "psnr": mean over samples of
+    # 10 log10(per-sample MSE), so a noisy sample's large error does not drown a clean one's and
+    # the maps are not biased towards the high-noise end of sigma_range.
+    loss: str = "mse"
+    # warm start: a checkpoint (path) whose weights initialise the model; its kind and task must match
+    init_checkpoint: str = ""
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
     def iterations_at(self, step: int) -> int:
         """Training T at ``step`` (0-based)."""

@@ -24,14 +24,19 @@ def _normalise(image: np.ndarray) -> np.ndarray:
 class SyntheticSlices:
     """Ground-truth complex images ``(H, W)`` with max magnitude 1, generated from ``(seed, index)``."""
 
-    def __init__(self, height: int, width: int, seed: int, version: int = 2):
+    def __init__(self, height: int, width: int, seed: int, version: int = 2, real_fraction: float = 0.0):
         if version not in GENERATORS:
             raise InputError(f"synthetic_version must be one of {sorted(GENERATORS)}, got {version}")
         self.height, self.width, self.seed = height, width, seed
         self.generate = GENERATORS[version]
+        self.real_fraction = real_fraction
 
     def __call__(self, index: int) -> np.ndarray:
-        return self.generate(np.random.default_rng([self.seed, index]), self.height, self.width)
+        image = self.generate(np.random.default_rng([self.seed, index]), self.height, self.width)
+        # a separate stream, so the images themselves do not depend on real_fraction
+        if self.real_fraction and np.random.default_rng([self.seed, index, 1]).random() < self.real_fraction:
+            image = np.abs(image).astype(np.complex64)
+        return image
 
 
 class FileSlices:

@@ -1,4 +1,4 @@
-"""The training loop: MSE, AdamW, warm-up then cosine, gradient clipping, validation, resume, DDP.
+"""The training loop: MSE (or per-sample PSNR), AdamW, warm-up then cosine, gradient clipping, validation, resume, DDP.
 
 Launch on one device with ``tgv-deploy train CONFIG``, on several with
 ``torchrun --nproc-per-node N -m tgv_deploy.training CONFIG`` (PyTorch DDP; gloo on CPU, NCCL on GPU).
@@ -21,7 +21,7 @@ from tgv_deploy.errors import BackendUnavailableError, InputError, IntegrityErro
 from tgv_deploy.io_utils import atomic_output
 from tgv_deploy.layout import magnitude
 from tgv_deploy.metrics import psnr, ssim
-from tgv_deploy.models.checkpoint import save_checkpoint
+from tgv_deploy.models.checkpoint import load_checkpoint, save_checkpoint
 from tgv_deploy.models.utgv import build_model
 from tgv_deploy.training.config import TrainConfig
 from tgv_deploy.training.data import Corruption, FileSlices, SyntheticSlices, make_batch
@@ -59,8 +59,28 @@ def _device(name: str, rank: int) -> str:
 def _source(config: TrainConfig, seed: int):
     data = config.data
     if data.source == "synthetic":
-        return SyntheticSlices(data.height, data.width, seed, data.synthetic_version)
+        return SyntheticSlices(data.height, data.width, seed, data.synthetic_version, data.real_fraction)
     return FileSlices(data.source, data.height, data.width)
+
+
+def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """``x``, ``target`` ``(B, C, H, W)``; see ``TrainConfig.loss``."""
+    if kind == "mse":
+        return torch.nn.functional.mse_loss(x, target)
+    per_sample = (x - target).square().flatten(1).mean(1)
+    return 10.0 * torch.log10(per_sample.clamp_min(1e-12)).mean()
+
+
+def warm_start(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net)."""
+    checkpoint = load_checkpoint(config.init_checkpoint)
+    theirs, ours = checkpoint.config, config.model
+    if (theirs.kind, theirs.task, theirs.unet) != (ours.kind, ours.task, ours.unet):
+        raise InputError(
+            f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model with {theirs.unet}, "
+            f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
+        )
+    model.load_state_dict(checkpoint.state_dict)
 
 
 @torch.no_grad()
@@ -87,6 +107,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = build_model(config.model).to(device)
     model.checkpoint_every = config.activation_checkpointing or None
+    if config.init_checkpoint:
+        warm_start(model, config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps))
     start, elapsed, history = 0, 0.0, []
@@ -142,7 +164,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         model.train()
         iterations = config.iterations_at(step)
         x, _ = trained(f, mask, iterations=iterations)
-        loss = torch.nn.functional.mse_loss(x, target)
+        loss = reconstruction_loss(x, target, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -153,7 +175,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         if rank == 0 and (done % 10 == 0 or done == config.steps):
             rate = (elapsed - resumed_elapsed) / (done - start)
             eta = rate * (config.steps - done)
-            log(f"step {done}/{config.steps} loss {loss.item():.3e} lr {scheduler.get_last_lr()[0]:.2e} {rate:.2f} s/step eta {eta / 60:.1f} min")
+            log(f"step {done}/{config.steps} loss {loss.item():.4g} lr {scheduler.get_last_lr()[0]:.2e} {rate:.2f} s/step eta {eta / 60:.1f} min")
         if rank == 0 and (done % config.val_every == 0 or done == config.steps):
             model.eval()
             metrics = validate(model, val_batch, config.model.iterations)
