@@ -1,6 +1,6 @@
 """Write a bundled model's card from its checkpoint metadata and an evaluation table.
 
-    python -m tgv_deploy.training.model_card CHECKPOINT NAME CONFIG [--evaluation results.md] -o CARD.md
+    python -m tgv_deploy.training.model_card CHECKPOINT NAME CONFIG [--earlier CKPT CONFIG] [--evaluation results.md] -o CARD.md
 """
 
 from __future__ import annotations
@@ -11,14 +11,44 @@ from pathlib import Path
 from tgv_deploy.models.checkpoint import load_checkpoint
 
 
-def card(checkpoint: Path, name: str, config: str, evaluation: list[str], commands: list[str]) -> str:
-    ckpt = load_checkpoint(checkpoint)
+def _training_bullets(ckpt, config: str, run: str) -> list[str]:
+    """How one training stage ran, from its checkpoint's metadata."""
     meta, model = ckpt.training, ckpt.config
     cfg = meta.get("config", {})
     data = cfg.get("data", {})
     schedule = cfg.get("iterations_schedule") or []
     t_train = cfg.get("train_iterations") or model.iterations
     curriculum = f"T = {t_train}" + "".join(f", T = {t} from step {s}" for s, t in schedule)
+    loss = {"psnr": "per-sample PSNR (mean of 10 log10 MSE)"}.get(cfg.get("loss", "mse"), "MSE")
+    real = data.get("real_fraction", 0.0)
+    lines = [
+        f"- Command: `tgv-deploy train {config} -o {run}` (seed {meta.get('seed')}), "
+        f"{meta.get('steps')} steps of batch {cfg.get('batch_size')}, {loss} loss, AdamW lr {cfg.get('learning_rate')}, warm-up + cosine"
+        + (f", starting from `{cfg['init_checkpoint']}`." if cfg.get("init_checkpoint") else "."),
+        f"- Unrolled iterations during training: {curriculum}.",
+        f"- Data: synthetic images only (`tgv_deploy.data.synthetic`, generator version {data.get('synthetic_version', 1)}"
+        + (f", {real:.0%} of them phase-free" if real else "") + f"), {data.get('height')} x {data.get('width')}, "
+        f"generated on the fly from the seed; no image from any third-party package or data set was used for training or tuning.",
+    ]
+    if model.task == "mri":
+        lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, sigma ~ U{data.get('sigma_range')}, "
+                     f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model).")
+    else:
+        lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
+    lines.append(f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
+                 f"(one CPU thread, torch {meta.get('torch')}); the wall clock was longer, the machine was shared.")
+    if meta.get("metadata_note"):
+        lines.append(f"- Note: {meta['metadata_note']}.")
+    return lines
+
+
+def card(checkpoint: Path, name: str, config: str, evaluation: list[str], commands: list[str],
+         earlier: list[tuple[Path, str]] = ()) -> str:
+    """``earlier``: (checkpoint, config) of the stages before the final one, oldest first."""
+    ckpt = load_checkpoint(checkpoint)
+    meta, model = ckpt.training, ckpt.config
+    cfg = meta.get("config", {})
+    data = cfg.get("data", {})
     history = meta.get("history", [])
     lines = [
         f"# Model card: `{name}`",
@@ -29,21 +59,14 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         f"T unrolled PDHG iterations reconstruct. Default T at inference and export: **{model.iterations}**.",
         "",
         "## Training",
-        f"- Command: `tgv-deploy train {config} -o runs/{name}` (seed {meta.get('seed')}), "
-        f"{meta.get('steps')} steps of batch {cfg.get('batch_size')}, AdamW lr {cfg.get('learning_rate')}, warm-up + cosine.",
-        f"- Unrolled iterations during training: {curriculum}.",
-        f"- Data: synthetic images only (`tgv_deploy.data.synthetic`, generator version {data.get('synthetic_version', 1)}), "
-        f"{data.get('height')} x {data.get('width')}, "
-        f"generated on the fly from the seed; no image from any third-party package or data set was used for training or tuning.",
     ]
-    if model.task == "mri":
-        lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, sigma ~ U{data.get('sigma_range')}, "
-                     f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model).")
-    else:
-        lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
+    stages = [(load_checkpoint(path), cfg_name) for path, cfg_name in earlier] + [(ckpt, config)]
+    for i, (stage, stage_config) in enumerate(stages, 1):
+        if len(stages) > 1:
+            lines.append(f"{'' if i == 1 else chr(10)}Stage {i}{' (final)' if i == len(stages) else ''}:")
+        run = f"runs/{name}" if i == len(stages) else f"runs/{name}-stage{i}"
+        lines += _training_bullets(stage, stage_config, run)
     lines += [
-        f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
-        f"(one CPU thread, torch {meta.get('torch')}); the wall clock was longer, the machine was shared.",
         "",
         "## Validation during training (synthetic, " + (f"R = {data.get('val_acceleration')}, sigma = {data.get('val_sigma')}, "
                                                         f"{data.get('val_mask')}" if model.task == "mri" else f"sigma = {data.get('val_sigma')}")
@@ -52,7 +75,7 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         "| step | loss | validation T | PSNR dB | SSIM |",
         "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {h['step']} | {h['loss']:.2e} | {h['val_iterations']} | {h['psnr']:.2f} | {h['ssim']:.4f} |"
+    lines += [f"| {h['step']} | {h['loss']:.4g} | {h['val_iterations']} | {h['psnr']:.2f} | {h['ssim']:.4f} |"
               for h in history]
     if evaluation:
         lines += ["", "## Evaluation", "",
@@ -60,8 +83,6 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
                   "range training never uses; held-out real MR images come from `benchmarks/heldout.py`. On the 2-core CPU machine:"]
         for table, command in zip(evaluation, commands):
             lines += ["", f"`{command}`", "", Path(table).read_text().strip()]
-    if meta.get("metadata_note"):
-        lines += ["", f"Note: {meta['metadata_note']}."]
     lines += [
         "",
         "## Use and limits",
@@ -79,9 +100,12 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--evaluation", action="append", default=[], help="results.md of an evaluation (repeatable)")
     parser.add_argument("--command", action="append", default=[], help="the command that produced it (same order)")
+    parser.add_argument("--earlier", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "CONFIG"),
+                        help="an earlier training stage this one started from (repeatable, oldest first)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    args.output.write_text(card(args.checkpoint, args.name, args.config, args.evaluation, args.command))
+    earlier = [(Path(path), config) for path, config in args.earlier]
+    args.output.write_text(card(args.checkpoint, args.name, args.config, args.evaluation, args.command, earlier))
     print(f"wrote {args.output}")
 
 
