@@ -20,7 +20,8 @@ from tgv_deploy.models import load_checkpoint
 from tgv_deploy.training.config import config_from_dict, load_config
 from tgv_deploy.training.data import SyntheticSlices
 from tgv_deploy.training.model_card import card
-from tgv_deploy.training.trainer import lr_factor, reconstruction_loss, train, warm_start
+from tgv_deploy.metrics import ssim
+from tgv_deploy.training.trainer import lr_factor, reconstruction_loss, ssim_torch, train, warm_start
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -94,6 +95,24 @@ def test_psnr_loss_weighs_every_sample_alike():
     assert (mse - reconstruction_loss(torch.cat([clean / 2, noisy]), target, "mse")).item() < 1e-4
     with pytest.raises(InputError, match="loss must be one of"):
         config_from_dict({"loss": "l1"})
+
+
+def test_ssim_loss_matches_the_metric_and_sees_faint_background_ripples():
+    rng = np.random.default_rng(0)
+    target = np.zeros((2, 48, 40))
+    target[:, 12:36, 10:30] = 0.8 + 0.1 * rng.random((2, 24, 20))
+    ripple = 0.01 * np.sin(np.arange(40) / 2.0)[None, None] * (target == 0)
+    estimate = np.abs(target + ripple)  # magnitudes, as the loss and the metric see them
+    ours = ssim_torch(torch.tensor(target), torch.tensor(estimate)).numpy()
+    np.testing.assert_allclose(ours, [ssim(t, e) for t, e in zip(target, estimate)], rtol=1e-10)
+    channels = lambda a: torch.tensor(np.stack([a, np.zeros_like(a)], 1))  # noqa: E731
+    x, y = channels(estimate), channels(target)
+    psnr_only = reconstruction_loss(x, y, "psnr")
+    both = reconstruction_loss(x, y, "psnr+ssim", ssim_weight=20.0)
+    # the loss's magnitude carries a 1e-6 floor (differentiable square root), which moves the
+    # SSIM of an exactly empty background by ~1e-4
+    assert both.item() - psnr_only.item() == pytest.approx(20.0 * (1 - ours.mean()), rel=1e-3)
+    assert 1 - ours.mean() > 0.05
 
 
 def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):

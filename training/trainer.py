@@ -63,12 +63,33 @@ def _source(config: TrainConfig, seed: int):
     return FileSlices(data.source, data.height, data.width)
 
 
-def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+def ssim_torch(target: torch.Tensor, estimate: torch.Tensor, win_size: int = 7, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """Differentiable SSIM per sample of magnitude images ``(B, H, W)`` -> ``(B,)``, with the
+    conventions of :func:`tgv_deploy.metrics.ssim` (7x7 box, sample covariance, valid windows,
+    ``data_range`` = the target's maximum)."""
+    pool = lambda z: torch.nn.functional.avg_pool2d(z[:, None], win_size, stride=1)[:, 0]  # noqa: E731
+    cov_norm = win_size**2 / (win_size**2 - 1)
+    ux, uy = pool(target), pool(estimate)
+    vx = cov_norm * (pool(target * target) - ux * ux)
+    vy = cov_norm * (pool(estimate * estimate) - uy * uy)
+    vxy = cov_norm * (pool(target * estimate) - ux * uy)
+    data_range = target.flatten(1).amax(1)[:, None, None]
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.0) -> torch.Tensor:
     """``x``, ``target`` ``(B, C, H, W)``; see ``TrainConfig.loss``."""
     if kind == "mse":
         return torch.nn.functional.mse_loss(x, target)
     per_sample = (x - target).square().flatten(1).mean(1)
-    return 10.0 * torch.log10(per_sample.clamp_min(1e-12)).mean()
+    loss = 10.0 * torch.log10(per_sample.clamp_min(1e-12)).mean()
+    if kind == "psnr+ssim":
+        # magnitudes, as scored; the epsilon keeps the square root differentiable at 0
+        magnitude_of = lambda z: torch.sqrt(z.square().sum(1) + 1e-12)  # noqa: E731
+        loss = loss + ssim_weight * (1.0 - ssim_torch(magnitude_of(target), magnitude_of(x))).mean()
+    return loss
 
 
 def warm_start(model: torch.nn.Module, config: TrainConfig) -> None:
@@ -164,7 +185,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
         model.train()
         iterations = config.iterations_at(step)
         x, _ = trained(f, mask, iterations=iterations)
-        loss = reconstruction_loss(x, target, config.loss)
+        loss = reconstruction_loss(x, target, config.loss, config.ssim_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
