@@ -185,12 +185,12 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
 def test_model_card_describes_every_stage(tmp_path):
     stage1 = train(load_config(_write(tmp_path, 2)), tmp_path / "s1", log=lambda _: None)
     stage2_config = tmp_path / "stage2.toml"
-    stage2_config.write_text(f'loss = "psnr"\ninit_checkpoint = "{stage1}"\n' + TINY.format(steps=2, kind="utgv", task="mri")
+    stage2_config.write_text(f'loss = "psnr+ssim"\ninit_checkpoint = "{stage1}"\n' + TINY.format(steps=2, kind="utgv", task="mri")
                              .replace("[data]", "[data]\nreal_fraction = 0.5"))
     stage2 = train(load_config(stage2_config), tmp_path / "s2", log=lambda _: None)
     text = card(stage2, "tiny", "stage2.toml", [], [], earlier=[(stage1, "stage1.toml")])
     first, second = text.index("Stage 1:"), text.index("Stage 2 (final):")
     assert first < second
-    assert "MSE loss" in text[first:second] and "per-sample PSNR" in text[second:]
+    assert "MSE loss" in text[first:second] and "per-sample PSNR + 20 x (1 - SSIM) loss" in text[second:]
     assert f"starting from `{stage1}`" in text[second:] and "50% of them phase-free" in text[second:]
     assert "`tgv-deploy train stage1.toml -o runs/tiny-stage1`" in text

@@ -122,10 +122,10 @@ def bench(
             peaks[i] = _peak_mb()
         say(f"run {r + 1}/{runs}")
     rows = []
-    for session, samples, peak in zip(sessions, times, peaks):
+    for name, session, samples, peak in zip(models, sessions, times, peaks):
         ms = np.array(samples) * 1e3
         rows.append(BenchRow(
-            model=str(session.path), backend=session.backend, iterations=session.contract.iterations, height=h, width=w,
+            model=str(name), backend=session.backend, iterations=session.contract.iterations, height=h, width=w,
             batch=batch, p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
             p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), throughput=float(batch / (ms.mean() / 1e3)), peak_mb=peak,
         ))

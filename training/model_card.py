@@ -19,7 +19,11 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
     schedule = cfg.get("iterations_schedule") or []
     t_train = cfg.get("train_iterations") or model.iterations
     curriculum = f"T = {t_train}" + "".join(f", T = {t} from step {s}" for s, t in schedule)
-    loss = {"psnr": "per-sample PSNR (mean of 10 log10 MSE)"}.get(cfg.get("loss", "mse"), "MSE")
+    loss = {
+        "mse": "MSE",
+        "psnr": "per-sample PSNR (mean of 10 log10 MSE)",
+        "psnr+ssim": f"per-sample PSNR + {cfg.get('ssim_weight', 20.0):g} x (1 - SSIM)",
+    }[cfg.get("loss", "mse")]
     real = data.get("real_fraction", 0.0)
     lines = [
         f"- Command: `tgv-deploy train {config} -o {run}` (seed {meta.get('seed')}), "
