@@ -122,6 +122,9 @@ def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
     warm_start(model, config)
     saved = load_checkpoint(first).state_dict
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(InputError, match="checkpoint not found"):
+        train(config_from_dict({**_tiny_dict(), "init_checkpoint": str(tmp_path / "nope.pt")}), tmp_path / "c", log=lambda _: None)
+    assert not (tmp_path / "c").exists()
     other = train(load_config(_write(tmp_path, 2, "utv", "mri")), tmp_path / "b", log=lambda _: None)
     with pytest.raises(InputError, match="utv/mri"):
         warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(other)}))

@@ -122,14 +122,14 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     device = _device(config.device, rank)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out_dir = Path(out_dir)
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = build_model(config.model).to(device)
     model.checkpoint_every = config.activation_checkpointing or None
     if config.init_checkpoint:
-        warm_start(model, config)
+        warm_start(model, config)  # before anything is written: a bad checkpoint leaves no run directory
+    out_dir = Path(out_dir)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps))
     start, elapsed, history = 0, 0.0, []
