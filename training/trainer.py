@@ -1,4 +1,5 @@
-"""The training loop: MSE (or per-sample PSNR), AdamW, warm-up then cosine, gradient clipping, validation, resume, DDP.
+"""The training loop: MSE, per-sample PSNR or PSNR + SSIM loss, AdamW, warm-up then cosine, gradient clipping,
+validation, warm start, resume, DDP.
 
 Launch on one device with ``tgv-deploy train CONFIG``, on several with
 ``torchrun --nproc-per-node N -m tgv_deploy.training CONFIG`` (PyTorch DDP; gloo on CPU, NCCL on GPU).
