@@ -18,7 +18,8 @@ else:  # pragma: no cover
 from tgv_deploy.errors import InputError
 from tgv_deploy.models import load_checkpoint
 from tgv_deploy.training.config import config_from_dict, load_config
-from tgv_deploy.training.data import SyntheticSlices
+from tgv_deploy.dft import fft2c
+from tgv_deploy.training.data import Corruption, SyntheticSlices
 from tgv_deploy.training.model_card import card
 from tgv_deploy.metrics import ssim
 from tgv_deploy.training.trainer import lr_factor, reconstruction_loss, ssim_torch, train, warm_start
@@ -141,6 +142,24 @@ def test_real_fraction_drops_the_phase_of_that_share():
     assert 5 < sum(kinds) < 35  # both kinds occur
     with pytest.raises(InputError, match="real_fraction"):
         config_from_dict({"data": {"real_fraction": 1.5}})
+
+
+def test_target_noise_is_measured_with_the_image_and_leaves_other_streams_alone():
+    image = SyntheticSlices(32, 32, seed=2)(0)
+    plain = Corruption("mri", (4, 4), (0.05, 0.05), ("equispaced",))
+    same = Corruption("mri", (4, 4), (0.05, 0.05), ("equispaced",), target_noise=(0.0, 0.0))
+    a, b = plain.sample(image, np.random.default_rng(7)), same.sample(image, np.random.default_rng(7))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # no extra draw when off
+    noisy = Corruption("mri", (4, 4), (0.0, 0.0), ("equispaced",), target_noise=(0.02, 0.02))
+    f, mask, target = noisy.sample(image, np.random.default_rng(7))
+    truth = np.stack([image.real, image.imag])
+    residual = (target - truth).std() / np.abs(image).max()
+    assert 0.012 < residual < 0.016  # 0.02 per complex sample: 0.02 / sqrt(2) per real part
+    # with sigma = 0 the data are exactly the noisy target's k-space on the sampled lines
+    k = fft2c(target[0] + 1j * target[1]) * mask[0, 0]
+    np.testing.assert_allclose(f[0] + 1j * f[1], k, atol=1e-5)
+    with pytest.raises(InputError, match="target_noise"):
+        config_from_dict({"data": {"target_noise": [0.03, 0.01]}})
 
 
 def test_lr_schedule_warms_up_then_decays():

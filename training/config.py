@@ -40,10 +40,16 @@ class DataConfig:
     # share of synthetic images whose phase is dropped: scanners often hand over magnitude-derived
     # (real) images, and a model that only saw smooth phase treats an empty imaginary channel as odd
     real_fraction: float = 0.0
+    # MRI: complex noise of this level (times the image maximum, ~U[lo, hi]) added to the ground
+    # truth itself before it is measured, as in real acquisitions, whose fully sampled reference
+    # images are noisy too; the part of it the mask samples is then signal to be kept
+    target_noise: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if not 0.0 <= self.target_noise[0] <= self.target_noise[1]:
+            raise ValueError(f"target_noise must be a range 0 <= lo <= hi, got {list(self.target_noise)}")
 
 
 @dataclass(frozen=True)

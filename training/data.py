@@ -73,6 +73,7 @@ class Corruption:
     accelerations: tuple[int, int]
     sigma_range: tuple[float, float]
     mask_types: tuple[str, ...]
+    target_noise: tuple[float, float] = (0.0, 0.0)
 
     def sample(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """Returns ``(f, mask, target)`` in model layout: MRI ``(2, H, W)``, ``(1, 1, W)``, ``(2, H, W)``;
@@ -81,6 +82,9 @@ class Corruption:
         if self.task == "denoise":
             target = np.abs(image).astype(np.float32)
             return add_image_noise(target, sigma, rng)[None], None, target[None]
+        if self.target_noise[1] > 0:  # drawn only when asked, so other configs keep their random streams
+            level = rng.uniform(*self.target_noise) * np.abs(image).max() / np.sqrt(2.0)
+            image = (image + level * (rng.standard_normal(image.shape) + 1j * rng.standard_normal(image.shape))).astype(np.complex64)
         acceleration = int(rng.integers(self.accelerations[0], self.accelerations[1] + 1))
         kind = self.mask_types[int(rng.integers(len(self.mask_types)))]
         mask = make_mask(kind, default_center_fraction(acceleration), acceleration)(image.shape[-1], seed=int(rng.integers(2**31)))

@@ -152,7 +152,7 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
 
     data = config.data
     source = _source(config, config.seed)
-    corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types)
+    corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types, data.target_noise)
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
