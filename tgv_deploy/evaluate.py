@@ -110,13 +110,20 @@ def corrupt_images(images, sigma: float, seed: int = 0) -> list[Case]:
     return cases
 
 
+def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | None, iterations: int, criterion: str):
+    """The oracle-tuned scalar TV and TGV of one case, on the same search grids for every task."""
+    tv = best_scalar_tv(f, target, mask=mask, iterations=iterations, criterion=criterion,
+                        lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
+    tgv = best_scalar_tgv(f, target, mask=mask, iterations=iterations, criterion=criterion,
+                          lambda1_grid=np.linspace(-3.5, -0.5, 7), ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+    return tv, tgv
+
+
 def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
     f = torch.from_numpy(case.kspace[None, None].astype(np.float32))
     out = Outcome(case)
     out.images["noisy input"] = case.kspace
-    tv = best_scalar_tv(f, case.target, iterations=baseline_iterations, criterion=criterion, lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
-    tgv = best_scalar_tgv(f, case.target, iterations=baseline_iterations, criterion=criterion, lambda1_grid=np.linspace(-3.5, -0.5, 7),
-                          ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+    tv, tgv = scalar_baselines(f, case.target, None, baseline_iterations, criterion)
     out.images["scalar TV"], out.params["scalar TV"] = np.abs(tv.image[0].numpy()), tv.params
     out.images["scalar TGV"], out.params["scalar TGV"] = np.abs(tgv.image[0].numpy()), tgv.params
     for name, model in (("U-TV", utv), ("U-TGV", utgv)):
@@ -147,10 +154,7 @@ def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: st
     def search_target_shape(image_channels: torch.Tensor) -> np.ndarray:
         return crop(np.sqrt((image_channels.numpy() ** 2).sum(0)))
 
-    tv = best_scalar_tv(f, _pad_target(target, k.shape), mask=mask, iterations=baseline_iterations, criterion=criterion,
-                        lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
-    tgv = best_scalar_tgv(f, _pad_target(target, k.shape), mask=mask, iterations=baseline_iterations, criterion=criterion,
-                          lambda1_grid=np.linspace(-3.5, -0.5, 7), ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape), mask, baseline_iterations, criterion)
     out.images["scalar TV"], out.params["scalar TV"] = search_target_shape(tv.image), tv.params
     out.images["scalar TGV"], out.params["scalar TGV"] = search_target_shape(tgv.image), tgv.params
     for name, model in (("U-TV", utv), ("U-TGV", utgv)):
@@ -289,10 +293,10 @@ def run_evaluation(
     cases = [c for group in groups for c in group]
     if not cases:
         raise InputError("nothing to evaluate: give files or --synthetic N")
+    evaluate_one = evaluate_denoise_case if denoising else evaluate_case
     outcomes = []
     for i, case in enumerate(cases):
         say(f"[{i + 1}/{len(cases)}] {case.setting} {case.name}")
-        evaluate_one = evaluate_denoise_case if denoising else evaluate_case
         outcomes.append(evaluate_one(case, *models, baseline_iterations))
         best = outcomes[-1].scores
         say("    " + ", ".join(f"{m} {p:.2f} dB {s:.3f}" for m, (p, s) in best.items()))
