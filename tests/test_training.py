@@ -160,6 +160,8 @@ def test_target_noise_is_measured_with_the_image_and_leaves_other_streams_alone(
     np.testing.assert_allclose(f[0] + 1j * f[1], k, atol=1e-5)
     with pytest.raises(InputError, match="target_noise"):
         config_from_dict({"data": {"target_noise": [0.03, 0.01]}})
+    with pytest.raises(InputError, match="MRI only"):
+        config_from_dict({"model": {"task": "denoise"}, "data": {"target_noise": [0.0, 0.01]}})
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -84,6 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.model.task != "mri" and self.data.target_noise[1] > 0:
+            raise ValueError("data.target_noise applies to MRI only (a denoising target is the clean image)")
 
     def iterations_at(self, step: int) -> int:
         """Training T at ``step`` (0-based)."""
