@@ -198,7 +198,8 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port,
                "-m", "tgv_deploy.training", str(config), str(tmp_path / "ddp")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # the head holds a C++ abort's message, the tail torchrun's summary
+    assert result.returncode == 0, result.stderr[:3000] + "\n...\n" + result.stderr[-1500:]
     output = result.stdout + result.stderr
     assert "x2," in output  # both ranks joined
     line = next(l for l in output.splitlines() if "replicas agree" in l)

@@ -39,12 +39,13 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _distributed() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("TGV_DDP_BACKEND", "") != "gloo" else "gloo"
-        dist.init_process_group(backend=backend)
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+def _join_process_group() -> bool:
+    """Join the torchrun process group if launched by one; True when this call created it."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() and os.environ.get("TGV_DDP_BACKEND", "") != "gloo" else "gloo"
+    dist.init_process_group(backend=backend)
+    return True
 
 
 def _device(name: str, rank: int) -> str:
@@ -119,7 +120,18 @@ def validate(model, batch, iterations: int) -> dict[str, float]:
 
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train, writing ``out_dir/model.pt`` (the checkpoint) and ``out_dir/state.pt`` (for resume)."""
-    rank, world = _distributed()
+    created_group = _join_process_group()
+    try:
+        return _train(config, Path(out_dir), resume, log)
+    finally:
+        # Gloo's worker threads outliving the interpreter abort the process at exit (SIGABRT,
+        # seen in CI on a loaded machine): tear the group down while Python is still alive.
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str], None]) -> Path:
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     device = _device(config.device, rank)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -128,7 +140,6 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     model.checkpoint_every = config.activation_checkpointing or None
     if config.init_checkpoint:
         warm_start(model, config)  # before anything is written: a bad checkpoint leaves no run directory
-    out_dir = Path(out_dir)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -156,10 +167,11 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
-    log(
-        f"training {config.model.kind}/{config.model.task} T={config.iterations_at(start)} on {device} x{world}, "
-        f"{sum(p.numel() for p in model.parameters())} parameters, {config.steps} steps of batch {config.batch_size}"
-    )
+    if rank == 0:
+        log(
+                f"training {config.model.kind}/{config.model.task} T={config.iterations_at(start)} on {device} x{world}, "
+            f"{sum(p.numel() for p in model.parameters())} parameters, {config.steps} steps of batch {config.batch_size}"
+        )
 
     def save(step: int, metrics: dict[str, float]) -> None:
         meta = {
