@@ -31,3 +31,14 @@ def test_evaluation_writes_tables_and_figures(tmp_path, task):
     assert "U-TGV PSNR / SSIM" in table and "| 2 |" in table
     assert len((tmp_path / "eval" / "results.csv").read_text().splitlines()) == 3
     assert len(list((tmp_path / "eval").glob("*.png"))) == 2
+
+
+def test_evaluation_runs_the_models_at_the_requested_T(tmp_path):
+    utgv = make_checkpoint(tmp_path / "utgv.pt", iterations=4)
+    scores = {}
+    for t in (None, 4, 1):
+        outcomes = run_evaluation([], 1, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / f"eval{t}",
+                                  baseline_iterations=5, say=lambda m: None, iterations=t)
+        scores[t] = outcomes[0].scores["U-TGV"]
+    assert scores[None] == scores[4]  # the default is the checkpoint's own T
+    assert scores[1] != scores[4]

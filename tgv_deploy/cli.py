@@ -338,9 +338,10 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
               help="R,sigma pairs for fully sampled inputs (repeatable); denoising models use sigma only.")
 @click.option("--utgv", default="utgv-mri", show_default=True, help="U-TGV checkpoint or bundled name ('none' to skip).")
 @click.option("--utv", default="utv-mri", show_default=True, help="U-TV checkpoint or bundled name ('none' to skip).")
-@click.option("--baseline-iterations", default=256, show_default=True, type=int, help="T of the scalar TV/TGV searches.")
+@click.option("--iterations", "-T", type=click.IntRange(min=1), help="T of U-TV and U-TGV (default: each checkpoint's own).")
+@click.option("--baseline-iterations", default=256, show_default=True, type=click.IntRange(min=1), help="T of the scalar TV/TGV searches.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for tables and figures.")
-def evaluate_command(files, synthetic, size, settings, utgv, utv, baseline_iterations, out_dir) -> None:
+def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, baseline_iterations, out_dir) -> None:
     """Compare zero-filled, best scalar TV, best scalar TGV, U-TV and U-TGV (PSNR, SSIM).
 
     Writes results.csv, results.md and PNG figures (reconstructions, error maps, Lambda0/Lambda1
@@ -361,7 +362,7 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, baseline_itera
         parsed.append((r, s))
     none = lambda v: None if v.lower() == "none" else v  # noqa: E731
     outcomes = run_evaluation([Path(f) for f in files], synthetic, (size, size), parsed, none(utgv), none(utv), Path(out_dir),
-                              baseline_iterations, say=_echo)
+                              baseline_iterations, say=_echo, iterations=iterations)
     click.echo((Path(out_dir) / "results.md").read_text())
     click.echo(f"evaluated {len(outcomes)} slices; wrote {out_dir}/results.csv, results.md and figures")
 

@@ -119,7 +119,8 @@ def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | N
     return tv, tgv
 
 
-def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
+def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr",
+                          iterations: int | None = None) -> Outcome:
     f = torch.from_numpy(case.kspace[None, None].astype(np.float32))
     out = Outcome(case)
     out.images["noisy input"] = case.kspace
@@ -130,7 +131,7 @@ def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, crite
         if model is None:
             continue
         with torch.no_grad():
-            x, maps = model(f)
+            x, maps = model(f, iterations=iterations)
         out.images[name] = np.abs(x[0, 0].numpy())
         if name == "U-TGV":
             out.maps = maps[0].numpy()
@@ -139,7 +140,9 @@ def evaluate_denoise_case(case: Case, utgv, utv, baseline_iterations: int, crite
     return out
 
 
-def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr") -> Outcome:
+def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: str = "psnr",
+                  iterations: int | None = None) -> Outcome:
+    """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default)."""
     k = case.kspace
     f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
     mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
@@ -161,7 +164,7 @@ def evaluate_case(case: Case, utgv, utv, baseline_iterations: int, criterion: st
         if model is None:
             continue
         with torch.no_grad():
-            x, maps = model(f, mask)
+            x, maps = model(f, mask, iterations=iterations)
         out.images[name] = crop(torch.sqrt(x[0].square().sum(0)).numpy())
         if name == "U-TGV":
             out.maps = np.stack([_crop(m, target.shape) for m in maps[0].numpy()])
@@ -281,6 +284,7 @@ def _save(fig, path: Path) -> Path:
 def run_evaluation(
     files: list[Path], synthetic: int, size: tuple[int, int], settings: list[tuple[float, float]], utgv: str | None,
     utv: str | None, out_dir: Path, baseline_iterations: int = 256, say: Callable[[str], None] = print,
+    iterations: int | None = None,
 ) -> list[Outcome]:
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
@@ -297,7 +301,7 @@ def run_evaluation(
     outcomes = []
     for i, case in enumerate(cases):
         say(f"[{i + 1}/{len(cases)}] {case.setting} {case.name}")
-        outcomes.append(evaluate_one(case, *models, baseline_iterations))
+        outcomes.append(evaluate_one(case, *models, baseline_iterations, iterations=iterations))
         best = outcomes[-1].scores
         say("    " + ", ".join(f"{m} {p:.2f} dB {s:.3f}" for m, (p, s) in best.items()))
     csv_text, markdown = tables(outcomes)
