@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,8 +74,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IntegrityError(f"{path}: refused to load, the checkpoint holds more than tensors and plain data ({first})") from None
+        if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is foreign or damaged
+            raise IntegrityError(f"{path}: not a PyTorch checkpoint (a raw pickle, another format, or a damaged file)") from None
+        # torch's message ends with advice to pass weights_only=False, which is exactly what must not happen
+        culprit = re.search(r"GLOBAL (\S+)", str(exc))
+        detail = f" ({culprit.group(1)})" if culprit else ""
+        raise IntegrityError(f"{path}: refused to load, the checkpoint holds objects other than tensors and plain data{detail}") from None
     except Exception as exc:  # garbage makes the unpickler fail in many ways (IndexError, KeyError, ...)
         raise IntegrityError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
