@@ -170,7 +170,9 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path, mri_onnx):
         (("train", tmp_path / "bad.toml", "-o", tmp_path / "run"), 3, "bad.toml"),
         (("evaluate", tmp_path / "missing.h5", "-o", tmp_path / "ev"), 3, "not found"),
         (("evaluate", "--synthetic", 1, "--setting", "four", "-o", tmp_path / "ev"), 3, "--setting"),
-        (("synth", tmp_path / "s.h5", "--slices", 0), 3, "at least 1 slice"),
+        (("synth", tmp_path / "s.h5", "--slices", 0), 3, "--slices"),
+        (("export", mri_onnx, "-o", tmp_path / "e.onnx", "--height", 0), 3, "--height"),  # click's 2 would read "no backend"
+        (("frobnicate",), 3, "No such command"),
         (("infer", plan, tmp_path / "missing.h5", "-o", tmp_path / "o.h5"), 3, "input not found"),
         (("build", garbage), 5, "ONNX"),
     ]
@@ -193,3 +195,4 @@ def test_contract_version_mismatch_is_refused(tmp_path, mri_onnx, demo_file):
     future = tmp_path / "future.onnx"
     onnx.save(model, str(future))
     assert_user_error(run("infer", future, demo_file, "-o", tmp_path / "o.h5"), 4, "contract version 99")
+

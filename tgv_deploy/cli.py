@@ -12,10 +12,11 @@ import sys
 import click
 
 from tgv_deploy import __version__
-from tgv_deploy.errors import TgvDeployError
+from tgv_deploy.errors import InputError, TgvDeployError
 
 #: Exit code of an unexpected exception: a bug, reported with its traceback.
 EXIT_BUG = 70
+POSITIVE = click.IntRange(min=1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,12 +71,12 @@ def models_command(as_json: bool) -> None:
 @cli.command("export")
 @click.argument("checkpoint")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx (default: <checkpoint name>.onnx).")
-@click.option("--iterations", "-T", type=int, help="Unrolled iterations T (default: the checkpoint's).")
-@click.option("--height", type=int, help="Matrix rows H (default: the training size).")
-@click.option("--width", type=int, help="Matrix columns W (default: the training size).")
+@click.option("--iterations", "-T", type=POSITIVE, help="Unrolled iterations T (default: the checkpoint's).")
+@click.option("--height", type=POSITIVE, help="Matrix rows H (default: the training size).")
+@click.option("--width", type=POSITIVE, help="Matrix columns W (default: the training size).")
 @click.option("--batch", default="1", show_default=True, help="Fixed batch size, or 'dynamic'.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset.")
-@click.option("--max-lines", type=int, help="MRI: most phase-encode lines a mask may sample (default: half the width). "
+@click.option("--max-lines", type=POSITIVE, help="MRI: most phase-encode lines a mask may sample (default: half the width). "
               "Only these lines are transformed, so fewer is faster; masks with more are refused at run time.")
 @click.option("--unet-fp16", is_flag=True, help="Run the U-Net in float16 inside the graph (TensorRT 11 reads precision "
               "from the graph); the iterations stay float32. Verified to 1e-2 instead of 1e-5.")
@@ -92,7 +93,6 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     from pathlib import Path
 
     _require_torch("export")
-    from tgv_deploy.errors import InputError
     from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
     from tgv_deploy.io_utils import check_output_path
     from tgv_deploy.models.checkpoint import load_checkpoint
@@ -148,7 +148,7 @@ def check_trt_command(model, trt_major, allow_dft, as_json) -> None:
 
     import onnx
 
-    from tgv_deploy.errors import InputError, IntegrityError
+    from tgv_deploy.errors import IntegrityError
     from tgv_deploy.export.trt_check import check_model
 
     path = Path(model)
@@ -177,7 +177,7 @@ def check_trt_command(model, trt_major, allow_dft, as_json) -> None:
               help="fp32 clears TF32 for strict parity; fp16-unet lets the U-Net run in FP16 (TensorRT 10 only).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Read and update this timing cache.")
 @click.option("--version-compatible", is_flag=True, help="Build a version-compatible plan (runs on later TensorRT).")
-@click.option("--workspace", type=int, help="Workspace limit in MB.")
+@click.option("--workspace", type=POSITIVE, help="Workspace limit in MB.")
 @click.option("--optimization-level", type=click.IntRange(0, 5), default=3, show_default=True)
 def build_command(model, output, precision, timing_cache, version_compatible, workspace, optimization_level) -> None:
     """Build a TensorRT engine from an exported ONNX MODEL (needs TensorRT and a CUDA GPU; exit 2 without)."""
@@ -198,7 +198,7 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
               help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
-@click.option("--iterations", "-T", type=int, help="T for checkpoints; an exported model's T is fixed by its contract.")
+@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints; an exported model's T is fixed by its contract.")
 @click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]),
               help="Retrospective mask for inputs without a 'mask' dataset.")
 @click.option("--acceleration", default=4.0, show_default=True, type=float)
@@ -216,7 +216,6 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     from pathlib import Path
 
     from tgv_deploy.cli_io import MaskOptions, read_input, slice_masks, write_output, write_png
-    from tgv_deploy.errors import InputError
     from tgv_deploy.io_utils import check_output_path
     from tgv_deploy.runtime import Reconstructor, Session
 
@@ -268,9 +267,9 @@ def train_command(config, out_dir, resume) -> None:
 
 @cli.command("synth")
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--slices", default=4, show_default=True, type=int)
-@click.option("--height", default=256, show_default=True, type=int)
-@click.option("--width", default=256, show_default=True, type=int)
+@click.option("--slices", default=4, show_default=True, type=POSITIVE)
+@click.option("--height", default=256, show_default=True, type=POSITIVE)
+@click.option("--width", default=256, show_default=True, type=POSITIVE)
 @click.option("--acceleration", type=float, help="Undersample with an equispaced mask (and store it); omit for fully sampled.")
 @click.option("--center-fraction", default=0.08, show_default=True, type=float)
 @click.option("--sigma", default=0.0, show_default=True, type=float, help="Noise level (relative, SPEC 4).")
@@ -284,10 +283,9 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
     from tgv_deploy.data.noise import add_kspace_noise
     from tgv_deploy.data.synthetic import synthetic_image
     from tgv_deploy.dft import fft2c
-    from tgv_deploy.errors import InputError
 
-    if slices < 1 or min(height, width) < 8:
-        raise InputError("need at least 1 slice of at least 8x8")
+    if min(height, width) < 8:
+        raise InputError(f"synthetic slices must be at least 8x8, got {height}x{width}")
     rng = np.random.default_rng(seed)
     images = np.stack([synthetic_image(rng, height, width) for _ in range(slices)])
     kspace = fft2c(images)
@@ -304,12 +302,12 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
 @cli.command("bench")
 @click.argument("models", nargs=-1, required=True)
 @click.option("--backend", default="auto", show_default=True, help="Backend for every model (default: by extension).")
-@click.option("--iterations", "-T", type=int, help="T for checkpoints (must equal the T of exported models).")
-@click.option("--height", type=int, help="Matrix rows (default: from an exported model's contract).")
-@click.option("--width", type=int, help="Matrix columns.")
-@click.option("--batch", default=1, show_default=True, type=int)
-@click.option("--runs", default=10, show_default=True, type=int)
-@click.option("--warmup", default=2, show_default=True, type=int)
+@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints (must equal the T of exported models).")
+@click.option("--height", type=POSITIVE, help="Matrix rows (default: from an exported model's contract).")
+@click.option("--width", type=POSITIVE, help="Matrix columns.")
+@click.option("--batch", default=1, show_default=True, type=POSITIVE)
+@click.option("--runs", default=10, show_default=True, type=POSITIVE)
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path) -> None:
     """Time MODELS (bundled names, .pt, .onnx, .plan) on the same inputs, interleaved after warm-up.
@@ -332,14 +330,14 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
 
 @cli.command("evaluate")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--synthetic", default=0, show_default=True, type=int, help="Add N synthetic test images (never used in training).")
-@click.option("--size", default=128, show_default=True, type=int, help="Size of the synthetic test images.")
+@click.option("--synthetic", default=0, show_default=True, type=click.IntRange(min=0), help="Add N synthetic test images (never used in training).")
+@click.option("--size", default=128, show_default=True, type=POSITIVE, help="Size of the synthetic test images.")
 @click.option("--setting", "settings", multiple=True, default=["4,0.05"], show_default=True,
               help="R,sigma pairs for fully sampled inputs (repeatable); denoising models use sigma only.")
 @click.option("--utgv", default="utgv-mri", show_default=True, help="U-TGV checkpoint or bundled name ('none' to skip).")
 @click.option("--utv", default="utv-mri", show_default=True, help="U-TV checkpoint or bundled name ('none' to skip).")
-@click.option("--iterations", "-T", type=click.IntRange(min=1), help="T of U-TV and U-TGV (default: each checkpoint's own).")
-@click.option("--baseline-iterations", default=256, show_default=True, type=click.IntRange(min=1), help="T of the scalar TV/TGV searches.")
+@click.option("--iterations", "-T", type=POSITIVE, help="T of U-TV and U-TGV (default: each checkpoint's own).")
+@click.option("--baseline-iterations", default=256, show_default=True, type=POSITIVE, help="T of the scalar TV/TGV searches.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for tables and figures.")
 def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, baseline_iterations, out_dir) -> None:
     """Compare zero-filled, best scalar TV, best scalar TGV, U-TV and U-TGV (PSNR, SSIM).
@@ -350,7 +348,6 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
     from pathlib import Path
 
     _require_torch("evaluate")
-    from tgv_deploy.errors import InputError
     from tgv_deploy.evaluate import run_evaluation
 
     parsed = []
@@ -376,8 +373,11 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # One line like every other user error; and click's own exit code for a bad command line
+        # is 2, which here means "backend or GPU missing".
+        command = f" (see {exc.ctx.command_path} --help)" if isinstance(exc, click.UsageError) and exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{command}", err=True)
+        sys.exit(InputError.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except TgvDeployError as exc:
