@@ -22,6 +22,7 @@ import numpy as np
 
 from tgv_deploy.bench import bench, machine_description, rows_to_markdown
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
+from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
@@ -118,7 +119,7 @@ def main() -> int:
         floor.append({"height": row["height"], "width": row["width"], "T": row["iterations"], "batch": row["batch"],
                       "measured_ms": row["p50_ms"], "dft_matmul_floor_ms": dft_ms, "fraction_of_floor": dft_ms / row["p50_ms"]})
     report["floor"] = {"matmul_gflops": gflops, "bandwidth_gbs": bandwidth, "rows": floor}
-    (args.out / "cpu.json").write_text(json.dumps(report, indent=2))
+    atomic_write_bytes(args.out / "cpu.json", json.dumps(report, indent=2).encode())
     md = [f"# CPU benchmarks\n\nCommand: `{report['command']}`\n\nMachine: `{json.dumps(report['machine'])}`\n",
           "## Export (320 x 320, including the ONNX Runtime parity check)\n",
           "| T | seconds | nodes | nodes/iteration | MB | parity |", "| --- | --- | --- | --- | --- | --- |"]
@@ -132,7 +133,7 @@ def main() -> int:
            "The DFT floor counts only the matrix products of the sampled-line DFT (K = W/2) at that rate.\n", "| H x W | T | batch | measured ms | DFT matmul floor ms | floor / measured |",
            "| --- | --- | --- | --- | --- | --- |"]
     md += [f"| {f['height']}x{f['width']} | {f['T']} | {f['batch']} | {f['measured_ms']:.0f} | {f['dft_matmul_floor_ms']:.0f} | {f['fraction_of_floor']:.2f} |" for f in floor]
-    (args.out / "cpu.md").write_text("\n".join(md) + "\n")
+    atomic_write_bytes(args.out / "cpu.md", ("\n".join(md) + "\n").encode())
     try:
         import matplotlib
 

@@ -37,6 +37,7 @@ import torch
 
 from tgv_deploy.bench import machine_description
 from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
@@ -264,9 +265,7 @@ def main() -> int:
         print(f"skipped {name}: {reason}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(report, indent=2))
-    tmp_out.replace(out)
+    atomic_write_bytes(out, json.dumps(report, indent=2).encode())
     print(f"wrote {out}")
     return 0
 

@@ -23,6 +23,7 @@ import onnxruntime as ort
 
 from tgv_deploy.bench import machine_description
 from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.onnx_graph import load_verified
 from tgv_deploy.runtime.session import Session
 
@@ -70,11 +71,11 @@ def main() -> None:
     result = {"machine": machine_description(), "command": command, "model": str(args.model), "T": contract.iterations,
               "size": [contract.height, contract.width], "results": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ort_options.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_bytes(args.out / "ort_options.json", (json.dumps(result, indent=2) + "\n").encode())
     lines = [f"`{command}` (T = {contract.iterations}, {contract.height} x {contract.width}, {args.runs} interleaved runs)", "",
              "| optimisation level | spinning | ONNX Runtime p50 ms | torch run right after, p50 ms |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['level']} | {r['spinning']} | {r['ort_p50_ms']:.1f} | {r['torch_after_p50_ms']:.1f} |" for r in rows]
-    (args.out / "ort_options.md").write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(args.out / "ort_options.md", ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from tgv_deploy.bench import machine_description, resident_mb
 from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.io_utils import atomic_write_bytes
 
 
 def main() -> int:
@@ -61,7 +62,7 @@ def main() -> int:
               "rss_growth_fraction": growth, "bitwise_identical": identical, "seconds": seconds,
               "passed": bool(growth < 0.05 and identical)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    atomic_write_bytes(args.json, json.dumps(report, indent=2).encode())
     print(f"{'PASSED' if report['passed'] else 'FAILED'} | RSS growth {100 * growth:.2f}% after {args.runs} runs | "
           f"bitwise identical: {identical} | wrote {args.json}")
     return 0 if report["passed"] else 1

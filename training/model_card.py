@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
 
 
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     earlier = [(Path(path), config) for path, config in args.earlier]
-    args.output.write_text(card(args.checkpoint, args.name, args.config, args.evaluation, args.command, earlier))
+    atomic_write_bytes(args.output, card(args.checkpoint, args.name, args.config, args.evaluation, args.command, earlier).encode())
     print(f"wrote {args.output}")
 
 
