@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 from tgv_deploy import __version__
 from tgv_deploy.contract import Contract, TensorSpec, weights_sha256
 from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.dft import row_factors
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
@@ -53,6 +54,7 @@ class ExportConfig:
     opset: int = DEFAULT_OPSET
     verify: bool = True
     max_lines: int | None = None  # MRI: most sampled phase-encode lines; None = ceil(W / 2)
+    row_dft: str = "auto"  # MRI: "factorised" (two stages), "dense" (one product), "auto" (factorised where H allows)
     unet_fp16: bool = False  # U-Net in float16 inside the graph (for TensorRT 11's strong typing)
 
 
@@ -97,6 +99,10 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--opset must be in 13..21, got {config.opset}")
     if config.max_lines is not None and not 1 <= config.max_lines <= width:
         raise InputError(f"--max-lines must be in 1..{width} (the width), got {config.max_lines}")
+    if config.row_dft not in ("auto", "dense", "factorised"):
+        raise InputError(f"--row-dft must be auto, dense or factorised, got {config.row_dft!r}")
+    if config.row_dft == "factorised" and row_factors(height) is None:
+        raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
     return iterations, height, width
 
 
@@ -142,7 +148,8 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     sigma, tau = (float(v.detach()) for v in model.step_sizes())
     g = GraphBuilder(prefix="pdhg/")
     max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
-    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0))
+    factors = row_factors(height) if task == "mri" and config.row_dft != "dense" else None
+    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
     before = len(g.nodes)
     x = loop.build("x0", "f_n", "maps_n", "mask" if task == "mri" else None)
     g.nodes.append(helper.make_node("Mul", [x, "scale"], ["image"], name="epilogue/image"))

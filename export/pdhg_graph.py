@@ -1,4 +1,4 @@
-"""The T unrolled PDHG iterations written directly as ONNX nodes (36 per MRI iteration).
+"""The T unrolled PDHG iterations written directly as ONNX nodes (34-40 per MRI iteration, 26 denoising).
 
 Exporting the unrolled loop through ``torch.onnx.export`` produces hundreds of nodes per
 iteration and takes minutes at T = 256. Here one iteration is written by hand, with the step
@@ -10,7 +10,7 @@ sums replace subtractions and scalings::
 
     p = clip(p + Mg (s grad) xbar + Vbar, L1)                           Conv Mul Sum Max Min
     q = clip(q - (s E)(Vbar), L0)                                       Reshape Mul Reshape Conv Add Max Min
-    r = r/(1+s) + (s/(1+s)) M F xbar - (s/(1+s)) f                      DFT(6) Mul Sum
+    r = r/(1+s) + (s/(1+s)) M F xbar - (s/(1+s)) f                      DFT(4-6) Mul Sum
     dx = (t grad^T-kernel)(Mg p) + (-t F^H) r;  x+ = x + dx;  xbar = x+ + dx
     dv = -st p + (-st div2) q;                  V+ = V + dv;  Vbar = V+ + dv
 
@@ -19,9 +19,15 @@ row (column) zeroed after the convolution (mask ``Mg``), ``D-`` needs the input'
 (column) zeroed before it, which reproduces ``(D- u)[N-1] = -u[N-2]`` exactly.
 
 Layouts inside the loop: images ``(B, C, H, W)``; ``p`` and ``V`` ``(B, 2C, H, W)`` ordered
-(channel, direction); ``q`` ``(B, 3C, H, W)`` ordered (channel, [xx, yy, xy]); k-space ``r``
-``(B, H, 2W)`` = (B, H, [real | imaginary] x W), so each 2D DFT is two matrix products and one
-transpose. ``r`` keeps the support of the (pre-masked) data, so ``A^H r = F^H r``.
+(channel, direction); ``q`` ``(B, 3C, H, W)`` ordered (channel, [xx, yy, xy]); k-space ``r`` on
+the K sampled lines only: ``(B, 2, H, K)`` with the dense row DFT, ``(B, n1, 2 n2, K)`` (rows
+block-reordered, real and imaginary parts stacked per block) with the two-stage one. ``r`` keeps
+the support of the (pre-masked) data, so ``A^H r = F^H r``.
+
+The column DFT is one MatMul against ``[Re | Im]`` and a dilated combine Conv; the row DFT, where
+the channel axis reshapes into stacked ``[Re; Im]`` rows for free, multiplies real block forms
+``[[Re, -Im], [Im, Re]]`` and needs no combine. With ``row_blocks`` the row DFT is two stages
+(:func:`tgv_deploy.dft.factorised_dft`): ``H * (n1 + n2)`` instead of ``H * H`` multiply-adds.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 
 from onnx import helper
 
-from tgv_deploy.dft import centred_dft_matrix
+from tgv_deploy.dft import centred_dft_matrix, factorised_dft, real_dft_block
 from tgv_deploy.export.graph_builder import GraphBuilder
 
 
@@ -48,6 +54,7 @@ class LoopSpec:
     sigma: float
     tau: float
     max_lines: int = 0  # MRI: most phase-encode lines a mask may sample (0 = all W)
+    row_blocks: int = 0  # MRI: n1 of a two-stage row DFT (H = n1 * n2); 0 = one dense product
 
     @property
     def channels(self) -> int:
@@ -111,17 +118,19 @@ def _div2_kernel(channels: int) -> np.ndarray:
     return w
 
 
-def _combine_kernel(horizontal: bool) -> np.ndarray:
-    """Conv weights ``(2, 2, 1, 2)`` or ``(2, 2, 2, 1)`` that finish a complex matrix product.
+def _combine_kernel() -> np.ndarray:
+    """Conv weights ``(2, 2, 1, 2)`` that finish a complex matrix product along the columns.
 
-    ``P = X @ [A_re | A_im]`` (or ``[A_re; A_im] @ X``) holds, per input channel c in (re, im),
-    ``X_c A_re`` at offset 0 and ``X_c A_im`` at offset K along the product axis; a Conv with
-    two taps K apart forms ``Y_re = X_re A_re - X_im A_im`` and ``Y_im = X_re A_im + X_im A_re``.
+    ``P = X @ [A_re | A_im]`` holds, per input channel c in (re, im), ``X_c A_re`` at offset 0
+    and ``X_c A_im`` at offset K along the last axis; a Conv with two taps K apart forms
+    ``Y_re = X_re A_re - X_im A_im`` and ``Y_im = X_re A_im + X_im A_re``. (Along the rows the
+    channel axis reshapes into stacked ``[Re; Im]`` for free, so real block matrices need no
+    combine there; along the columns that would take a transpose.)
     """
     w = np.zeros((2, 2, 2))
     w[0, 0, 0], w[0, 1, 1] = 1.0, -1.0  # real part
     w[1, 0, 1], w[1, 1, 0] = 1.0, 1.0  # imaginary part
-    return w[:, :, None, :] if horizontal else w[:, :, :, None]
+    return w[:, :, None, :]
 
 
 def _boundary_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,15 +162,19 @@ class PDHGGraph:
         self.shape_4c = g.const("pdhg/shape_v4c", [0, 4 * c, h, w])
         if spec.task == "mri":
             self.lines = spec.max_lines or w
-            c_h, c_w = centred_dft_matrix(h), centred_dft_matrix(w)
-            # row transforms: [Re; Im] of C_H (forward) and of C_H^H (adjoint), each (2H, H)
-            self.rows_fwd = g.const("pdhg/dft_rows", np.concatenate([c_h.real, c_h.imag]))
-            self.rows_adj = g.const("pdhg/idft_rows", np.concatenate([c_h.real.T, -c_h.imag.T]))
+            c_w = centred_dft_matrix(w)
+            self.shape_stacked = g.const("pdhg/shape_rows_stacked", [0, 2 * h, self.lines])
+            self.shape_rows = g.const("pdhg/shape_rows", [0, 2, h, self.lines])
+            if spec.row_blocks:
+                self._factorised_rows_constants(h, spec.row_blocks)
+            else:
+                # real forms [[Re, -Im], [Im, Re]] of C_H and C_H^H, (2H, 2H), against [Re; Im] stacked rows
+                self.rows_fwd = g.const("pdhg/dft_rows", real_dft_block(h))
+                self.rows_adj = g.const("pdhg/idft_rows", real_dft_block(h).T)
             self.cols_re = g.const("pdhg/dft_cols_re", c_w.real)  # rows are gathered per sampled line
             self.cols_im = g.const("pdhg/dft_cols_im", c_w.imag)
-            self.comb_cols_fwd = g.const("pdhg/comb_cols_fwd", self.a_s * _combine_kernel(horizontal=True))
-            self.comb_rows = g.const("pdhg/comb_rows", _combine_kernel(horizontal=False))
-            self.comb_cols_adj = g.const("pdhg/comb_cols_adj", -t * _combine_kernel(horizontal=True))
+            self.comb_cols_fwd = g.const("pdhg/comb_cols_fwd", self.a_s * _combine_kernel())
+            self.comb_cols_adj = g.const("pdhg/comb_cols_adj", -t * _combine_kernel())
         else:
             self.a_s_const = g.const("pdhg/a_s", np.float32(self.a_s))
             self.neg_t = g.const("pdhg/neg_t", np.float32(-t))
@@ -177,22 +190,80 @@ class PDHGGraph:
         terms = [t for t in terms if t is not None]
         return terms[0] if len(terms) == 1 else self.g.op("Sum", terms, hint)
 
-    def _combine(self, products: str, kernel: str, dilation: int, horizontal: bool) -> str:
-        """Finish a complex product from its four real parts (see :func:`_combine_kernel`)."""
-        dilations = [1, dilation] if horizontal else [dilation, 1]
-        return self.g.op("Conv", [products, kernel], "dft", dilations=dilations, pads=[0, 0, 0, 0])
+    def _combine(self, products: str, kernel: str, dilation: int) -> str:
+        """Finish a complex column product from its four real parts (see :func:`_combine_kernel`)."""
+        return self.g.op("Conv", [products, kernel], "dft", dilations=[1, dilation], pads=[0, 0, 0, 0])
+
+    def _factorised_rows_constants(self, h: int, n1: int) -> None:
+        """Constants of the two-stage row DFT (:func:`tgv_deploy.dft.factorised_dft`).
+
+        Stage one is the dense pattern on ``n1`` rows (``[Re; Im]`` product, combine Conv).
+        Stage two multiplies, per block ``k1``, the real form ``[[Re, -Im], [Im, Re]]`` of
+        ``m[k1]`` into ``[Re; Im]`` stacked along the block's ``n2`` rows, so it needs no
+        combine; ``r`` lives in that stage-two layout ``(B, n1, 2 n2, K)`` (block-reordered
+        k-space rows), and the data ``f`` is brought into it once, before the loop.
+        """
+        g, n2, k = self.g, h // n1, self.lines
+        a, m, order = factorised_dft(h, n1)
+        a_adj = a.conj().T
+        self.n1, self.n2 = n1, n2
+        self.stage1_fwd = g.const("pdhg/dft_rows_stage1", np.block([[a.real, -a.imag], [a.imag, a.real]]))  # (2 n1, 2 n1)
+        self.stage1_adj = g.const("pdhg/idft_rows_stage1", np.block([[a_adj.real, -a_adj.imag], [a_adj.imag, a_adj.real]]))
+        block = np.block([[m.real, -m.imag], [m.imag, m.real]])  # (n1, 2 n2, 2 n2)
+        self.stage2_fwd = g.const("pdhg/dft_rows_stage2", block)
+        self.stage2_adj = g.const("pdhg/idft_rows_stage2", np.ascontiguousarray(block.transpose(0, 2, 1)))  # real form of m^H
+        self.row_order = g.const("pdhg/dft_rows_order", order.astype(np.int64))
+        self.shape_stage1 = g.const("pdhg/shape_rows_stage1", [0, 2 * n1, n2 * k])
+        self.shape_split = g.const("pdhg/shape_rows_split", [0, 2, n1, n2, k])
+        self.shape_blocks = g.const("pdhg/shape_rows_blocks", [0, n1, 2, n2, k])
+        self.shape_stage2 = g.const("pdhg/shape_rows_stage2", [0, n1, 2 * n2, k])
+
+    def _to_stage2_layout(self, y: str, hint: str) -> str:
+        """Channels-outer ``(B, 2 n1, n2 K)`` or ``(B, 2, H, K)`` -> ``(B, n1, 2 n2, K)`` (re, im stacked per block)."""
+        g = self.g
+        split = g.op("Reshape", [y, self.shape_split], hint)
+        return g.op("Reshape", [g.op("Transpose", [split], hint, perm=[0, 2, 1, 3, 4]), self.shape_stage2], hint)
+
+    def _rows_forward(self, y: str) -> str:
+        """``C_H y``: ``(B, 2, H, K)`` -> the row-transformed k-space in ``r``'s layout.
+
+        The channel axis is outermost, so ``(B, 2, H, K)`` reshapes for free into ``[Re; Im]``
+        stacked rows ``(B, 2H, K)``, which the real form of a complex matrix multiplies in one
+        product: no combine convolution along the rows.
+        """
+        g = self.g
+        if not self.spec.row_blocks:
+            stacked = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [y, self.shape_stacked], "dft")], "dft")
+            return g.op("Reshape", [stacked, self.shape_rows], "dft")
+        stage1 = g.op("MatMul", [self.stage1_fwd, g.op("Reshape", [y, self.shape_stage1], "dft")], "dft")
+        return g.op("MatMul", [self.stage2_fwd, self._to_stage2_layout(stage1, "dft")], "dft")
+
+    def _rows_adjoint(self, r: str) -> str:
+        """``C_H^H r``: ``r``'s layout -> ``(B, 2, H, K)``."""
+        g = self.g
+        if not self.spec.row_blocks:
+            stacked = g.op("MatMul", [self.rows_adj, g.op("Reshape", [r, self.shape_stacked], "idft")], "idft")
+            return g.op("Reshape", [stacked, self.shape_rows], "idft")
+        stage2 = g.op("MatMul", [self.stage2_adj, r], "idft")  # (B, n1, 2 n2, K)
+        blocks = g.op("Reshape", [stage2, self.shape_blocks], "idft")
+        channels = g.op("Reshape", [g.op("Transpose", [blocks], "idft", perm=[0, 2, 1, 3, 4]), self.shape_stage1], "idft")
+        return g.op("Reshape", [g.op("MatMul", [self.stage1_adj, channels], "idft"), self.shape_rows], "idft")
+
+    def _data_in_r_layout(self, f_sel: str) -> str:
+        """The sampled data ``(B, 2, H, K)`` in ``r``'s layout (once, before the loop)."""
+        if not self.spec.row_blocks:
+            return f_sel
+        return self._to_stage2_layout(self.g.op("Gather", [f_sel, self.row_order], "lines", axis=2), "lines")
 
     def _forward(self, x: str, cols_fwd: str) -> str:
-        """``(s/(1+s)) M F x`` on the sampled lines: image ``(B, 2, H, W)`` -> ``(B, 2, H, K)``."""
-        g = self.g
-        y = self._combine(g.op("MatMul", [x, cols_fwd], "dft"), self.comb_cols_fwd, self.lines, horizontal=True)
-        return self._combine(g.op("MatMul", [self.rows_fwd, y], "dft"), self.comb_rows, self.spec.height, horizontal=False)
+        """``(s/(1+s)) M F x`` on the sampled lines: image ``(B, 2, H, W)`` -> ``r``'s layout."""
+        y = self._combine(self.g.op("MatMul", [x, cols_fwd], "dft"), self.comb_cols_fwd, self.lines)
+        return self._rows_forward(y)
 
     def _adjoint(self, r: str, cols_adj: str) -> str:
-        """``-t F^H r`` from the sampled lines: ``(B, 2, H, K)`` -> image ``(B, 2, H, W)``."""
-        g = self.g
-        y = self._combine(g.op("MatMul", [self.rows_adj, r], "idft"), self.comb_rows, self.spec.height, horizontal=False)
-        return self._combine(g.op("MatMul", [y, cols_adj], "idft"), self.comb_cols_adj, self.spec.width, horizontal=True)
+        """``-t F^H r`` from the sampled lines: ``r``'s layout -> image ``(B, 2, H, W)``."""
+        y = self._rows_adjoint(r)
+        return self._combine(self.g.op("MatMul", [y, cols_adj], "idft"), self.comb_cols_adj, self.spec.width)
 
     def _sampled_lines(self, f: str, mask: str) -> tuple[str, str, str]:
         """The K sampled lines of each mask: column matrices and the data restricted to them.
@@ -234,6 +305,7 @@ class PDHGGraph:
         nl0 = g.op("Neg", [l0], "l0") if tgv else None
         if spec.task == "mri":
             cols_fwd, cols_adj, f = self._sampled_lines(f, mask)
+            f = self._data_in_r_layout(f)
         nsf = g.op("Mul", [f, g.const("pdhg/neg_a_s", np.float32(-self.a_s))], "nsf")
         x = xbar = x0
         V = Vbar = p = q = r = None

@@ -8,6 +8,7 @@ from onnx import TensorProto, helper
 from conftest import make_checkpoint
 from tgv_deploy.contract import Contract
 from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.errors import InputError
 from tgv_deploy.export.exporter import ExportConfig, ParityError, build_graph, torch_reference, write_export
 from tgv_deploy.export.trt_check import check_model
 from tgv_deploy.models import load_checkpoint
@@ -21,35 +22,52 @@ def _run(model, inputs):
     return session.run(["image", "maps"], inputs)
 
 
-@pytest.mark.parametrize("kind, task", [("utgv", "mri"), ("utv", "mri"), ("utgv", "denoise"), ("utv", "denoise")])
-def test_export_matches_pytorch_and_stays_lean(tmp_path, kind, task):
+@pytest.mark.parametrize("kind, task, row_dft", [("utgv", "mri", "factorised"), ("utgv", "mri", "dense"), ("utv", "mri", "factorised"),
+                                                ("utgv", "denoise", "auto"), ("utv", "denoise", "auto")])
+def test_export_matches_pytorch_and_stays_lean(tmp_path, kind, task, row_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=12, height=30, width=21))
-    result = build_graph(ckpt, ExportConfig())
+    result = build_graph(ckpt, ExportConfig(row_dft=row_dft))  # H = 30 = 6 x 5 factorises
     assert result.parity is not None and result.parity < 1e-5
     inputs = example_inputs(task, 1, 30, 21, seed=7)
     image, maps = _run(result.model, inputs)
     ref_image, ref_maps = torch_reference(ckpt, inputs, 12)
     assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
     assert np.linalg.norm(maps - ref_maps) / np.linalg.norm(ref_maps) < 1e-5
-    assert result.nodes_per_iteration <= 40
+    # the two-stage row DFT costs six reshape/transpose nodes per iteration more than the dense one
+    assert result.nodes_per_iteration <= (41 if row_dft == "factorised" else 35)
     assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []
 
 
-def test_graph_grows_linearly_and_shares_constants(tmp_path):
+@pytest.mark.parametrize("row_dft, per_iteration_nodes, row_matrices", [
+    ("dense", 34, {"pdhg/dft_rows": [64, 64], "pdhg/idft_rows": [64, 64]}),
+    ("factorised", 40, {"pdhg/dft_rows_stage1": [8, 8], "pdhg/idft_rows_stage1": [8, 8],  # H = 32 = 4 x 8
+                        "pdhg/dft_rows_stage2": [4, 16, 16], "pdhg/idft_rows_stage2": [4, 16, 16]}),
+])
+def test_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, per_iteration_nodes, row_matrices):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False)).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False)).model
-    per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
-    assert per_iteration <= 40
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft)).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft)).model
+    assert (len(large.graph.node) - len(small.graph.node)) / 16 == per_iteration_nodes
     assert len(large.graph.initializer) == len(small.graph.initializer)
-    dft = [i.name for i in large.graph.initializer if list(i.dims) in ([64, 32], [24, 24])]
-    # forward rows, adjoint rows, real and imaginary column matrices, line selector: each stored once
-    assert sorted(dft) == ["pdhg/dft_cols_im", "pdhg/dft_cols_re", "pdhg/dft_rows", "pdhg/eye_w", "pdhg/idft_rows"]
+    dims = {i.name: list(i.dims) for i in large.graph.initializer}
+    # forward and adjoint row matrices, real and imaginary column matrices, line selector: each stored once
+    assert {name: dims[name] for name in row_matrices} == row_matrices
+    assert [dims[n] for n in ("pdhg/dft_cols_im", "pdhg/dft_cols_re", "pdhg/eye_w")] == [[24, 24]] * 3
+    matrices = [n for n in dims if n.startswith(("pdhg/dft_rows", "pdhg/idft_rows")) and len(dims[n]) > 1]
+    assert sorted(matrices) == sorted(row_matrices)
     for model in (small, large):
         for value in [*model.graph.input, *model.graph.output]:
             assert value.type.tensor_type.elem_type == TensorProto.FLOAT
         assert all(n.op_type != "DFT" for n in model.graph.node)
         assert all(i.data_type in (TensorProto.FLOAT, TensorProto.INT64) for i in model.graph.initializer)
+
+
+def test_factorised_rows_need_an_even_factorisation(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=26, width=24))  # 26 = 2 x 13
+    with pytest.raises(InputError, match="row-dft factorised"):
+        build_graph(ckpt, ExportConfig(row_dft="factorised"))
+    auto = build_graph(ckpt, ExportConfig(iterations=6))  # falls back to the dense product
+    assert auto.parity < 1e-5 and "pdhg/dft_rows" in {i.name for i in auto.model.graph.initializer}
 
 
 def test_contract_in_metadata_and_sidecar(tmp_path, mri_checkpoint):

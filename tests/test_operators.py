@@ -148,3 +148,25 @@ def test_step_size_bound_covers_operator_norm(size):
         assert norm_sq > 9.0
     tv_norm_sq = TVOperator(IdentityOp()).operator_norm(randn(1, 1, h, w, seed=3), iterations=400).item() ** 2
     assert tv_norm_sq <= LK**2
+
+
+@pytest.mark.parametrize("n", [16, 24, 40, 64, 256, 320, 368])
+def test_factorised_dft_equals_the_centred_dft(n):
+    from tgv_deploy.dft import centred_dft_matrix, factorised_dft, row_factors
+
+    n1, n2 = row_factors(n)
+    assert n1 * n2 == n and n1 % 2 == 0 and min(n1, n2) >= 4
+    a, m, order = factorised_dft(n, n1)
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 3)) + 1j * rng.standard_normal((n, 3))
+    stage1 = np.einsum("ab,bnk->ank", a, x.reshape(n1, n2, 3))
+    z = np.einsum("acn,ank->ack", m, stage1).reshape(n, 3)
+    np.testing.assert_allclose(z, (centred_dft_matrix(n) @ x)[order], rtol=0, atol=1e-12 * np.abs(z).max())
+    assert sorted(order) == list(range(n))
+
+
+@pytest.mark.parametrize("n", [9, 12, 13, 14, 18, 22, 31])
+def test_sizes_without_an_even_factorisation_keep_the_dense_dft(n):
+    from tgv_deploy.dft import row_factors
+
+    assert row_factors(n) is None

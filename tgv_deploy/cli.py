@@ -78,12 +78,16 @@ def models_command(as_json: bool) -> None:
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset.")
 @click.option("--max-lines", type=POSITIVE, help="MRI: most phase-encode lines a mask may sample (default: half the width). "
               "Only these lines are transformed, so fewer is faster; masks with more are refused at run time.")
+@click.option("--row-dft", type=click.Choice(["auto", "dense", "factorised"]), default="auto", show_default=True,
+              help="MRI: the DFT along H as two small stages (H = n1 x n2, n1 even; fewer FLOPs) or one dense product; "
+              "auto factorises where H allows.")
 @click.option("--unet-fp16", is_flag=True, help="Run the U-Net in float16 inside the graph (TensorRT 11 reads precision "
               "from the graph); the iterations stay float32. Verified to 1e-2 instead of 1e-5.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
 @click.option("--triton-repo", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, unet_fp16, no_verify, triton_repo, as_json) -> None:
+def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, row_dft, unet_fp16, no_verify, triton_repo,
+                   as_json) -> None:
     """Export CHECKPOINT (a .pt file or bundled name) to one ONNX graph: U-Net + T iterations.
 
     Writes OUT.onnx and OUT.json (the contract, also stored in the ONNX metadata). By default
@@ -112,7 +116,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     check_output_path(out)
     ckpt = load_checkpoint(path)
     config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify,
-                          max_lines=max_lines, unet_fp16=unet_fp16)
+                          max_lines=max_lines, row_dft=row_dft, unet_fp16=unet_fp16)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
     if triton_repo:
