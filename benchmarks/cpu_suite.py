@@ -4,8 +4,8 @@
 
 Writes ``cpu.json``, ``cpu.md`` and ``cpu_latency.png`` with the machine description and the exact
 command. Latency rows compare ONNX Runtime with torch eager (native FFT) in one process,
-interleaved (see ``tgv_deploy.bench``). The floor: the FLOPs of one iteration's dense DFT
-products against this machine's measured matmul rate, and the bytes of its element-wise work
+interleaved (see ``tgv_deploy.bench``). The floor: the FLOPs of one iteration's DFT matrix
+products (as exported: two-stage rows where H factorises) against this machine's measured matmul rate, and the bytes of its element-wise work
 against the measured memory bandwidth.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.bench import bench, machine_description, rows_to_markdown
+from tgv_deploy.dft import row_factors
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
@@ -62,9 +63,37 @@ def measure_bandwidth_gbs(megabytes: int = 256) -> float:
 
 
 def dft_flops_per_iteration(height: int, width: int, batch: int, lines: int) -> float:
-    """Matrix-product FLOPs of one iteration's two 2D DFTs on ``lines`` sampled lines: each is a
-    column product (2, H, W) @ (W, 2K) and a row product (2H, H) @ (2, H, K), i.e. 8 K H (W + H)."""
-    return 2 * 8 * lines * height * (width + height) * batch
+    """Matrix-product FLOPs of one iteration's two 2D DFTs on ``lines`` = K sampled lines, as the
+    default export writes them: a column product (2, H, W) @ (W, 2K) (8 K H W) and a row transform,
+    dense (2H, 2H) @ (2H, K) (8 K H^2) or in two stages for H = n1 n2 (8 K H (n1 + n2))."""
+    factors = row_factors(height)
+    row = height * (sum(factors) if factors else height)
+    return 2 * 8 * lines * height * (width + row / height) * batch
+
+
+def dft_path_ms(onnx_path: Path, task: str, height: int, width: int, batch: int, runs: int = 3) -> float:
+    """Kernel time per run of the loop's DFT nodes (named ``pdhg/dft*``/``pdhg/idft*``), from
+    ONNX Runtime's profiler with the runtime's session options (profiling adds a little)."""
+    import onnxruntime as ort
+
+    from tgv_deploy.data.examples import example_inputs
+    from tgv_deploy.runtime.session import session_options
+
+    options = session_options(ort)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(onnx_path.with_suffix(""))
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    inputs = example_inputs(task, batch, height, width)
+    feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
+    session.run(None, feeds)  # warm-up, excluded below
+    warm_events = len(json.loads(Path(session.end_profiling()).read_text()))
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())[warm_events:]
+    micros = sum(e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+                 and e["name"].startswith(("pdhg/dft", "pdhg/idft")))
+    return micros / runs / 1e3
 
 
 def main() -> int:
@@ -102,6 +131,8 @@ def main() -> int:
                     rows = bench([str(resolve_model(args.model)), str(onnx_path)], iterations=T, height=h, width=w, batch=b, runs=runs, warmup=1)
                     for row in rows:
                         latency.append(row.__dict__ | {"model": Path(row.model).name})
+                    if T == min(iterations) and b == 1 and ckpt.config.task == "mri":
+                        latency[-1]["dft_path_ms"] = dft_path_ms(onnx_path, ckpt.config.task, h, w, b)
                     print(rows_to_markdown(rows).splitlines()[-1], flush=True)
         report["latency"] = latency
 
@@ -117,7 +148,9 @@ def main() -> int:
         lines = -(-row["width"] // 2)  # the export default --max-lines
         dft_ms = dft_flops_per_iteration(row["height"], row["width"], row["batch"], lines) / (gflops[n] * 1e9) * 1e3 * row["iterations"]
         floor.append({"height": row["height"], "width": row["width"], "T": row["iterations"], "batch": row["batch"],
-                      "measured_ms": row["p50_ms"], "dft_matmul_floor_ms": dft_ms, "fraction_of_floor": dft_ms / row["p50_ms"]})
+                      "measured_ms": row["p50_ms"], "dft_matmul_floor_ms": dft_ms, "fraction_of_floor": dft_ms / row["p50_ms"],
+                      "dft_path_ms": row.get("dft_path_ms"),
+                      "dft_path_over_floor": row["dft_path_ms"] / dft_ms if row.get("dft_path_ms") else None})
     report["floor"] = {"matmul_gflops": gflops, "bandwidth_gbs": bandwidth, "rows": floor}
     atomic_write_bytes(args.out / "cpu.json", json.dumps(report, indent=2).encode())
     md = [f"# CPU benchmarks\n\nCommand: `{report['command']}`\n\nMachine: `{json.dumps(report['machine'])}`\n",
@@ -130,9 +163,12 @@ def main() -> int:
            f"{r['throughput']:.2f} | {r['ratio_to_torch']:.2f} |" for r in latency]
     md += [f"\n## Floor\n\nMatmul rate (ONNX Runtime, float32, a (2n x 2n) @ (2n x n) product): "
            f"{', '.join(f'{n}: {g:.1f} GFLOP/s' for n, g in gflops.items())}; copy bandwidth {bandwidth:.1f} GB/s. "
-           "The DFT floor counts only the matrix products of the sampled-line DFT (K = W/2) at that rate.\n", "| H x W | T | batch | measured ms | DFT matmul floor ms | floor / measured |",
-           "| --- | --- | --- | --- | --- | --- |"]
-    md += [f"| {f['height']}x{f['width']} | {f['T']} | {f['batch']} | {f['measured_ms']:.0f} | {f['dft_matmul_floor_ms']:.0f} | {f['fraction_of_floor']:.2f} |" for f in floor]
+           "The DFT floor counts only the matrix products of the sampled-line DFT (K = W/2) at that rate; the DFT path is "
+           "the profiled kernel time of the loop's DFT nodes (products, combine Convs, reshapes, transposes).\n",
+           "| H x W | T | batch | measured ms | DFT matmul floor ms | floor / measured | DFT path ms | DFT path / floor |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {f['height']}x{f['width']} | {f['T']} | {f['batch']} | {f['measured_ms']:.0f} | {f['dft_matmul_floor_ms']:.0f} | {f['fraction_of_floor']:.2f} | "
+           + (f"{f['dft_path_ms']:.0f} | {f['dft_path_over_floor']:.2f} |" if f["dft_path_ms"] else "- | - |") for f in floor]
     atomic_write_bytes(args.out / "cpu.md", ("\n".join(md) + "\n").encode())
     try:
         import matplotlib

@@ -89,6 +89,22 @@ def _import_ort():
     return ort
 
 
+def session_options(ort: Any) -> Any:
+    """The ONNX Runtime ``SessionOptions`` every session of an exported model uses."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # Worker threads spin while a run is in flight (each PDHG node is a few microseconds of
+    # work, so waking sleeping threads per node costs ~12%) but stop when the run ends: a
+    # pool left spinning steals the cores from whatever runs next in the process (the scanner
+    # software, or the torch row of an interleaved bench, once 100x slower).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    # ORT_ENABLE_ALL adds the NCHWc layout transform, which speeds the U-Net up but wraps
+    # every few-channel PDHG convolution in reorders: 15% slower in total from T = 16 on.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return options
+
+
 class _OrtBackend:
     def __init__(self, path: Path, backend: str, cuda_graphs: bool):
         model, self.contract = load_verified(path)
@@ -99,17 +115,7 @@ class _OrtBackend:
             raise BackendUnavailableError(
                 f"backend {backend!r} needs ONNX Runtime's {wanted}, this installation has {', '.join(available)}"
             )
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # Worker threads spin while a run is in flight (each PDHG node is a few microseconds of
-        # work, so waking sleeping threads per node costs ~12%) but stop when the run ends: a
-        # pool left spinning steals the cores from whatever runs next in the process (the scanner
-        # software, or the torch row of an interleaved bench, once 100x slower).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        # ORT_ENABLE_ALL adds the NCHWc layout transform, which speeds the U-Net up but wraps
-        # every few-channel PDHG convolution in reorders: 15% slower in total from T = 16 on.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options = session_options(ort)
         provider_options: dict[str, Any] = {}
         if backend == "onnxruntime-cuda" and cuda_graphs:
             provider_options["enable_cuda_graph"] = "1"
