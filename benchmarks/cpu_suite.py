@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tgv_deploy.bench import bench, machine_description, rows_to_markdown
+from tgv_deploy.bench import bench, rows_to_markdown
+from tgv_deploy.machine import machine_description
 from tgv_deploy.dft import row_factors
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes

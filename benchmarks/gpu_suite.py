@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tgv_deploy.bench import machine_description
+from tgv_deploy.machine import machine_description
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint

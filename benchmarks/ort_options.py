@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from tgv_deploy.bench import machine_description
+from tgv_deploy.machine import machine_description
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.onnx_graph import load_verified

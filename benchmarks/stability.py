@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tgv_deploy.bench import machine_description, resident_mb
+from tgv_deploy.machine import machine_description, resident_mb
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.io_utils import atomic_write_bytes
 

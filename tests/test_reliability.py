@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tgv_deploy.bench import resident_mb
+from tgv_deploy.machine import resident_mb
 from tgv_deploy.cli_io import read_input
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import TgvDeployError

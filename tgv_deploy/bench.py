@@ -9,9 +9,6 @@ eager row of the same run.
 from __future__ import annotations
 
 import os
-import platform
-import resource
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tgv_deploy import __version__
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import InputError
+from tgv_deploy.machine import machine_description, peak_mb
 from tgv_deploy.runtime.session import Session
 
 
@@ -40,36 +37,6 @@ class BenchRow:
     throughput: float  # slices per second
     peak_mb: float  # process peak resident memory after this model's runs (monotone across rows)
     ratio_to_torch: float | None = None
-
-
-def machine_description() -> dict[str, object]:
-    info: dict[str, object] = {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "python": sys.version.split()[0], "tgv_deploy": __version__,
-    }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [l.split(":", 1)[1].strip() for l in handle if l.startswith("model name")]
-        if names:
-            info["cpu_model"] = names[0]
-    except OSError:
-        pass
-    for module in ("onnxruntime", "torch"):
-        try:
-            info[module] = __import__(module).__version__
-        except ImportError:
-            pass
-    return info
-
-
-def resident_mb() -> float:
-    """Current resident memory of this process in MiB (Linux ``/proc``)."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench(
@@ -119,7 +86,7 @@ def bench(
             session.run(inputs)
             _synchronise(session)
             times[i].append(time.perf_counter() - start)
-            peaks[i] = _peak_mb()
+            peaks[i] = peak_mb()
         say(f"run {r + 1}/{runs}")
     rows = []
     for name, session, samples, peak in zip(models, sessions, times, peaks):
