@@ -97,6 +97,43 @@ def dft_path_ms(onnx_path: Path, task: str, height: int, width: int, batch: int,
     return micros / runs / 1e3
 
 
+def training_step_ms(ckpt, iterations: int, size: int, batch: int, checkpoint_every: int | None, steps: int = 3) -> dict[str, float]:
+    """Median wall time of one training step (corrupted synthetic batch, forward, PSNR loss,
+    backward, AdamW) at ``iterations``, and the activation memory autograd keeps for backward
+    (distinct storages saved by the forward pass: what activation checkpointing trades away)."""
+    import torch
+
+    from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
+    from tgv_deploy.training.trainer import reconstruction_loss
+
+    model = ckpt.build().train()
+    model.checkpoint_every = checkpoint_every
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    source = SyntheticSlices(size, size, seed=0)
+    task = ckpt.config.task
+    corruption = Corruption(task, (4, 8), (0.0, 0.2), ("equispaced",) if task == "mri" else ())
+    rng = np.random.default_rng(0)
+    times, saved = [], {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    for step in range(steps + 1):  # the first step warms up
+        f, mask, target = make_batch(source, corruption, list(range(step * batch, (step + 1) * batch)), rng)
+        saved.clear()
+        start = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            x, _ = model(f, mask, iterations=iterations) if task == "mri" else model(f, iterations=iterations)
+            loss = reconstruction_loss(x, target, "psnr")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return {"step_ms": float(np.median(times[1:])) * 1e3, "saved_activations_mb": sum(saved.values()) / 2**20}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU benchmark harness")
     parser.add_argument("--model", default="utgv-mri")
@@ -137,6 +174,14 @@ def main() -> int:
                     print(rows_to_markdown(rows).splitlines()[-1], flush=True)
         report["latency"] = latency
 
+    training = []
+    for T in ((16, 32, 64) if args.quick else (16, 32, 64, 128)):
+        for every in (None, 8):
+            timing = training_step_ms(ckpt, T, 128, 4, every)
+            training.append({"T": T, "size": "128x128", "batch": 4, "activation_checkpointing": every, **timing})
+            print(f"training step T={T} checkpointing={every}: {timing['step_ms']:.0f} ms", flush=True)
+    report["training"] = training
+
     gflops = {n: measure_matmul_gflops(n, 1) for n in (256, 320)}
     bandwidth = measure_bandwidth_gbs()
     floor = []
@@ -162,6 +207,10 @@ def main() -> int:
            "| model | backend | T | H x W | batch | p50 ms | p90 ms | slices/s | vs torch |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     md += [f"| {r['model']} | {r['backend']} | {r['iterations']} | {r['height']}x{r['width']} | {r['batch']} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} | "
            f"{r['throughput']:.2f} | {r['ratio_to_torch']:.2f} |" for r in latency]
+    md += ["\n## Training step (128 x 128, batch 4, PSNR loss, AdamW; torch threads as configured)\n",
+           "| T | activation checkpointing | step ms | activations kept for backward, MB |", "| --- | --- | --- | --- |"]
+    md += [f"| {t['T']} | {'every ' + str(t['activation_checkpointing']) if t['activation_checkpointing'] else 'off'} | "
+           f"{t['step_ms']:.0f} | {t['saved_activations_mb']:.0f} |" for t in training]
     md += [f"\n## Floor\n\nMatmul rate (ONNX Runtime, float32, a (2n x 2n) @ (2n x n) product): "
            f"{', '.join(f'{n}: {g:.1f} GFLOP/s' for n, g in gflops.items())}; copy bandwidth {bandwidth:.1f} GB/s. "
            "The DFT floor counts only the matrix products of the sampled-line DFT (K = W/2) at that rate; the DFT path is "

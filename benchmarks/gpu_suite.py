@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_suite.py [--model utgv-mri] [--iterations 256] [--size 320] [--batch 1]
                                    [--runs 20] [--warmup 3] [--compile-timeout 240] [--skip NAME ...]
-                                   [--json benchmarks/results/gpu.json]
+                                   [--build-sweep] [--json benchmarks/results/gpu.json]
 
 Rows: torch eager (native FFT), torch with CUDA-graph replay of the fixed-T model, torch.compile,
 ONNX Runtime CUDA (with and without CUDA graphs), ONNX Runtime's TensorRT provider and TensorRT
@@ -196,6 +196,26 @@ def exported_candidates(ckpt, args, inputs, onnx_path: Path, device: torch.devic
     return found
 
 
+def build_sweep(ckpt, args, directory: Path) -> list[dict] | str:
+    """TensorRT engine build time (fp32) against T at the suite's size; a reason if it cannot run."""
+    try:
+        from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
+        from tgv_deploy.export.trt_build import BuildConfig, build_engine
+
+        rows = []
+        for T in (32, 64, 128, 256):
+            onnx_path = directory / f"sweep_{T}.onnx"
+            write_export(build_graph(ckpt, ExportConfig(iterations=T, height=args.size, width=args.size, batch=args.batch,
+                                                        verify=False)), onnx_path)
+            start = time.perf_counter()
+            build_engine(onnx_path, onnx_path.with_suffix(".plan"), BuildConfig(precision="fp32"), say=print)
+            rows.append({"T": T, "build_s": time.perf_counter() - start})
+            print(f"engine T={T}: {rows[-1]['build_s']:.1f} s", flush=True)
+        return rows
+    except Exception as exc:  # noqa: BLE001
+        return first_line(exc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="GPU parity and latency suite")
     parser.add_argument("--model", default="utgv-mri")
@@ -207,6 +227,7 @@ def main() -> int:
     parser.add_argument("--compile-timeout", type=float, default=240.0, help="seconds allowed for the torch.compile row")
     parser.add_argument("--skip", nargs="*", default=[], help="row names to leave out (e.g. torch.compile)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: check the harness itself")
+    parser.add_argument("--build-sweep", action="store_true", help="also time TensorRT engine builds at T = 32..256")
     parser.add_argument("--json", default="benchmarks/results/gpu.json")
     parser.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,6 +254,10 @@ def main() -> int:
             for c in candidates:
                 c.times_ms.append(measure(c.run))
             print(f"run {r + 1}/{args.runs}", flush=True)
+        if args.build_sweep:
+            sweep = build_sweep(ckpt, args, Path(tmp))
+            if isinstance(sweep, str):
+                skipped["engine build sweep"] = sweep
         reference = candidates[0].image().float()  # torch eager
         for c in candidates:
             err = float((c.image().float() - reference).norm() / reference.norm())
@@ -261,6 +286,8 @@ def main() -> int:
         "command": "python benchmarks/gpu_suite.py " + " ".join(sys.argv[1:]), "model": args.model, "iterations": T,
         "size": args.size, "batch": b, "results": rows, "skipped": skipped,
     }
+    if args.build_sweep and not isinstance(sweep, str):
+        report["engine_build"] = sweep
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     out = Path(args.json)

@@ -19,7 +19,7 @@ def _suite(*args, cwd):
 def test_cpu_harness_check_writes_rows_parity_and_reasons(tmp_path, mri_checkpoint):
     out = tmp_path / "gpu.json"
     result = _suite("--device", "cpu", "--model", mri_checkpoint, "--iterations", 3, "--size", 24, "--runs", 2, "--warmup", 1,
-                    "--compile-timeout", 1, "--json", out, cwd=tmp_path)
+                    "--compile-timeout", 1, "--build-sweep", "--json", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["device"] == "cpu" and "not a GPU result" in report["note"]
@@ -30,7 +30,7 @@ def test_cpu_harness_check_writes_rows_parity_and_reasons(tmp_path, mri_checkpoi
     skipped = report["skipped"]
     assert skipped["torch CUDA graph"] == "needs a CUDA device"
     assert "--compile-timeout 1 s" in skipped["torch.compile"]  # an overrunning compile is cut off, the suite goes on
-    assert skipped["tensorrt fp32"]  # TensorRT absent here: a reason, not a crash
+    assert skipped["tensorrt fp32"] and skipped["engine build sweep"]  # TensorRT absent here: reasons, not crashes
     assert not list(tmp_path.glob(".gpu.json*"))
 
 
