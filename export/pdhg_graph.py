@@ -38,7 +38,7 @@ import numpy as np
 
 from onnx import helper
 
-from tgv_deploy.dft import centred_dft_matrix, factorised_dft, real_dft_block
+from tgv_deploy.dft import centred_dft_matrix, factorised_dft, real_dft_block, real_form
 from tgv_deploy.export.graph_builder import GraphBuilder
 
 
@@ -197,21 +197,18 @@ class PDHGGraph:
     def _factorised_rows_constants(self, h: int, n1: int) -> None:
         """Constants of the two-stage row DFT (:func:`tgv_deploy.dft.factorised_dft`).
 
-        Stage one is the dense pattern on ``n1`` rows (``[Re; Im]`` product, combine Conv).
-        Stage two multiplies, per block ``k1``, the real form ``[[Re, -Im], [Im, Re]]`` of
-        ``m[k1]`` into ``[Re; Im]`` stacked along the block's ``n2`` rows, so it needs no
-        combine; ``r`` lives in that stage-two layout ``(B, n1, 2 n2, K)`` (block-reordered
-        k-space rows), and the data ``f`` is brought into it once, before the loop.
+        Stage one multiplies the real form of the ``n1``-point matrix into the rows reshaped to
+        ``[Re; Im]`` x ``n1`` blocks; stage two, per block ``k1``, the real form of ``m[k1]`` into
+        ``[Re; Im]`` stacked along the block's ``n2`` rows. Neither needs a combine Conv. ``r``
+        lives in the stage-two layout ``(B, n1, 2 n2, K)`` (block-reordered k-space rows), and the
+        data ``f`` is brought into it once, before the loop.
         """
         g, n2, k = self.g, h // n1, self.lines
         a, m, order = factorised_dft(h, n1)
-        a_adj = a.conj().T
-        self.n1, self.n2 = n1, n2
-        self.stage1_fwd = g.const("pdhg/dft_rows_stage1", np.block([[a.real, -a.imag], [a.imag, a.real]]))  # (2 n1, 2 n1)
-        self.stage1_adj = g.const("pdhg/idft_rows_stage1", np.block([[a_adj.real, -a_adj.imag], [a_adj.imag, a_adj.real]]))
-        block = np.block([[m.real, -m.imag], [m.imag, m.real]])  # (n1, 2 n2, 2 n2)
-        self.stage2_fwd = g.const("pdhg/dft_rows_stage2", block)
-        self.stage2_adj = g.const("pdhg/idft_rows_stage2", np.ascontiguousarray(block.transpose(0, 2, 1)))  # real form of m^H
+        self.stage1_fwd = g.const("pdhg/dft_rows_stage1", real_form(a))  # (2 n1, 2 n1)
+        self.stage1_adj = g.const("pdhg/idft_rows_stage1", real_form(a).T)
+        self.stage2_fwd = g.const("pdhg/dft_rows_stage2", real_form(m))  # (n1, 2 n2, 2 n2)
+        self.stage2_adj = g.const("pdhg/idft_rows_stage2", np.ascontiguousarray(real_form(m).transpose(0, 2, 1)))
         self.row_order = g.const("pdhg/dft_rows_order", order.astype(np.int64))
         self.shape_stage1 = g.const("pdhg/shape_rows_stage1", [0, 2 * n1, n2 * k])
         self.shape_split = g.const("pdhg/shape_rows_split", [0, 2, n1, n2, k])

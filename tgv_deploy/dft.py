@@ -17,15 +17,19 @@ def centred_dft_matrix(n: int) -> np.ndarray:
     return np.fft.fftshift(np.fft.fft(np.fft.ifftshift(eye, axes=0), axis=0, norm="ortho"), axes=0)
 
 
+def real_form(matrix: np.ndarray) -> np.ndarray:
+    """Real form ``[[Re A, -Im A], [Im A, Re A]]`` of complex ``A (..., m, n)``: ``(..., 2m, 2n)``.
+
+    Left-multiplying the stacked ``[x_re; x_im]`` by it equals complex ``A @ x``; its transpose
+    (over the last two axes) is the real form of ``A^H``.
+    """
+    return np.block([[matrix.real, -matrix.imag], [matrix.imag, matrix.real]])
+
+
 @functools.lru_cache(maxsize=32)
 def real_dft_block(n: int) -> np.ndarray:
-    """Float64 ``(2n, 2n)`` real form ``[[Re C, -Im C], [Im C, Re C]]`` of ``C``.
-
-    Left-multiplying the stacked ``[x_re; x_im]`` by it equals complex ``C @ x``; its transpose
-    is the real form of ``C^H``.
-    """
-    c = centred_dft_matrix(n)
-    return np.block([[c.real, -c.imag], [c.imag, c.real]])
+    """Float64 ``(2n, 2n)`` real form of the centred DFT matrix ``C`` (see :func:`real_form`)."""
+    return real_form(centred_dft_matrix(n))
 
 
 def fft2c(image: np.ndarray) -> np.ndarray:
