@@ -65,6 +65,7 @@ class ExportResult:
     nodes_per_iteration: float
     seconds: float
     parity: float | None
+    row_dft: str = "none"  # MRI: "dense" or "two-stage n1 x n2"; "none" for denoising
 
 
 def io_specs(task: str, kind: str, height: int, width: int, batch: int | None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -185,7 +186,8 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         tolerance = FP16_UNET_TOLERANCE if config.unet_fp16 else PARITY_TOLERANCE
         if parity > tolerance:
             raise ParityError(f"exported graph differs from PyTorch: relative L2 error {parity:.2e} > {tolerance:.0e}")
-    return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity)
+    row_dft = "none" if task != "mri" else (f"two-stage {factors[0]} x {factors[1]}" if factors else "dense")
+    return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity, row_dft)
 
 
 def torch_reference(ckpt: Checkpoint, inputs: dict[str, np.ndarray], iterations: int) -> tuple[np.ndarray, np.ndarray]:

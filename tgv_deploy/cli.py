@@ -127,14 +127,15 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
         "nodes": len(result.model.graph.node), "nodes_per_iteration": round(result.nodes_per_iteration, 2),
-        "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity,
+        "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity, "row_dft": result.row_dft,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         parity = "not checked" if result.parity is None else f"{result.parity:.2e} relative L2 vs PyTorch"
+        rows = "" if result.row_dft == "none" else f", {result.row_dft} row DFT"
         click.echo(f"PASSED | wrote {onnx_path} ({report['nodes']} nodes, {report['nodes_per_iteration']} per iteration, "
-                   f"T={report['iterations']}) and {contract_path} | parity {parity} | {report['seconds']} s")
+                   f"T={report['iterations']}{rows}) and {contract_path} | parity {parity} | {report['seconds']} s")
 
 
 @cli.command("check-trt")
