@@ -7,6 +7,7 @@ Launch on one device with ``tgv-deploy train CONFIG``, on several with
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import platform
@@ -124,9 +125,12 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False, log: C
     try:
         return _train(config, Path(out_dir), resume, log)
     finally:
-        # Gloo's worker threads outliving the interpreter abort the process at exit (SIGABRT,
-        # seen in CI on a loaded machine): tear the group down while Python is still alive.
+        # Gloo's worker threads outliving the interpreter abort rank 0 at exit ("terminate called
+        # without an active exception"). The DDP wrapper keeps the group alive through reference
+        # cycles, so collect it first, then tear the group down while Python is still alive: on a
+        # loaded 2-core machine 0 aborts in 80 runs, against 6 in 48 without the collection.
         if created_group:
+            gc.collect()
             dist.destroy_process_group()
 
 
