@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.bench import bench, rows_to_markdown
-from tgv_deploy.machine import machine_description
 from tgv_deploy.dft import row_factors
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes
+from tgv_deploy.machine import machine_description
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
@@ -68,8 +68,8 @@ def dft_flops_per_iteration(height: int, width: int, batch: int, lines: int) -> 
     default export writes them: a column product (2, H, W) @ (W, 2K) (8 K H W) and a row transform,
     dense (2H, 2H) @ (2H, K) (8 K H^2) or in two stages for H = n1 n2 (8 K H (n1 + n2))."""
     factors = row_factors(height)
-    row = height * (sum(factors) if factors else height)
-    return 2 * 8 * lines * height * (width + row / height) * batch
+    row_taps = sum(factors) if factors else height
+    return 2 * 8 * lines * height * (width + row_taps) * batch
 
 
 def dft_path_ms(onnx_path: Path, task: str, height: int, width: int, batch: int, runs: int = 3) -> float:
@@ -86,14 +86,12 @@ def dft_path_ms(onnx_path: Path, task: str, height: int, width: int, batch: int,
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     inputs = example_inputs(task, batch, height, width)
     feeds = {i.name: inputs[i.name] for i in session.get_inputs()}
-    session.run(None, feeds)  # warm-up, excluded below
-    warm_events = len(json.loads(Path(session.end_profiling()).read_text()))
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    for _ in range(runs + 1):
+    for _ in range(runs + 1):  # the first run warms up and is left out below
         session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())[warm_events:]
-    micros = sum(e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-                 and e["name"].startswith(("pdhg/dft", "pdhg/idft")))
+    events = json.loads(Path(session.end_profiling()).read_text())
+    second_run = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")[1]
+    micros = sum(e["dur"] for e in events if e.get("cat") == "Node" and e["ts"] >= second_run
+                 and e["name"].endswith("_kernel_time") and e["name"].startswith(("pdhg/dft", "pdhg/idft")))
     return micros / runs / 1e3
 
 

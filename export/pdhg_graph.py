@@ -163,12 +163,12 @@ class PDHGGraph:
         if spec.task == "mri":
             self.lines = spec.max_lines or w
             c_w = centred_dft_matrix(w)
-            self.shape_stacked = g.const("pdhg/shape_rows_stacked", [0, 2 * h, self.lines])
             self.shape_rows = g.const("pdhg/shape_rows", [0, 2, h, self.lines])
             if spec.row_blocks:
                 self._factorised_rows_constants(h, spec.row_blocks)
             else:
                 # real forms [[Re, -Im], [Im, Re]] of C_H and C_H^H, (2H, 2H), against [Re; Im] stacked rows
+                self.shape_stacked = g.const("pdhg/shape_rows_stacked", [0, 2 * h, self.lines])
                 self.rows_fwd = g.const("pdhg/dft_rows", real_dft_block(h))
                 self.rows_adj = g.const("pdhg/idft_rows", real_dft_block(h).T)
             self.cols_re = g.const("pdhg/dft_cols_re", c_w.real)  # rows are gathered per sampled line

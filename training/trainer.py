@@ -173,7 +173,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
     if rank == 0:
         log(
-                f"training {config.model.kind}/{config.model.task} T={config.iterations_at(start)} on {device} x{world}, "
+            f"training {config.model.kind}/{config.model.task} T={config.iterations_at(start)} on {device} x{world}, "
             f"{sum(p.numel() for p in model.parameters())} parameters, {config.steps} steps of batch {config.batch_size}"
         )
 
