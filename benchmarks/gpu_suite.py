@@ -149,9 +149,7 @@ def torch_candidates(model, tensors, T: int, device: torch.device, skipped: dict
 
 
 def exported_candidates(ckpt, args, inputs, onnx_path: Path, device: torch.device, skipped: dict[str, str]) -> list[Candidate]:
-    from tgv_deploy.runtime import Session
-
-    try:
+    try:  # the exporter needs onnx, which a GPU host with only PyTorch may lack: then a reason, not a crash
         from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 
         start = time.perf_counter()
@@ -161,6 +159,7 @@ def exported_candidates(ckpt, args, inputs, onnx_path: Path, device: torch.devic
     except Exception as exc:  # noqa: BLE001
         skipped["export"] = first_line(exc)
         return []
+    from tgv_deploy.runtime import Session
 
     def session_candidate(name: str, make: Callable[[], Session]) -> Candidate | None:
         try:
