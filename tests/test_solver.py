@@ -116,10 +116,22 @@ def test_converges_to_exact_minimiser_with_decreasing_gap(kind):
         energy = float(tgv_energy(x, v, f, lam0, lam1, mask=mask)[0])
         assert energy >= exact - 1e-7 * abs(exact), "PDHG below the exact minimum: the energies disagree"
         gaps.append((energy - exact) / exact)
-    # The primal energy of PDHG is not monotone iteration by iteration; the gap to the optimum
-    # must shrink over the doubling schedule, and reach the precision the check requires.
-    assert all(b < a for a, b in zip(gaps, gaps[1:])), gaps
+    # The primal energy of PDHG is not monotone iteration by iteration; over the doubling schedule
+    # the gap must shrink until it reaches the reference's own accuracy, then stay within it.
+    assert_gap_decreases_to_reference(gaps)
     assert gaps[-1] < 2e-4, gaps
+
+
+#: Relative accuracy of the CVXPY/Clarabel minimum (gap tolerances 1e-11, plus float64 round-off
+#: in the energy sums): below it a solver's gap is indistinguishable from zero.
+REFERENCE_ACCURACY = 1e-9
+
+
+def assert_gap_decreases_to_reference(gaps):
+    """Strictly decreasing while above the reference's accuracy; within it from then on."""
+    reached = next((i for i, g in enumerate(gaps) if abs(g) <= REFERENCE_ACCURACY), len(gaps) - 1)
+    assert all(b < a for a, b in zip(gaps[:reached], gaps[1 : reached + 1])), gaps
+    assert all(abs(g) <= REFERENCE_ACCURACY for g in gaps[reached + 1 :]), gaps
 
 
 def test_tv_converges_to_cvxpy():
