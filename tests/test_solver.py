@@ -5,6 +5,7 @@ import scipy.sparse as sp
 import torch
 
 import reference
+from cvx_reference import assert_gap_decreases_to_reference, dplus_matrix, exact_tgv_minimum
 from tgv_deploy.solvers import LK, pdhg_tgv, pdhg_tv, tgv_energy, tv_energy
 
 
@@ -63,53 +64,11 @@ def test_mask_broadcast_forms_agree():
     np.testing.assert_allclose(a, c, atol=1e-14)
 
 
-def _dplus_matrix(n):
-    d = sp.lil_matrix((n, n))
-    for k in range(n - 1):
-        d[k, k], d[k, k + 1] = -1.0, 1.0
-    return d.tocsr()
-
-
-def _exact_tgv_minimum(f, lam0, lam1, mask):
-    """Solve the TGV problem of one image (H, W) with CVXPY + Clarabel, as stacked real vectors."""
-    h, w = f.shape
-    n = h * w
-    d0 = sp.kron(_dplus_matrix(h), sp.eye(w))
-    d1 = sp.kron(sp.eye(h), _dplus_matrix(w))
-    m0, m1 = -d0.T, -d1.T  # backward differences D- = -(D+)^T
-    channels = 1 if mask is None else 2
-    xs = [cp.Variable(n) for _ in range(channels)]
-    v1s = [cp.Variable(n) for _ in range(channels)]
-    v2s = [cp.Variable(n) for _ in range(channels)]
-    l0, l1 = lam0.ravel(), lam1.ravel()
-    reg = 0
-    for x, v1, v2 in zip(xs, v1s, v2s):
-        reg += cp.sum(cp.multiply(l1, cp.abs(d0 @ x - v1) + cp.abs(d1 @ x - v2)))
-        e_xx, e_yy, e_xy = m0 @ v1, m1 @ v2, 0.5 * (m1 @ v1 + m0 @ v2)
-        reg += cp.sum(cp.multiply(l0, cp.abs(e_xx) + cp.abs(e_yy) + 2 * cp.abs(e_xy)))
-    if mask is None:
-        data = 0.5 * cp.sum_squares(xs[0] - f.ravel())
-    else:
-        # vec(C_H X C_W^T) = kron(C_H, C_W) vec(X) for row-major vectorisation; rows outside the mask drop out.
-        ch = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(np.eye(h), axes=0), axis=0, norm="ortho"), axes=0)
-        cw = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(np.eye(w), axes=0), axis=0, norm="ortho"), axes=0)
-        keep = np.broadcast_to(mask, (h, w)).ravel() > 0
-        a = np.kron(ch, cw)[keep]
-        fk = f.ravel()[keep]
-        re = a.real @ xs[0] - a.imag @ xs[1] - fk.real
-        im = a.imag @ xs[0] + a.real @ xs[1] - fk.imag
-        data = 0.5 * (cp.sum_squares(re) + cp.sum_squares(im))
-    problem = cp.Problem(cp.Minimize(data + reg))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
-    assert problem.status == cp.OPTIMAL, problem.status
-    return problem.value
-
-
 @pytest.mark.parametrize("kind", ["denoise", "mri"])
 def test_converges_to_exact_minimiser_with_decreasing_gap(kind):
     f, mask = _problem(kind, h=8, w=7, batch=1, seed=5)
     lam0, lam1 = _maps(f.shape, seed=6)
-    exact = _exact_tgv_minimum(f[0], lam0[0], lam1[0], None if mask is None else mask[0])
+    exact = exact_tgv_minimum(f[0], lam0[0], lam1[0], None if mask is None else mask[0])
     gaps = []
     for iterations in (125, 500, 2000, 8000):
         x, v = pdhg_tgv(f, lam0, lam1, mask=mask, iterations=iterations, sigma=1 / LK, tau=1 / LK, return_v=True)
@@ -122,24 +81,12 @@ def test_converges_to_exact_minimiser_with_decreasing_gap(kind):
     assert gaps[-1] < 2e-4, gaps
 
 
-#: Relative accuracy of the CVXPY/Clarabel minimum (gap tolerances 1e-11, plus float64 round-off
-#: in the energy sums): below it a solver's gap is indistinguishable from zero.
-REFERENCE_ACCURACY = 1e-9
-
-
-def assert_gap_decreases_to_reference(gaps):
-    """Strictly decreasing while above the reference's accuracy; within it from then on."""
-    reached = next((i for i, g in enumerate(gaps) if abs(g) <= REFERENCE_ACCURACY), len(gaps) - 1)
-    assert all(b < a for a, b in zip(gaps[:reached], gaps[1 : reached + 1])), gaps
-    assert all(abs(g) <= REFERENCE_ACCURACY for g in gaps[reached + 1 :]), gaps
-
-
 def test_tv_converges_to_cvxpy():
     f, _ = _problem("denoise", h=7, w=8, batch=1, seed=2)
     lam = 0.08
     h, w = f.shape[1:]
-    d0 = sp.kron(_dplus_matrix(h), sp.eye(w))
-    d1 = sp.kron(sp.eye(h), _dplus_matrix(w))
+    d0 = sp.kron(dplus_matrix(h), sp.eye(w))
+    d1 = sp.kron(sp.eye(h), dplus_matrix(w))
     x = cp.Variable(h * w)
     problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(x - f.ravel()) + lam * cp.sum(cp.abs(d0 @ x) + cp.abs(d1 @ x))))
     problem.solve(solver=cp.CLARABEL)

@@ -11,6 +11,7 @@ import torch
 from tgv_deploy.layout import channels_to_complex, complex_to_channels
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFTImpl, MaskedFourierOp
+from tgv_deploy.solvers.admm import DEFAULT_ALPHA, DEFAULT_RHO, admm_tgv_channels, admm_tv_channels
 from tgv_deploy.solvers.pdhg import (
     LK,
     pdhg_tgv_channels,
@@ -26,6 +27,7 @@ class _Problem:
     forward_op: LinearOperator
     is_mri: bool
     was_numpy: bool
+    mask: torch.Tensor | None = None  # (B|1, 1, H|1, W), MRI only
 
 
 def _to_tensor(a: Any, name: str) -> tuple[torch.Tensor, bool]:
@@ -51,7 +53,11 @@ def _problem(f: Any, mask: Any, dft: DFTImpl) -> _Problem:
     if f.dtype not in (torch.complex64, torch.complex128):
         raise ValueError(f"MRI (mask given) needs complex64/complex128 centred k-space f (B, H, W), got {f.dtype}")
     mask, _ = _to_tensor(mask, "mask")
-    expected = "(B, H, W) or broadcastable to it, e.g. (B, 1, W) or (1, 1, W)"
+    if mask.ndim == 1 and mask.shape[0] == f.shape[2]:  # a file's (W,) line mask, shared by the batch
+        mask = mask.reshape(1, 1, -1)
+    elif mask.ndim == 2 and tuple(mask.shape) == tuple(f.shape[1:]):  # an (H, W) pattern, shared by the batch
+        mask = mask[None]
+    expected = "(B, H, W) or broadcastable to it, e.g. (W,), (H, W), (B, 1, W) or (1, 1, W)"
     if mask.ndim != 3 or any(m not in (1, n) for m, n in zip(mask.shape, f.shape)):
         raise ValueError(f"mask must be {expected} for f {tuple(f.shape)}, got {tuple(mask.shape)}")
     if mask.is_complex():
@@ -60,7 +66,9 @@ def _problem(f: Any, mask: Any, dft: DFTImpl) -> _Problem:
     mask = mask.to(real_dtype)
     if not ((mask == 0) | (mask == 1)).all():
         raise ValueError("mask must be binary (0 or 1)")
-    return _Problem(complex_to_channels(f), MaskedFourierOp(mask[:, None], impl=dft), is_mri=True, was_numpy=was_numpy)
+    return _Problem(
+        complex_to_channels(f), MaskedFourierOp(mask[:, None], impl=dft), is_mri=True, was_numpy=was_numpy, mask=mask[:, None]
+    )
 
 
 def _map(lam: Any, name: str, f: torch.Tensor) -> torch.Tensor:
@@ -172,19 +180,87 @@ def _image_channels(x: Any, problem: _Problem) -> torch.Tensor:
     return complex_to_channels(x) if problem.is_mri else x[:, None]
 
 
-def tgv_energy(x: Any, v: Any, f: Any, lambda0: Any, lambda1: Any, mask: Any = None) -> Any:
-    """The TGV energy of ``(x, v)`` per batch element ``(B,)``; arrays laid out as in :func:`pdhg_tgv`."""
+def tgv_energy(x: Any, v: Any, f: Any, lambda0: Any, lambda1: Any, mask: Any = None, *, periodic: bool = False) -> Any:
+    """The TGV energy of ``(x, v)`` per batch element ``(B,)``; arrays laid out as in :func:`pdhg_tgv`.
+
+    ``periodic=True``: with SPEC 2b's periodic differences, the energy :func:`admm_tgv` minimises.
+    """
     problem = _problem(f, mask, "fft")
     x_ch = _image_channels(x, problem)
     v, _ = _to_tensor(v, "v")
     v_ch = torch.stack((v.real, v.imag), dim=2) if problem.is_mri else v[:, :, None]
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
-    energy = tgv_energy_channels(x_ch, v_ch, problem.f, l0, l1, problem.forward_op)
+    energy = tgv_energy_channels(x_ch, v_ch, problem.f, l0, l1, problem.forward_op, periodic=periodic)
     return energy.detach().numpy() if problem.was_numpy else energy
 
 
-def tv_energy(x: Any, f: Any, lam: Any, mask: Any = None) -> Any:
-    """The TV energy of ``x`` per batch element ``(B,)``."""
+def tv_energy(x: Any, f: Any, lam: Any, mask: Any = None, *, periodic: bool = False) -> Any:
+    """The TV energy of ``x`` per batch element ``(B,)`` (``periodic``: what :func:`admm_tv` minimises)."""
     problem = _problem(f, mask, "fft")
-    energy = tv_energy_channels(_image_channels(x, problem), problem.f, _map(lam, "lam", problem.f), problem.forward_op)
+    lam = _map(lam, "lam", problem.f)
+    energy = tv_energy_channels(_image_channels(x, problem), problem.f, lam, problem.forward_op, periodic=periodic)
     return energy.detach().numpy() if problem.was_numpy else energy
+
+
+def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) -> torch.Tensor | None:
+    """Validate ADMM's settings; return the mask ``(B|1, 1, H|1, W)`` (None for denoising)."""
+    _steps(iterations, None, None, 1.0)
+    if not bool(torch.as_tensor(rho > 0).all()):
+        raise ValueError(f"rho must be positive, got {rho!r}")
+    if not 1.0 <= alpha < 2.0:
+        raise ValueError(f"alpha must be in [1, 2), got {alpha!r}")
+    mask = problem.mask
+    if mask is not None:
+        height, width = problem.f.shape[-2:]
+        centre = mask[..., height // 2 if mask.shape[-2] > 1 else 0, width // 2]
+        if not bool((centre == 1).all()):
+            raise ValueError(
+                f"the mask does not sample the k-space centre (row {height // 2}, column {width // 2}): "
+                "ADMM's Fourier step divides by the mask there"
+            )
+    return mask
+
+
+def admm_tgv(
+    f: Any,
+    lambda0: Any,
+    lambda1: Any,
+    mask: Any = None,
+    iterations: int = 128,
+    rho: Any = DEFAULT_RHO,
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    return_v: bool = False,
+) -> Any:
+    """Minimise the periodic TGV energy of SPEC 2b by ``iterations`` ADMM steps with an exact Fourier-domain step.
+
+    Same arrays and conventions as :func:`pdhg_tgv`: ``f`` a real image ``(B, H, W)`` (denoising)
+    or centred complex k-space ``(B, H, W)`` with a binary ``mask`` (``(B, H, W)`` or broadcastable,
+    ``(W,)``, ``(H, W)``) that samples the k-space centre; ``lambda0`` weighs ``E v``, ``lambda1``
+    ``grad x - v``. Differences are periodic (SPEC 2b), which makes the (x, v) step exact.
+
+    ``rho`` (penalty, positive; a tensor for a learned one) and ``alpha`` (relaxation in [1, 2))
+    default to values that converge fast at every intensity scale (the iterates are positively
+    homogeneous in ``(f, lambda0, lambda1)``); see ``benchmarks/README.md`` ("Convergence").
+
+    Returns ``x (B, H, W)`` (and ``v (B, 2, H, W)`` with ``return_v``) in f's precision and array
+    type; differentiable in the maps and in ``rho``.
+    """
+    problem = _problem(f, mask, "fft")
+    l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
+    mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha)
+    if not return_v:
+        return _output(x, problem)
+    v_out = torch.complex(v[:, :, 0], v[:, :, 1]) if problem.is_mri else v[:, :, 0]
+    return _output(x, problem), (v_out.detach().numpy() if problem.was_numpy else v_out)
+
+
+def admm_tv(
+    f: Any, lam: Any, mask: Any = None, iterations: int = 128, rho: Any = DEFAULT_RHO, alpha: float = DEFAULT_ALPHA
+) -> Any:
+    """Minimise the periodic anisotropic TV energy ``1/2 ||A x - f||^2 + sum L |grad x|_1``; as :func:`admm_tgv`."""
+    problem = _problem(f, mask, "fft")
+    lam = _map(lam, "lam", problem.f)
+    mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    return _output(admm_tv_channels(problem.f, lam, mask_ch, iterations, rho, alpha), problem)

@@ -28,6 +28,7 @@ import torch
 
 from tgv_deploy.operators.base import LinearOperator
 from tgv_deploy.operators.finite_differences import Gradient, SymGradient
+from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
 
 #: Closed-form bound with ``LK**2 >= ||K||**2`` for every forward operator with ``||A|| <= 1``
 #: (``||grad||^2 <= 8`` and ``||E||^2 <= 8`` plus the coupling terms; power iteration gives
@@ -154,12 +155,14 @@ def tgv_energy_channels(
     lambda0: torch.Tensor,
     lambda1: torch.Tensor,
     forward_op: LinearOperator,
+    periodic: bool = False,
 ) -> torch.Tensor:
     """``1/2 ||A x - f||^2 + sum L1 |grad x - v|_1 + sum L0 |E v|_1`` per batch element ``(B,)``.
 
     ``|E v|_1`` counts the off-diagonal entry twice, consistent with the tensor inner product.
+    ``periodic`` selects the differences of SPEC 2b (what ADMM minimises) instead of section 1's.
     """
-    grad, sym = Gradient(), SymGradient()
+    grad, sym = (PeriodicGradient(), PeriodicSymGradient()) if periodic else (Gradient(), SymGradient())
     l0, l1 = _as_field_bound(lambda0), _as_field_bound(lambda1)
     data = 0.5 * (forward_op(x) - f).square().flatten(1).sum(1)
     first = (l1 * (grad(x) - v).abs()).flatten(1).sum(1)
@@ -169,7 +172,10 @@ def tgv_energy_channels(
     return data + first + second
 
 
-def tv_energy_channels(x: torch.Tensor, f: torch.Tensor, lam: torch.Tensor, forward_op: LinearOperator) -> torch.Tensor:
-    """``1/2 ||A x - f||^2 + sum L |grad x|_1`` per batch element ``(B,)``."""
+def tv_energy_channels(
+    x: torch.Tensor, f: torch.Tensor, lam: torch.Tensor, forward_op: LinearOperator, periodic: bool = False
+) -> torch.Tensor:
+    """``1/2 ||A x - f||^2 + sum L |grad x|_1`` per batch element ``(B,)`` (``periodic``: SPEC 2b's differences)."""
+    grad = PeriodicGradient() if periodic else Gradient()
     data = 0.5 * (forward_op(x) - f).square().flatten(1).sum(1)
-    return data + (_as_field_bound(lam) * Gradient()(x).abs()).flatten(1).sum(1)
+    return data + (_as_field_bound(lam) * grad(x).abs()).flatten(1).sum(1)

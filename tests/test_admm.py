@@ -1,0 +1,182 @@
+"""ADMM with the exact Fourier-domain step (SPEC section 2b): operators, the step, convergence, API."""
+
+import numpy as np
+import pytest
+import torch
+
+import reference
+from cvx_reference import assert_gap_decreases_to_reference, exact_tgv_minimum, exact_tv_minimum
+from helpers import assert_adjoint, randn
+from tgv_deploy.fourier_symbols import tgv_step_constants
+from tgv_deploy.operators.base import IdentityOp
+from tgv_deploy.operators.fourier import MaskedFourierOp
+from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
+from tgv_deploy.solvers import admm_tgv, admm_tv, tgv_energy, tv_energy
+from tgv_deploy.solvers.admm import TGVStep, TVStep
+
+SIZES = [(6, 8), (7, 9), (5, 5), (2, 3)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("channels", [1, 2])
+def test_periodic_operators_are_adjoint(channels, size):
+    assert_adjoint(PeriodicGradient(), randn(3, channels, *size, seed=1), randn(3, 2, channels, *size, seed=2))
+    assert_adjoint(PeriodicSymGradient(), randn(3, 2, channels, *size, seed=3), randn(3, 3, channels, *size, seed=4))
+
+
+@pytest.mark.parametrize("size", [(6, 8), (7, 5)])
+def test_symbols_diagonalise_the_periodic_operators(size):
+    """``F(D0+ u) = a0 F(u)`` and ``F(E^* E v) = (Q - I) F(v)`` with the module's constants."""
+    h, w = size
+    c = tgv_step_constants(h, w)
+    u = randn(1, 1, h, w, seed=5)
+    fft = lambda t: np.fft.fft2(t.numpy(), norm="ortho")  # noqa: E731
+    grad_u = PeriodicGradient()(u)
+    np.testing.assert_allclose(fft(grad_u[0, 0, 0]), c.a0 * fft(u[0, 0]), atol=1e-12)
+    np.testing.assert_allclose(fft(grad_u[0, 1, 0]), c.a1 * fft(u[0, 0]), atol=1e-12)
+    v = randn(1, 2, 1, h, w, seed=6)
+    sym = PeriodicSymGradient()
+    ete = sym.adjoint(sym(v))
+    v1, v2 = fft(v[0, 0, 0]), fft(v[0, 1, 0])
+    # Q^-1 = P  <=>  Q = P^-1; check (I + E^*E) F(v) against P^-1 F(v) through P (Q P = I)
+    q1, q2 = v1 + fft(ete[0, 0, 0]), v2 + fft(ete[0, 1, 0])
+    np.testing.assert_allclose(c.p11 * q1 + c.p12 * q2, v1, atol=1e-12)
+    np.testing.assert_allclose(np.conj(c.p12) * q1 + c.p22 * q2, v2, atol=1e-12)
+
+
+def _data(kind, h, w, batch=1, seed=0, full_mask=False):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w] / max(h, w)
+    image = (xx + yy > 0.6).astype(float) + 0.5 * xx
+    if kind == "denoise":
+        return image[None] + 0.1 * rng.standard_normal((batch, h, w)), None
+    mask = np.ones((1, 1, w)) if full_mask else (rng.random((1, 1, w)) < 0.5).astype(float)
+    mask[..., w // 2] = 1
+    k = reference.fft2c(np.repeat((image * np.exp(1j * (xx - 0.3 * yy)))[None], batch, 0))
+    noise = 0.05 * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+    return mask * (k + noise), mask
+
+
+def _channels(kind, f, mask):
+    f = torch.from_numpy(f)
+    if kind == "denoise":
+        return f[:, None], None, IdentityOp()
+    m = torch.from_numpy(mask)[:, None]
+    return torch.stack((f.real, f.imag), 1), m, MaskedFourierOp(m)
+
+
+def _dense(apply, n):
+    """The matrix of a linear map on R^n, column by column."""
+    return np.stack([apply(e) for e in np.eye(n)], axis=1)
+
+
+@pytest.mark.parametrize("size", [(6, 6), (5, 7), (4, 5)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("kind", ["denoise", "mri", "mri-full"])
+def test_exact_step_equals_dense_solve_of_normal_equations(kind, size):
+    h, w = size
+    f, mask = _data(kind.split("-")[0], h, w, full_mask=kind == "mri-full")
+    f_ch, m, forward_op = _channels(kind.split("-")[0], f, mask)
+    c = f_ch.shape[1]
+    rho = 2.7
+    w1, w2 = randn(1, 2, c, h, w, seed=7), randn(1, 3, c, h, w, seed=8)
+    grad, sym = PeriodicGradient(), PeriodicSymGradient()
+    nx, nv = c * h * w, 2 * c * h * w
+
+    def normal(z):  # the Hessian of the step's quadratic applied to (x, v)
+        z = torch.from_numpy(z)
+        x, v = z[:nx].reshape(1, c, h, w), z[nx:].reshape(1, 2, c, h, w)
+        residual = grad(x) - v
+        top = forward_op.adjoint(forward_op(x)) + rho * grad.adjoint(residual)
+        bottom = -rho * residual + rho * sym.adjoint(sym(v))
+        return torch.cat((top.flatten(), bottom.flatten())).numpy()
+
+    rhs = torch.cat(
+        ((forward_op.adjoint(f_ch) + rho * grad.adjoint(w1)).flatten(), (-rho * w1 + rho * sym.adjoint(w2)).flatten())
+    ).numpy()
+    expected = np.linalg.solve(_dense(normal, nx + nv), rhs)
+    x, v = TGVStep(f_ch, m, rho)(w1, w2)
+    got = torch.cat((x.flatten(), v.flatten())).numpy()
+    assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-10
+
+    def tv_normal(z):
+        x = torch.from_numpy(z).reshape(1, c, h, w)
+        return (forward_op.adjoint(forward_op(x)) + rho * grad.adjoint(grad(x))).flatten().numpy()
+
+    tv_rhs = (forward_op.adjoint(f_ch) + rho * grad.adjoint(w1)).flatten().numpy()
+    tv_expected = np.linalg.solve(_dense(tv_normal, nx), tv_rhs)
+    tv_got = TVStep(f_ch, m, rho)(w1).flatten().numpy()
+    assert np.linalg.norm(tv_got - tv_expected) / np.linalg.norm(tv_expected) < 1e-10
+
+
+def _maps(shape, seed):
+    rng = np.random.default_rng(seed)
+    return 0.02 + 0.1 * rng.random(shape), 0.01 + 0.05 * rng.random(shape)
+
+
+@pytest.mark.parametrize("kind", ["denoise", "mri"])
+def test_converges_to_periodic_tgv_minimum(kind):
+    f, mask = _data(kind, 8, 7, seed=5)
+    lam0, lam1 = _maps(f.shape, seed=6)
+    exact = exact_tgv_minimum(f[0], lam0[0], lam1[0], None if mask is None else mask[0], periodic=True)
+    gaps = []
+    for iterations in (25, 100, 400, 1600):
+        x, v = admm_tgv(f, lam0, lam1, mask=mask, iterations=iterations, return_v=True)
+        energy = float(tgv_energy(x, v, f, lam0, lam1, mask=mask, periodic=True)[0])
+        assert energy >= exact - 1e-7 * abs(exact), "ADMM below the exact minimum: the energies disagree"
+        gaps.append((energy - exact) / exact)
+    assert_gap_decreases_to_reference(gaps)
+    assert gaps[-1] < 1e-6, gaps
+
+
+@pytest.mark.parametrize("kind", ["denoise", "mri"])
+def test_tv_converges_to_periodic_tv_minimum(kind):
+    f, mask = _data(kind, 7, 8, seed=2)
+    exact = exact_tv_minimum(f[0], 0.08, None if mask is None else mask[0], periodic=True)
+    x = admm_tv(f, 0.08, mask=mask, iterations=1600)
+    gap = (float(tv_energy(x, f, 0.08, mask=mask, periodic=True)[0]) - exact) / exact
+    assert -1e-7 < gap < 1e-6, gap
+
+
+@pytest.mark.parametrize("kind", ["denoise", "mri"])
+def test_positively_homogeneous_in_data_and_maps(kind):
+    f, mask = _data(kind, 9, 8, batch=2, seed=3)
+    lam0, lam1 = _maps(f.shape, seed=4)
+    base = admm_tgv(f, lam0, lam1, mask=mask, iterations=30)
+    scaled = admm_tgv(37.0 * f, 37.0 * lam0, 37.0 * lam1, mask=mask, iterations=30)
+    assert np.linalg.norm(scaled - 37.0 * base) / np.linalg.norm(37.0 * base) < 1e-12
+
+
+def test_differentiable_in_maps_and_rho():
+    f, mask = _data("mri", 6, 6, seed=1)
+    f, mask = torch.from_numpy(f), torch.from_numpy(mask)
+    lam0 = torch.full((1, 6, 6), 0.05, dtype=torch.float64, requires_grad=True)
+    lam1 = torch.full((1, 6, 6), 0.02, dtype=torch.float64, requires_grad=True)
+    rho = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, b, r: admm_tgv(f, a, b, mask=mask, iterations=4, rho=r).abs(), (lam0, lam1, rho))
+    lam = torch.full((1, 6, 6), 0.05, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, r: admm_tv(f, a, mask=mask, iterations=4, rho=r).abs(), (lam, rho))
+
+
+def test_mask_shapes_users_have_are_accepted():
+    f, mask = _data("mri", 6, 8, seed=2)
+    reference_x = admm_tgv(f, 0.05, 0.02, mask=mask, iterations=5)
+    np.testing.assert_allclose(admm_tgv(f, 0.05, 0.02, mask=mask[0, 0], iterations=5), reference_x, atol=1e-14)  # (W,)
+    full = np.broadcast_to(mask[0], (6, 8)).copy()
+    np.testing.assert_allclose(admm_tgv(f, 0.05, 0.02, mask=full, iterations=5), reference_x, atol=1e-14)  # (H, W)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mask=np.ones((1, 1, 8)) - np.eye(8)[4][None, None]), "does not sample the k-space centre"),
+        (dict(rho=0.0), "rho must be positive"),
+        (dict(alpha=2.0), "alpha"),
+        (dict(iterations=0), "iterations"),
+    ],
+)
+def test_bad_settings_refused_in_one_line(kwargs, match):
+    f, _ = _data("mri", 6, 8)
+    args = dict(mask=np.ones((1, 1, 8))) | kwargs
+    with pytest.raises(ValueError, match=match) as info:
+        admm_tgv(f, 0.05, 0.02, **args)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,59 @@
+"""Periodic finite differences of SPEC section 2b: gradient and symmetrised gradient on a torus.
+
+``(D_i+ u)[k] = u[(k+1) mod N] - u[k]`` and ``D_i- = -(D_i+)^T``, i.e. ``(D_i- u)[k] = u[k] - u[(k-1) mod N]``.
+Every operator here is a convolution with periodic boundary, hence diagonal in the 2D DFT basis
+(:mod:`tgv_deploy.fourier_symbols` holds the symbols); that is what makes ADMM's (x, v) step exact.
+Layouts and inner products are those of :mod:`tgv_deploy.operators.finite_differences`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tgv_deploy.operators.base import LinearOperator
+from tgv_deploy.operators.finite_differences import symmetric_tensor_inner
+
+
+def periodic_forward_difference(u: torch.Tensor, dim: int) -> torch.Tensor:
+    """``D+`` with wrap-around along ``dim`` (-2 rows or -1 columns), same shape as ``u``."""
+    return torch.roll(u, -1, dims=dim) - u
+
+
+def periodic_backward_difference(u: torch.Tensor, dim: int) -> torch.Tensor:
+    """``D- = -(D+)^T`` with wrap-around along ``dim``, same shape as ``u``."""
+    return u - torch.roll(u, 1, dims=dim)
+
+
+class PeriodicGradient(LinearOperator):
+    """``grad u = (D_0+ u, D_1+ u)``, periodic: ``(B, C, H, W) -> (B, 2, C, H, W)``."""
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.stack((periodic_forward_difference(u, -2), periodic_forward_difference(u, -1)), dim=1)
+
+    def adjoint(self, p: torch.Tensor) -> torch.Tensor:
+        """``grad^T p = -(D_0- p_0 + D_1- p_1)``: ``(B, 2, C, H, W) -> (B, C, H, W)``."""
+        return -(periodic_backward_difference(p[:, 0], -2) + periodic_backward_difference(p[:, 1], -1))
+
+
+class PeriodicSymGradient(LinearOperator):
+    """Periodic ``E v = [[D_0- v1, (D_1- v1 + D_0- v2)/2], [., D_1- v2]]``: ``(B, 2, C, H, W) -> (B, 3, C, H, W)``.
+
+    Range stored as (xx, yy, xy) with the symmetric-tensor inner product (xy counts twice).
+    """
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        v1, v2 = v[:, 0], v[:, 1]
+        xx = periodic_backward_difference(v1, -2)
+        yy = periodic_backward_difference(v2, -1)
+        xy = 0.5 * (periodic_backward_difference(v1, -1) + periodic_backward_difference(v2, -2))
+        return torch.stack((xx, yy, xy), dim=1)
+
+    def adjoint(self, w: torch.Tensor) -> torch.Tensor:
+        """``E^* w = -(D_0+ w_xx + D_1+ w_xy, D_0+ w_xy + D_1+ w_yy)``: ``(B, 3, C, H, W) -> (B, 2, C, H, W)``."""
+        xx, yy, xy = w[:, 0], w[:, 1], w[:, 2]
+        first = periodic_forward_difference(xx, -2) + periodic_forward_difference(xy, -1)
+        second = periodic_forward_difference(xy, -2) + periodic_forward_difference(yy, -1)
+        return -torch.stack((first, second), dim=1)
+
+    def range_inner(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return symmetric_tensor_inner(a, b)

@@ -1,0 +1,202 @@
+"""ADMM with an exact Fourier-domain (x, v) step for the periodic TGV and TV problems (SPEC section 2b).
+
+Splitting ``z1 = grad x - v``, ``z2 = E v`` with scaled duals ``u1``, ``u2``, penalty ``rho`` and
+relaxation ``alpha``; started at ``x = A^H f``, ``v = 0``, ``z1 = grad x``, ``z2 = 0``, ``u = 0``::
+
+    w1 = z1 - u1,  w2 = z2 - u2
+    (x, v) = argmin 1/2 ||A x - f||^2 + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2
+    g1 = alpha (grad x - v) + (1 - alpha) z1,   g2 = alpha E v + (1 - alpha) z2
+    z1 = shrink(g1 + u1, L1 / rho),   z2 = shrink(g2 + u2, L0 / rho)
+    u1 = u1 + g1 - z1,   u2 = u2 + g2 - z2
+
+The (x, v) step is solved exactly per frequency (:mod:`tgv_deploy.fourier_symbols`): 3 forward
+and 3 inverse 2D DFTs, one division by the mask-dependent denominator. The DFT inside the loop is
+the plain orthonormal ``fft2`` of the image as stored (no shifts): the data enter it once, as the
+transform of ``A^H f``, and the mask once, ifftshifted.
+
+Channel layout as in :mod:`tgv_deploy.solvers.pdhg`: images ``(B, C, H, W)`` with C = 1 (real)
+or 2 (real, imaginary); ``v (B, 2, C, H, W)``, ``z2 (B, 3, C, H, W)`` as (xx, yy, xy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from tgv_deploy.fourier_symbols import tgv_step_constants, tv_step_denominator
+from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
+from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
+
+#: Penalty and relaxation that converge fast on data normalised as the models normalise it (the
+#: starting image's peak magnitude 1); the iterates are positively homogeneous in (f, L0, L1), so
+#: they serve any intensity scale. Chosen by ``benchmarks/convergence.py`` (benchmarks/README.md).
+DEFAULT_RHO = 10.0
+DEFAULT_ALPHA = 1.7
+
+_CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _constants(height: int, width: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The step constants as tensors of ``like``'s precision and device (complex, ``s`` real)."""
+    complex_dtype = torch.complex128 if like.dtype == torch.float64 else torch.complex64
+    key = (height, width, like.dtype, like.device)
+    if key not in _CONSTANTS:
+        c = tgv_step_constants(height, width)
+        tensors = {name: torch.as_tensor(getattr(c, name), dtype=complex_dtype, device=like.device)
+                   for name in ("p11", "p22", "p12", "h0", "h1")}
+        tensors["s"] = torch.as_tensor(c.s, dtype=like.dtype, device=like.device)
+        tensors["tv"] = torch.as_tensor(tv_step_denominator(height, width), dtype=like.dtype, device=like.device)
+        _CONSTANTS[key] = tensors
+    return _CONSTANTS[key]
+
+
+def shrink(y: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Soft thresholding ``y - clip(y, t)`` of every real component (``t`` broadcast, non-negative)."""
+    return y - clip(y, threshold)
+
+
+def _to_complex(y: torch.Tensor) -> torch.Tensor:
+    """``(..., C, H, W)`` real channels -> ``(..., H, W)`` complex (C = 1: imaginary part 0)."""
+    if y.shape[-3] == 2:
+        return torch.complex(y[..., 0, :, :], y[..., 1, :, :])
+    return y[..., 0, :, :].to(torch.complex128 if y.dtype == torch.float64 else torch.complex64)
+
+
+def _to_channels(z: torch.Tensor, channels: int) -> torch.Tensor:
+    """Inverse of :func:`_to_complex`; for C = 1 the (round-off) imaginary part is dropped."""
+    if channels == 2:
+        return torch.stack((z.real, z.imag), dim=-3)
+    return z.real.unsqueeze(-3)
+
+
+def _fft2(z: torch.Tensor) -> torch.Tensor:
+    return torch.fft.fft2(z, norm="ortho")
+
+
+def _ifft2(z: torch.Tensor) -> torch.Tensor:
+    return torch.fft.ifft2(z, norm="ortho")
+
+
+class _Data:
+    """What the (x, v) step needs of the data: ``A^H f`` and its transform, the mask in DFT order.
+
+    ``f`` is centred k-space ``(B, 2, H, W)`` with a mask ``(B, 1, 1|H, W)``, or an image
+    ``(B, 1, H, W)`` for denoising (``mask=None``, ``m = 1``).
+    """
+
+    def __init__(self, f: torch.Tensor, mask: torch.Tensor | None):
+        if mask is None:
+            self.x0 = f
+            self.m: torch.Tensor | float = 1.0
+        else:
+            centred = _to_complex(mask * f)
+            image = torch.fft.fftshift(_ifft2(torch.fft.ifftshift(centred, dim=(-2, -1))), dim=(-2, -1))
+            self.x0 = _to_channels(image, 2)
+            self.m = torch.fft.ifftshift(mask[:, 0], dim=(-2, -1))  # (B, 1|H, W), uncentred like the loop's DFT
+        self.transformed = _fft2(_to_complex(self.x0))  # F(A^H f) = M f in the loop's basis
+        self.channels = f.shape[1]
+
+
+class TGVStep:
+    """The exact (x, v) step: ``(w1 (B, 2, C, H, W), w2 (B, 3, C, H, W)) -> (x (B, C, H, W), v (B, 2, C, H, W))``.
+
+    Minimises ``1/2 ||A x - f||^2 + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2`` (the E-term
+    under the symmetric-tensor norm) for the data and ``rho`` it was built with.
+    """
+
+    def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
+        self.data = _Data(f, mask)
+        self.rho = rho
+        self.const = _constants(f.shape[-2], f.shape[-1], f)
+        self.denominator = self.data.m + rho * self.const["s"]
+        self.grad, self.sym = PeriodicGradient(), PeriodicSymGradient()
+
+    def __call__(self, w1: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        const, rho = self.const, self.rho
+        rhs = torch.cat((self.grad.adjoint(w1)[:, None], self.sym.adjoint(w2) - w1), dim=1)  # (B, 3, C, H, W)
+        spectra = _fft2(_to_complex(rhs))
+        g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
+        x_hat = (self.data.transformed + rho * (g + const["h0"].conj() * r0 + const["h1"].conj() * r1)) / self.denominator
+        v0 = const["p11"] * r0 + const["p12"] * r1 + const["h0"] * x_hat
+        v1 = const["p12"].conj() * r0 + const["p22"] * r1 + const["h1"] * x_hat
+        images = _to_channels(_ifft2(torch.stack((x_hat, v0, v1), dim=1)), self.data.channels)
+        return images[:, 0], images[:, 1:]
+
+
+class TVStep:
+    """The exact x step of TV: ``w (B, 2, C, H, W) -> x (B, C, H, W)`` minimising
+    ``1/2 ||A x - f||^2 + rho/2 ||grad x - w||^2``: ``X = (M f + rho F(grad^T w)) / (m + rho |a|^2)``."""
+
+    def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
+        self.data = _Data(f, mask)
+        self.rho = rho
+        self.denominator = self.data.m + rho * _constants(f.shape[-2], f.shape[-1], f)["tv"]
+        self.grad = PeriodicGradient()
+
+    def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        x_hat = (self.data.transformed + self.rho * _fft2(_to_complex(self.grad.adjoint(w)))) / self.denominator
+        return _to_channels(_ifft2(x_hat), self.data.channels)
+
+
+def admm_tgv_channels(
+    f: torch.Tensor,
+    lambda0: torch.Tensor,
+    lambda1: torch.Tensor,
+    mask: torch.Tensor | None,
+    iterations: int,
+    rho: Scalar = DEFAULT_RHO,
+    alpha: float = DEFAULT_ALPHA,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    checkpoint_every: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``iterations`` ADMM iterations of periodic TGV; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
+
+    ``f``: centred k-space ``(B, 2, H, W)`` with ``mask`` ``(B, 1, 1|H, W)`` (sampling the
+    centre), or a denoising image ``(B, 1, H, W)`` with ``mask=None``; ``lambda0`` / ``lambda1``
+    ``(B, H, W)`` or broadcastable. ``callback(k, x, v)`` runs after iteration ``k``.
+    """
+    xv_step = TGVStep(f, mask, rho)
+    grad, sym = xv_step.grad, xv_step.sym
+    t1, t0 = _as_field_bound(lambda1) / rho, _as_field_bound(lambda0) / rho
+
+    def step(state):
+        _, _, z1, z2, u1, u2 = state
+        x, v = xv_step(z1 - u1, z2 - u2)
+        g1 = alpha * (grad(x) - v) + (1 - alpha) * z1
+        g2 = alpha * sym(v) + (1 - alpha) * z2
+        z1, z2 = shrink(g1 + u1, t1), shrink(g2 + u2, t0)
+        return x, v, z1, z2, u1 + g1 - z1, u2 + g2 - z2
+
+    x0 = xv_step.data.x0
+    v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
+    q0 = torch.zeros((x0.shape[0], 3, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
+    x, v, *_ = _run(step, (x0, v0, grad(x0), q0, torch.zeros_like(v0), q0), iterations, checkpoint_every, callback)
+    return x, v
+
+
+def admm_tv_channels(
+    f: torch.Tensor,
+    lam: torch.Tensor,
+    mask: torch.Tensor | None,
+    iterations: int,
+    rho: Scalar = DEFAULT_RHO,
+    alpha: float = DEFAULT_ALPHA,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+    checkpoint_every: int | None = None,
+) -> torch.Tensor:
+    """The TV variant (no ``v``): ``X = (M f + rho F(grad^T w)) / (m + rho |a|^2)``; returns ``x (B, C, H, W)``."""
+    x_step = TVStep(f, mask, rho)
+    grad = x_step.grad
+    threshold = _as_field_bound(lam) / rho
+
+    def step(state):
+        _, z, u = state
+        x = x_step(z - u)
+        g = alpha * grad(x) + (1 - alpha) * z
+        z = shrink(g + u, threshold)
+        return x, z, u + g - z
+
+    x0 = x_step.data.x0
+    tv_callback = None if callback is None else (lambda k, x, _z: callback(k, x))
+    return _run(step, (x0, grad(x0), torch.zeros_like(grad(x0))), iterations, checkpoint_every, tv_callback)[0]
