@@ -13,17 +13,18 @@ handled here, each from the TensorRT headers and migration guide:
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tgv_deploy.contract import Contract
-from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
+from tgv_deploy.contract import Contract, sha256_bytes
+from tgv_deploy.errors import InputError, TgvDeployError
 from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
 from tgv_deploy.onnx_graph import load_verified
+# Shared with the .plan runtime, which must not import this module (the export stage).
+from tgv_deploy.trt_common import PLAN_SHA256, cuda_device, import_tensorrt, plan_contract_path, read_plan_contract
 
 log = logging.getLogger(__name__)
 
@@ -47,47 +48,8 @@ class BuildConfig:
             raise InputError(f"optimization level must be in 0..5, got {self.optimization_level}")
 
 
-def import_tensorrt() -> None:
-    """Raise :class:`BackendUnavailableError` unless the TensorRT Python bindings are importable.
-
-    Callers then ``import tensorrt as trt`` themselves, so that type checkers see the real API
-    (``tensorrt-stubs``). A stubs-only install imports as an empty namespace package: not TensorRT.
-    """
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailableError("TensorRT is not installed (pip install tensorrt on a CUDA host)") from None
-    if not hasattr(trt, "Builder"):
-        raise BackendUnavailableError("TensorRT is not installed (only type stubs were found)")
-
-
-def cuda_device() -> tuple[str, str]:
-    """Name and compute capability of CUDA device 0 through the CUDA runtime; raises if there is none."""
-    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"):
-        try:
-            cudart = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    else:
-        raise BackendUnavailableError("no CUDA runtime library found: a GPU with CUDA is required")
-    count = ctypes.c_int(0)
-    if cudart.cudaGetDeviceCount(ctypes.byref(count)) != 0 or count.value < 1:
-        raise BackendUnavailableError("no CUDA GPU is available")
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    cudart.cudaDeviceGetAttribute(ctypes.byref(major), 75, 0)  # cudaDevAttrComputeCapabilityMajor
-    cudart.cudaDeviceGetAttribute(ctypes.byref(minor), 76, 0)  # cudaDevAttrComputeCapabilityMinor
-    props = ctypes.create_string_buffer(4096)  # cudaDeviceProp starts with char name[256]
-    cudart.cudaGetDeviceProperties(props, 0)
-    return props.value.decode(errors="replace"), f"{major.value}.{minor.value}"
-
-
 class EngineBuildError(TgvDeployError):
     exit_code = 7
-
-
-def plan_contract_path(plan: Path) -> Path:
-    return Path(str(plan) + ".json")
 
 
 def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, say: Callable[[str], None] = log.info) -> Contract:
@@ -150,11 +112,15 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
     seconds = time.perf_counter() - start
     if config.timing_cache:
         atomic_write_bytes(config.timing_cache, bytes(builder_config.get_timing_cache().serialize()))
+    data = bytes(plan)
+    # The runtime loads only a plan whose bytes hash to this value: a plan is native code, and
+    # the JSON beside it is no proof of what the plan file holds.
     extended = contract.with_engine(
         tensorrt_version=trt.__version__, gpu=gpu_name, compute_capability=capability,
         build=asdict(config), build_seconds=round(seconds, 1), version_compatible=config.version_compatible,
+        **{PLAN_SHA256: sha256_bytes(data)},
     )
-    atomic_write_bytes(out, bytes(plan))
+    atomic_write_bytes(out, data)
     try:
         atomic_write_bytes(plan_contract_path(out), extended.to_json().encode())
     except BaseException:
@@ -164,11 +130,4 @@ def build_engine(onnx_path: str | Path, out: str | Path, config: BuildConfig, sa
     return extended
 
 
-def read_plan_contract(plan: str | Path) -> Contract:
-    path = plan_contract_path(Path(plan))
-    if not path.is_file():
-        raise InputError(f"{plan}: no contract {path.name} beside the plan (built by tgv-deploy build?)")
-    return Contract.from_json(path.read_text())
-
-
-__all__ = ["BuildConfig", "PRECISIONS", "build_engine", "cuda_device", "import_tensorrt", "read_plan_contract"]
+__all__ = ["BuildConfig", "PRECISIONS", "build_engine", "cuda_device", "import_tensorrt", "plan_contract_path", "read_plan_contract"]

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import zipfile
@@ -35,3 +36,15 @@ def test_wheel_has_one_top_level_package(tmp_path):
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"tgv_deploy"}, top
     assert "tgv_deploy/training/__init__.py" in names and "tgv_deploy/export/__init__.py" in names
+
+
+def _exit_codes(text: str) -> list[int]:
+    """The codes of the first 'Exit codes:' paragraph of ``text``."""
+    paragraph = text[text.index("Exit codes:"):].split("\n\n")[0]
+    return [int(c) for c in re.findall(r"(?<![\w-])(\d+) [A-Za-z]", paragraph)]
+
+
+def test_help_and_readme_list_the_same_exit_codes():
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    readme = (ROOT / "README.md").read_text()
+    assert _exit_codes(help_text) == _exit_codes(readme) == [*range(9), 70]

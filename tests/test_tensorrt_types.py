@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "export" / "trt_build.py", ROOT / "tgv_deploy" / "runtime" / "trt_backend.py"]
+SOURCES = [ROOT / "export" / "trt_build.py", ROOT / "tgv_deploy" / "runtime" / "trt_backend.py", ROOT / "tgv_deploy" / "trt_common.py"]
 
 
 def _stubs(tmp_path: Path) -> Path:

@@ -16,10 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tgv_deploy.contract import Contract, check_sha256
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import InputError
-from tgv_deploy.machine import machine_description, peak_mb
+from tgv_deploy.machine import machine_description
+from tgv_deploy.onnx_graph import load_verified
+from tgv_deploy.registry import resolve_model
 from tgv_deploy.runtime.session import Session
+from tgv_deploy.trt_common import read_plan_contract
 
 
 @dataclass
@@ -35,8 +39,19 @@ class BenchRow:
     p99_ms: float
     mean_ms: float
     throughput: float  # slices per second
-    peak_mb: float  # process peak resident memory after this model's runs (monotone across rows)
+    # No memory column: every backend runs in this one process, so its peak resident memory is
+    # the largest of all rows so far, not this row's.
     ratio_to_torch: float | None = None
+
+
+def _exported_contract(name: str) -> Contract | None:
+    """The contract of an exported model, read without creating a backend (cheap); None for checkpoints."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".onnx":
+        return load_verified(name)[1]
+    if suffix in (".plan", ".engine"):
+        return read_plan_contract(name)
+    return None
 
 
 def bench(
@@ -49,29 +64,53 @@ def bench(
     runs: int = 10,
     warmup: int = 2,
     progress: Callable[[str], None] | None = None,
+    expected_sha256: list[str] | None = None,
+    allow_host_code: bool = False,
 ) -> list[BenchRow]:
+    """Time ``models`` on one input. ``expected_sha256``: one pinned hash per model, in order.
+
+    Checkpoints run at ``iterations``, else at the T of the exported models, so that every row
+    computes the same number of iterations.
+    """
     if runs < 1 or warmup < 0 or batch < 1:
         raise InputError("--runs must be >= 1, --warmup >= 0 and --batch >= 1")
+    if expected_sha256 and len(expected_sha256) != len(models):
+        raise InputError(f"give --expect-sha256 once per model, in order: {len(expected_sha256)} hashes for {len(models)} models")
     say = progress or (lambda message: None)
+    # Every contract is checked before any backend is created: a session of a large graph takes
+    # seconds to minutes to build, a wrong T or size should not wait for that.
+    for name, expected in zip(models, expected_sha256 or [None] * len(models)):
+        if expected is not None:
+            check_sha256(resolve_model(name), expected)
+    contracts = {name: _exported_contract(name) for name in models}
+    exported_ts = {c.iterations for c in contracts.values() if c is not None}
+    if len(exported_ts) > 1:
+        raise InputError(f"the exported models have different T ({', '.join(map(str, sorted(exported_ts)))}): bench compares one T")
+    for name, c in contracts.items():
+        if c is None:
+            continue
+        if (height or c.height, width or c.width) != (c.height, c.width):
+            raise InputError(f"{name}: exported for {c.height}x{c.width}, not {height}x{width}")
+        if iterations is not None and iterations != c.iterations:
+            raise InputError(f"{name}: exported with T={c.iterations}, not --iterations {iterations}")
+        if c.batch is not None and c.batch != batch:
+            raise InputError(f"{name}: exported for batch {c.batch}, not --batch {batch}")
+    tasks = {c.task for c in contracts.values() if c is not None}
+    if len(tasks) > 1:
+        raise InputError("all models of one bench run must share a task (MRI or denoising)")
+    checkpoint_t = iterations if iterations is not None else next(iter(exported_ts), None)
     sessions = []
     for name in models:
-        exported = Path(name).suffix in (".onnx", ".plan")  # their T is fixed by the contract
-        session = Session(name, backend=backend, iterations=None if exported else iterations)
-        c = session.contract
-        if c.height != -1:
-            if (height or c.height, width or c.width) != (c.height, c.width):
-                raise InputError(f"{name}: exported for {c.height}x{c.width}, not {height}x{width}")
-            if iterations is not None and iterations != c.iterations:
-                raise InputError(f"{name}: exported with T={c.iterations}, not --iterations {iterations}")
-            if c.batch is not None and c.batch != batch:
-                raise InputError(f"{name}: exported for batch {c.batch}, not --batch {batch}")
-        sessions.append(session)
+        exported = contracts[name] is not None  # their T is fixed by the contract
+        plan = Path(name).suffix.lower() in (".plan", ".engine")
+        sessions.append(Session(name, backend=backend, iterations=None if exported else checkpoint_t,
+                                allow_host_code=allow_host_code and plan))
     tasks = {s.contract.task for s in sessions}
     if len(tasks) != 1:
         raise InputError("all models of one bench run must share a task (MRI or denoising)")
     sizes = {(s.contract.height, s.contract.width) for s in sessions if s.contract.height != -1}
     h, w = (height, width) if height and width else (next(iter(sizes)) if sizes else (None, None))
-    if h is None:
+    if h is None or w is None:
         raise InputError("pass --height and --width (no exported model fixes the matrix size)")
     inputs = example_inputs(tasks.pop(), batch, h, w)
     times: list[list[float]] = [[] for _ in sessions]
@@ -79,22 +118,20 @@ def bench(
         say(f"warming up {session.path} ({session.backend}, T={session.contract.iterations})")
         for _ in range(warmup):
             session.run(inputs)
-    peaks = [0.0] * len(sessions)
     for r in range(runs):
         for i, session in enumerate(sessions):
             start = time.perf_counter()
             session.run(inputs)
             _synchronise(session)
             times[i].append(time.perf_counter() - start)
-            peaks[i] = peak_mb()
         say(f"run {r + 1}/{runs}")
     rows = []
-    for name, session, samples, peak in zip(models, sessions, times, peaks):
+    for name, session, samples in zip(models, sessions, times):
         ms = np.array(samples) * 1e3
         rows.append(BenchRow(
             model=str(name), backend=session.backend, iterations=session.contract.iterations, height=h, width=w,
             batch=batch, p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-            p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), throughput=float(batch / (ms.mean() / 1e3)), peak_mb=peak,
+            p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), throughput=float(batch / (ms.mean() / 1e3)),
         ))
     torch_rows = [r for r in rows if r.backend == "torch"]
     if torch_rows:
@@ -115,10 +152,10 @@ def rows_to_json(rows: list[BenchRow], command: str) -> dict[str, object]:
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:
-    lines = ["| model | backend | T | H x W | batch | p50 ms | p90 ms | p99 ms | slices/s | peak MB | vs torch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | backend | T | H x W | batch | p50 ms | p90 ms | p99 ms | slices/s | vs torch |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ratio = "" if r.ratio_to_torch is None else f"{r.ratio_to_torch:.2f}"
         lines.append(f"| {os.path.basename(r.model)} | {r.backend} | {r.iterations} | {r.height}x{r.width} | {r.batch} | "
-                     f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.throughput:.2f} | {r.peak_mb:.0f} | {ratio} |")
+                     f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.throughput:.2f} | {ratio} |")
     return "\n".join(lines)

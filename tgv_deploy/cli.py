@@ -18,6 +18,15 @@ from tgv_deploy.errors import InputError, TgvDeployError
 EXIT_BUG = 70
 POSITIVE = click.IntRange(min=1)
 
+EXPECT_SHA256 = click.option(
+    "--expect-sha256", metavar="HEX",
+    help="Refuse the model file unless its SHA-256 is HEX (exit 5): pin the file you deployed. The hash inside an "
+    "exported model only detects corruption, since whoever edits the file can update it.")
+ALLOW_HOST_CODE = click.option(
+    "--allow-engine-host-code", is_flag=True,
+    help="Let TensorRT run host code stored in a .plan (version-compatible plans). Only for plans you trust: "
+    "never implied by the plan's JSON.")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tgv-deploy")
@@ -26,8 +35,10 @@ POSITIVE = click.IntRange(min=1)
 def cli(ctx: click.Context, debug: bool) -> None:
     """Learned TGV reconstruction (U-TGV): train, export to ONNX, build TensorRT engines, run, benchmark.
 
-    Exit codes: 0 success, 1 generic user error, 2 missing backend/GPU, 3 bad input,
-    4 contract mismatch, 5 integrity failure, 70 internal error.
+    Exit codes: 0 success, 1 user error, 2 missing backend, GPU or optional dependency,
+    3 bad input or command line, 4 contract mismatch, 5 integrity failure (corrupt, tampered or
+    hostile file), 6 export parity failure, 7 engine build failure, 8 TensorRT check violations,
+    70 internal error (a bug).
     """
     ctx.obj = {"debug": debug}
 
@@ -210,7 +221,10 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @click.option("--center-fraction", default=0.08, show_default=True, type=float)
 @click.option("--seed", type=int, help="Mask seed (default: from the file name and slice).")
 @click.option("--png", is_flag=True, help="Also write OUTPUT.png previews.")
-def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png) -> None:
+@EXPECT_SHA256
+@ALLOW_HOST_CODE
+def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, expect_sha256,
+                  allow_engine_host_code) -> None:
     """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL.
 
     MODEL is a bundled name, a .pt checkpoint, an exported .onnx or a TensorRT .plan. Files with a
@@ -238,7 +252,8 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     for volume in volumes:
         if volume.multicoil:
             raise InputError(f"{volume.source}: multi-coil k-space {volume.kspace.shape}; multi-coil reconstruction is not supported yet")
-    session = Session(model, backend=backend, iterations=iterations)
+    session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
+                      allow_host_code=allow_engine_host_code)
     options = MaskOptions(mask_type, acceleration, center_fraction, seed)
     for volume, target in zip(volumes, targets):
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
@@ -314,18 +329,25 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
 @click.option("--runs", default=10, show_default=True, type=POSITIVE)
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
-def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path) -> None:
+@click.option("--expect-sha256", multiple=True, metavar="HEX",
+              help="Refuse a model file unless its SHA-256 is HEX (exit 5); repeat once per model, in order.")
+@ALLOW_HOST_CODE
+def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path, expect_sha256,
+                  allow_engine_host_code) -> None:
     """Time MODELS (bundled names, .pt, .onnx, .plan) on the same inputs, interleaved after warm-up.
 
-    Reports p50/p90/p99/mean latency, throughput and peak memory, and each row's p50 ratio to the
-    torch eager row of the same run.
+    Reports p50/p90/p99/mean latency and throughput, and each row's p50 ratio to the torch eager
+    row of the same run. Checkpoints run at --iterations, else at the exported models' T.
     """
     import json
 
     from tgv_deploy.bench import bench, rows_to_json, rows_to_markdown
-    from tgv_deploy.io_utils import atomic_write_bytes
+    from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
 
-    rows = bench(list(models), backend, iterations, height, width, batch, runs, warmup, progress=_echo)
+    if json_path:
+        check_output_path(json_path)
+    rows = bench(list(models), backend, iterations, height, width, batch, runs, warmup, progress=_echo,
+                 expected_sha256=list(expect_sha256) or None, allow_host_code=allow_engine_host_code)
     click.echo(rows_to_markdown(rows))
     if json_path:
         command = "tgv-deploy " + " ".join(sys.argv[1:])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tgv_deploy.errors import ContractError, InputError
+from tgv_deploy.errors import ContractError, InputError, IntegrityError
 
 CONTRACT_VERSION = 1
 METADATA_KEY = "tgv_deploy.contract"
@@ -157,6 +157,20 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_sha256(path: str | Path, expected: str) -> None:
+    """Refuse ``path`` unless its SHA-256 is ``expected`` (64 hex digits, e.g. pinned by a deployer).
+
+    Unlike the graph hash inside an exported model's own metadata, which anyone who edits the
+    file can recompute, a hash the deployer holds elsewhere catches tampering too.
+    """
+    wanted = expected.strip().lower()
+    if len(wanted) != 64 or any(c not in "0123456789abcdef" for c in wanted):
+        raise InputError(f"expected SHA-256 must be 64 hexadecimal digits, got {expected!r}")
+    actual = sha256_file(path)
+    if actual != wanted:
+        raise IntegrityError(f"{path}: SHA-256 {actual} differs from the expected {wanted}")
 
 
 def weights_sha256(arrays: dict[str, np.ndarray]) -> str:

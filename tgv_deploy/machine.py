@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import sys
 
 from tgv_deploy import __version__
@@ -35,8 +34,3 @@ def resident_mb() -> float:
     """Current resident memory of this process in MiB (Linux ``/proc``)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_mb() -> float:
-    """Peak resident memory of this process so far in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from tgv_deploy.errors import InputError
+from tgv_deploy.contract import sha256_file
+from tgv_deploy.errors import InputError, IntegrityError
 
 #: name -> one-line description; the files are ``tgv_deploy/bundled/<name>.pt`` and ``<name>.md``.
 BUNDLED: dict[str, str] = {
@@ -15,6 +16,15 @@ BUNDLED: dict[str, str] = {
     "utgv-denoise": "U-TGV, denoising of real-valued images",
 }
 DEFAULT_MODEL = "utgv-mri"
+
+#: name -> known-good SHA-256 of ``tgv_deploy/bundled/<name>.pt``, checked whenever a bundled name
+#: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
+#: with the files and prints the new value).
+BUNDLED_SHA256: dict[str, str] = {
+    "utgv-mri": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
+    "utv-mri": "ae1cd0327c26275a0da990938a92559fc84ce7a40d6b14bd9bbcac0e0bcaa1a9",
+    "utgv-denoise": "73742560be44f617eb4fd7ba314f374f5aac26030bd6660df66a1505e519ef45",
+}
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,21 @@ def bundled_models() -> list[BundledModel]:
 
 
 def resolve_model(name_or_path: str) -> Path:
-    """A bundled name or a path -> an existing file path; raises :class:`InputError` otherwise."""
+    """A bundled name or a path -> an existing file path; raises :class:`InputError` otherwise.
+
+    A bundled checkpoint must match its known-good SHA-256 (:data:`BUNDLED_SHA256`), else
+    :class:`IntegrityError`: checkpoints are unpickled, and an installed package can be altered.
+    """
     if name_or_path in BUNDLED:
         model = next(m for m in bundled_models() if m.name == name_or_path)
         if not model.available:
             raise InputError(f"bundled model {name_or_path!r} is not installed in this package")
+        actual = sha256_file(model.checkpoint)
+        if actual != BUNDLED_SHA256.get(name_or_path):
+            raise IntegrityError(
+                f"bundled model {name_or_path!r}: {model.checkpoint} has SHA-256 {actual}, not the known-good one "
+                "this package lists (modified or corrupt installation: reinstall tgv-deploy)"
+            )
         return model.checkpoint
     path = Path(name_or_path)
     if path.is_file():

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tgv_deploy.contract import Contract, TensorSpec
+from tgv_deploy.contract import Contract, TensorSpec, check_sha256
 from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError
 from tgv_deploy.onnx_graph import load_verified
 from tgv_deploy.registry import resolve_model
@@ -46,20 +46,29 @@ class Session:
 
     ``path`` is an ``.onnx`` file (ONNX Runtime), a ``.plan`` (TensorRT), a ``.pt`` checkpoint or a
     bundled model name (PyTorch reference; needs torch). ``iterations`` applies to checkpoints only.
+
+    ``expected_sha256``: refuse the model file unless its SHA-256 is this value (a hash the deployer
+    pinned; the hash inside an exported model only detects corruption). ``allow_host_code``: let
+    TensorRT run host code stored in a ``.plan`` (version-compatible plans); never implied by a file.
     """
 
-    def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False):
+    def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False,
+                 expected_sha256: str | None = None, allow_host_code: bool = False):
         path = resolve_model(str(path))
         self.path = path
         self.backend = backend_for(path, backend)
         if iterations is not None and self.backend != "torch":
             raise InputError("--iterations applies to checkpoints only: an exported model's T is fixed by its contract")
+        if allow_host_code and self.backend != "tensorrt":
+            raise InputError("allowing engine host code applies to TensorRT .plan files only")
+        if expected_sha256 is not None:
+            check_sha256(path, expected_sha256)
         if self.backend.startswith("onnxruntime"):
             self._impl = _OrtBackend(path, self.backend, cuda_graphs)
         elif self.backend == "tensorrt":
             from tgv_deploy.runtime.trt_backend import TensorRTBackend
 
-            self._impl = TensorRTBackend(path)
+            self._impl = TensorRTBackend(path, allow_host_code=allow_host_code)
         else:
             from tgv_deploy.runtime.torch_backend import TorchBackend
 

@@ -1,8 +1,9 @@
 """The native TensorRT backend for ``.plan`` engines (TensorRT 10.x / 11.x Python API + cuda-python).
 
 Written against the documented API without access to TensorRT (docs/tensorrt.md): UNCONFIRMED on
-real hardware. Sequence: deserialize, create an execution context, bind every I/O tensor by the
-contract's names with ``set_tensor_address``, ``execute_async_v3`` on a private stream, synchronise.
+real hardware. Sequence: check the plan's SHA-256 against its contract, deserialize, create an
+execution context, bind every I/O tensor by the contract's names with ``set_tensor_address``,
+``execute_async_v3`` on a private stream, synchronise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.errors import BackendUnavailableError, ContractError, IntegrityError
+from tgv_deploy.trt_common import cuda_device, import_tensorrt, read_plan_contract, read_verified_plan
 
 
 def _cudart():
@@ -33,16 +35,25 @@ def _check(result):
 
 
 class TensorRTBackend:
-    def __init__(self, path: Path):
-        from tgv_deploy.export.trt_build import cuda_device, import_tensorrt, read_plan_contract
+    """Load a ``.plan`` checked against its contract.
 
+    ``allow_host_code``: let TensorRT run host code stored in the plan (the lean runtime of a
+    version-compatible plan). Only the caller can grant it, by name; the JSON beside the plan
+    cannot, because whoever can replace a plan can replace its JSON too.
+    """
+
+    def __init__(self, path: Path, allow_host_code: bool = False):
         self.contract = read_plan_contract(path)
+        # The bytes are checked before TensorRT or CUDA is touched, and the bytes checked are the
+        # bytes deserialised.
+        plan = read_verified_plan(path, self.contract)
         import_tensorrt()
         import tensorrt as trt
 
         gpu, capability = cuda_device()
         built_on = self.contract.engine
-        if built_on.get("tensorrt_version") and built_on["tensorrt_version"] != trt.__version__ and not built_on.get("version_compatible"):
+        version_compatible = bool(built_on.get("version_compatible"))
+        if built_on.get("tensorrt_version") and built_on["tensorrt_version"] != trt.__version__ and not version_compatible:
             raise ContractError(f"{path} was built with TensorRT {built_on['tensorrt_version']}, this is {trt.__version__}")
         if built_on.get("compute_capability") and built_on["compute_capability"] != capability:
             raise ContractError(f"{path} was built for compute capability {built_on['compute_capability']}, this GPU ({gpu}) is {capability}")
@@ -50,10 +61,14 @@ class TensorRTBackend:
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        if built_on.get("version_compatible"):
-            self.runtime.engine_host_code_allowed = True
-        self.engine = self.runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        self.runtime.engine_host_code_allowed = bool(allow_host_code)
+        self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
+            if version_compatible and not allow_host_code:
+                raise ContractError(
+                    f"{path} is a version-compatible plan, which carries host code; TensorRT loads it only when you "
+                    "allow that by name (--allow-engine-host-code, or allow_host_code=True), for plans you trust"
+                )
             raise IntegrityError(f"{path}: TensorRT could not deserialize the engine")
         names = {self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)}
         expected = {s.name for s in (*self.contract.inputs, *self.contract.outputs)}
