@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,16 +24,52 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def _create_temporary(directory: Path, name: str) -> Path:
+    """Create an empty, new file beside the target with the mode a plain ``open(path, "w")`` gets.
+
+    ``tempfile.mkstemp`` creates mode 0600 whatever the umask, and that mode would survive the
+    rename: outputs meant to be shared would be private. Opening with 0666 lets the kernel apply
+    the umask (0644 under umask 022); ``O_EXCL`` keeps the creation as safe as mkstemp's.
+    """
+    for _ in range(100):
+        candidate = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
+def _fsync_path(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it."""
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
+
+    The file is flushed to disk before the rename and the directory after it, so a crash leaves
+    either the old file or the complete new one, never an empty or partial file under the name.
+    The new file's mode follows the umask, like any file the user creates.
+    """
     path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path.parent, path.name)
     try:
         yield tmp_path
+        _fsync_path(tmp_path)
         os.replace(tmp_path, path)
+        try:
+            _fsync_path(path.parent, directory=True)
+        except OSError:
+            # Some platforms and file systems cannot open or sync a directory; the rename itself
+            # is still atomic there, only its durability across a power cut is not guaranteed.
+            pass
     finally:
         tmp_path.unlink(missing_ok=True)
 
