@@ -2,7 +2,7 @@
 
 Two models are written: ``<name>_onnx`` (platform ``onnxruntime_onnx``, ``1/model.onnx``) and
 ``<name>_trt`` (platform ``tensorrt_plan``; put the plan from ``tgv-deploy build``, built on the
-serving GPU, at ``1/model.plan``). Tensor names, dims and types come from the contract. A
+serving GPU, at ``1/model.plan``, as ``1/README.txt`` there says). Tensor names, dims and types come from the contract. A
 fixed-batch contract gives ``max_batch_size: 0`` with the batch in ``dims``; a dynamic one gives
 ``max_batch_size`` with per-item ``dims``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tgv_deploy.contract import Contract, TensorSpec
 from tgv_deploy.errors import InputError
-from tgv_deploy.io_utils import atomic_write_bytes
+from tgv_deploy.io_utils import atomic_output, atomic_write_bytes
 
 DYNAMIC_MAX_BATCH = 8
 
@@ -38,7 +38,22 @@ def config_pbtxt(name: str, platform: str, contract: Contract) -> str:
     return "\n".join(lines) + "\n"
 
 
+def trt_instructions(name: str, contract: Contract) -> str:
+    """What the user must add to ``<name>_trt/1/``: this package cannot build the plan for them,
+    because a plan is tied to the GPU and TensorRT version of the serving host."""
+    batch = "dynamic batch (1 to 8)" if contract.batch is None else f"batch {contract.batch}"
+    return (
+        f"Put the TensorRT engine of this model here as model.plan, built on the serving GPU with the\n"
+        f"TensorRT version of the Triton server ({contract.height}x{contract.width}, T={contract.iterations}, {batch}):\n\n"
+        f"    tgv-deploy build {name}_onnx/1/model.onnx -o {name}_trt/1/model.plan\n\n"
+        f"(run in the repository folder). Until model.plan is here, Triton fails to load {name}_trt;\n"
+        f"{name}_onnx is served as it is.\n"
+    )
+
+
 def write_triton_repo(directory: str | Path, onnx_path: str | Path, contract: Contract, name: str) -> list[Path]:
+    """Write both models' ``config.pbtxt``, ``<name>_onnx/1/model.onnx`` and ``<name>_trt/1/README.txt``
+    (what to add there); returns the files written."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"--triton-repo must be a directory: {directory}")
@@ -48,6 +63,8 @@ def write_triton_repo(directory: str | Path, onnx_path: str | Path, contract: Co
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         written.append(atomic_write_bytes(model_dir / "config.pbtxt", config_pbtxt(f"{name}_{suffix}", platform, contract).encode()))
     target = directory / f"{name}_onnx" / "1" / "model.onnx"
-    shutil.copyfile(onnx_path, target)
+    with atomic_output(target) as tmp:
+        shutil.copyfile(onnx_path, tmp)
     written.append(target)
+    written.append(atomic_write_bytes(directory / f"{name}_trt" / "1" / "README.txt", trt_instructions(name, contract).encode()))
     return written

@@ -34,10 +34,10 @@ def test_resident_memory_stable_over_repeated_runs(mri_onnx):
 @given(st.binary(max_size=600))
 def test_random_bytes_never_crash_readers(tmp_path_factory, data):
     directory = tmp_path_factory.mktemp("fuzz")
-    for name in ("x.h5", "x.npy", "x.pt", "x.onnx"):
+    for name in ("x.h5", "x.npy", "x.png", "x.pt", "x.onnx"):
         path = directory / name
         path.write_bytes(data)
-        loader = {".h5": read_input, ".npy": read_input, ".pt": load_checkpoint, ".onnx": load_verified}[path.suffix]
+        loader = {".h5": read_input, ".npy": read_input, ".png": read_input, ".pt": load_checkpoint, ".onnx": load_verified}[path.suffix]
         with pytest.raises(TgvDeployError):
             loader(path)
 

@@ -47,14 +47,19 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _require_torch(what: str) -> None:
-    """Commands that need PyTorch say so in one line on a torch-free install (exit 2)."""
+def _require(module: str, extra: str, what: str) -> None:
+    """A command that needs an optional dependency says so in one line before any work (exit 2)."""
     import importlib.util
 
     from tgv_deploy.errors import BackendUnavailableError
 
-    if importlib.util.find_spec("torch") is None:
-        raise BackendUnavailableError(f"{what} needs PyTorch: pip install 'tgv-deploy[torch]' (the runtime commands do not)")
+    if importlib.util.find_spec(module) is None:
+        raise BackendUnavailableError(f"{what} needs {module}: pip install 'tgv-deploy[{extra}]'")
+
+
+def _require_torch(what: str) -> None:
+    """Commands that need PyTorch say so in one line on a torch-free install (exit 2)."""
+    _require("torch", "torch", what + " (the runtime commands do not)")
 
 
 @cli.command("models")
@@ -108,6 +113,8 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     from pathlib import Path
 
     _require_torch("export")
+    if not no_verify:
+        _require("onnxruntime", "cpu", "export's parity check (or pass --no-verify)")
     from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
     from tgv_deploy.io_utils import check_output_path
     from tgv_deploy.models.checkpoint import load_checkpoint
@@ -130,15 +137,17 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
                           max_lines=max_lines, row_dft=row_dft, unet_fp16=unet_fp16)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
+    triton_name = onnx_path.stem.replace("-", "_")
     if triton_repo:
         from tgv_deploy.export.triton import write_triton_repo
 
-        write_triton_repo(triton_repo, onnx_path, result.contract, onnx_path.stem.replace("-", "_"))
+        write_triton_repo(triton_repo, onnx_path, result.contract, triton_name)
     report = {
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
         "nodes": len(result.model.graph.node), "nodes_per_iteration": round(result.nodes_per_iteration, 2),
         "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity, "row_dft": result.row_dft,
+        "triton_repo": triton_repo,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -147,6 +156,14 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
         rows = "" if result.row_dft == "none" else f", {result.row_dft} row DFT"
         click.echo(f"PASSED | wrote {onnx_path} ({report['nodes']} nodes, {report['nodes_per_iteration']} per iteration, "
                    f"T={report['iterations']}{rows}) and {contract_path} | parity {parity} | {report['seconds']} s")
+    if triton_repo:
+        from tgv_deploy.export.triton import trt_instructions
+
+        repo = Path(triton_repo)
+        say = _echo if as_json else click.echo  # stdout stays pure JSON with --json
+        say(f"wrote Triton model repository {repo}: {triton_name}_onnx (ready to serve) and {triton_name}_trt, "
+                   f"which needs {repo / f'{triton_name}_trt' / '1' / 'model.plan'}:")
+        say("  " + trt_instructions(triton_name, result.contract).strip().replace("\n", "\n  "))
 
 
 @cli.command("check-trt")
@@ -225,16 +242,17 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @ALLOW_HOST_CODE
 def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, expect_sha256,
                   allow_engine_host_code) -> None:
-    """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL.
+    """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL, or denoise images.
 
     MODEL is a bundled name, a .pt checkpoint, an exported .onnx or a TensorRT .plan. Files with a
     'mask' dataset are taken as already undersampled; others are undersampled retrospectively.
-    Writes HDF5 with 'reconstruction' (slices, H, W) complex64, 'lambda0', 'lambda1', 'mask' and
-    the contract as attributes.
+    Denoising models take images: a real .npy array, a .png, or HDF5 with an 'image' dataset.
+    Writes HDF5 with 'reconstruction' (slices, H, W) (complex64 for MRI, float32 for denoising),
+    'lambda0', 'lambda1', 'mask' (MRI) and the contract as attributes.
     """
     from pathlib import Path
 
-    from tgv_deploy.cli_io import MaskOptions, read_input, slice_masks, write_output, write_png
+    from tgv_deploy.cli_io import ImageVolume, MaskOptions, check_task, read_input, slice_masks, write_output, write_png
     from tgv_deploy.io_utils import check_output_path
     from tgv_deploy.runtime import Reconstructor, Session
 
@@ -250,21 +268,26 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         check_output_path(target)
     volumes = [read_input(p) for p in paths]  # every input is validated before any work
     for volume in volumes:
-        if volume.multicoil:
+        if not isinstance(volume, ImageVolume) and volume.multicoil:
             raise InputError(f"{volume.source}: multi-coil k-space {volume.kspace.shape}; multi-coil reconstruction is not supported yet")
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
                       allow_host_code=allow_engine_host_code)
+    for volume in volumes:  # before the first slice runs
+        check_task(volume, session.contract.task)
+        data = volume.images if isinstance(volume, ImageVolume) else volume.kspace
+        Reconstructor(session).check_size(*data.shape[-2:])
     options = MaskOptions(mask_type, acceleration, center_fraction, seed)
+    label = f"{Path(model).name} ({session.backend}, T={session.contract.iterations})"
     for volume, target in zip(volumes, targets):
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
-        if session.contract.task == "mri":
-            result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
+        if isinstance(volume, ImageVolume):
+            result = reconstructor.denoise(volume.images)
         else:
-            raise InputError("denoising models take images, not k-space files: use the Python API Reconstructor.denoise")
+            result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
         write_output(target, result, session.contract, volume.source)
         if png:
-            write_png(target.with_suffix(".png"), result)
+            write_png(target.with_suffix(".png"), result, label)
         click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={session.contract.iterations})")
 
 
@@ -272,16 +295,25 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/state.pt.")
-def train_command(config, out_dir, resume) -> None:
+@click.option("--overwrite", is_flag=True, help="Start a new run in a non-empty OUT_DIR, deleting its model.pt and state.pt.")
+def train_command(config, out_dir, resume, overwrite) -> None:
     """Train a U-TGV/U-TV model from a TOML CONFIG (see training/configs/); writes OUT_DIR/model.pt.
 
+    A non-empty OUT_DIR is refused unless --resume or --overwrite says what to do with it.
     For several GPUs or nodes: torchrun --nproc-per-node N -m tgv_deploy.training CONFIG OUT_DIR
     """
+    from tgv_deploy.io_utils import check_run_directory
+
+    run_dir = check_run_directory(out_dir, resume, overwrite)
     _require_torch("train")
     from tgv_deploy.training.config import load_config
-    from tgv_deploy.training.trainer import train
+    from tgv_deploy.training.trainer import MODEL_FILE, STATE_FILE, train
 
-    path = train(load_config(config), out_dir, resume=resume, log=_echo)
+    loaded = load_config(config)
+    if overwrite:  # a crash before the new run's first save must not leave the old run to --resume
+        for name in (MODEL_FILE, STATE_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    path = train(loaded, out_dir, resume=resume, log=_echo)
     click.echo(f"wrote {path}")
 
 
@@ -375,6 +407,7 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
     from pathlib import Path
 
     _require_torch("evaluate")
+    _require("matplotlib", "plots", "evaluate (its figures)")
     from tgv_deploy.evaluate import run_evaluation
 
     parsed = []

@@ -24,23 +24,102 @@ class MaskOptions:
     seed: int | None = None
 
 
-def read_input(path: Path) -> KSpaceVolume:
-    """A fastMRI file, an ISMRMRD/MRD file or a ``.npy`` complex k-space array."""
+@dataclass(frozen=True)
+class ImageVolume:
+    """Real images for a denoising model: ``images (S, H, W)`` float32."""
+
+    images: np.ndarray
+    source: str
+
+    @property
+    def num_slices(self) -> int:
+        return self.images.shape[0]
+
+
+IMAGE_FORMATS = "a real .npy array, a .png, or HDF5 with an 'image' dataset"
+KSPACE_FORMATS = "fastMRI or ISMRMRD .h5, or a complex .npy array"
+
+
+def _images(array: np.ndarray, path: Path, what: str) -> ImageVolume:
+    if array.dtype.kind not in "biuf" or array.ndim not in (2, 3) or min(array.shape[-2:], default=0) < 1:
+        raise InputError(f"{path}: {what} must be real (H, W) or (slices, H, W), got {array.dtype} {array.shape}")
+    images = array.reshape(-1, *array.shape[-2:]).astype(np.float32)
+    if not np.isfinite(images).all():
+        raise InputError(f"{path}: {what} contains NaN or Inf")
+    return ImageVolume(images, source=str(path))
+
+
+def _read_png(path: Path) -> ImageVolume:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            # Colour is averaged to grey; the models are scale-invariant (the contract's
+            # normalisation), so 8-bit and 16-bit values need no rescaling.
+            grey = image.convert("L") if image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "1") else image
+            array = np.asarray(grey, dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: not a readable PNG image ({type(exc).__name__})") from None
+    return _images(array, path, "a PNG image")
+
+
+def _hdf5_image(path: Path) -> ImageVolume | None:
+    """The ``image`` dataset of an HDF5 file that has no ``kspace``; None for k-space files."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        return None  # not HDF5 (or unreadable): the k-space readers give the precise message
+    try:
+        with handle:
+            if "kspace" in handle or "image" not in handle:
+                return None
+            dataset = handle["image"]
+            if not isinstance(dataset, h5py.Dataset):
+                raise InputError(f"{path}: 'image' is not a dataset")
+            array = np.asarray(dataset[()])
+    except InputError:
+        raise
+    except Exception as exc:  # h5py raises many types on damaged files
+        raise InputError(f"{path}: unreadable 'image' dataset ({type(exc).__name__})") from None
+    return _images(array, path, "'image'")
+
+
+def read_input(path: Path) -> KSpaceVolume | ImageVolume:
+    """K-space (a fastMRI file, an ISMRMRD/MRD file or a complex ``.npy``) or real images for a
+    denoising model (a real ``.npy``, a ``.png`` or an HDF5 file with an ``image`` dataset)."""
     if not path.is_file():
         raise InputError(f"input not found: {path}")
-    if path.suffix == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except Exception as exc:  # numpy raises ValueError, EOFError, OSError, UnicodeError on garbage
             raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
-        if not np.iscomplexobj(array) or array.ndim not in (2, 3):
+        if not np.iscomplexobj(array):
+            return _images(array, path, ".npy images")
+        if array.ndim not in (2, 3):
             raise InputError(f"{path}: .npy k-space must be complex (H, W) or (slices, H, W), got {array.dtype} {array.shape}")
         return KSpaceVolume(array.reshape(-1, *array.shape[-2:]).astype(np.complex64), source=str(path))
+    if suffix == ".png":
+        return _read_png(path)
+    images = _hdf5_image(path)
+    if images is not None:
+        return images
     from tgv_deploy.data.mrd import is_mrd_file, read_mrd
 
     if is_mrd_file(path):
         return read_mrd(path)
     return read_fastmri(path)
+
+
+def check_task(volume: KSpaceVolume | ImageVolume, task: str) -> None:
+    """MRI models take k-space, denoising models images: say which when they are mixed up."""
+    if task == "mri" and isinstance(volume, ImageVolume):
+        raise InputError(f"{volume.source}: this is an MRI model, it takes k-space ({KSPACE_FORMATS}), not images")
+    if task == "denoise" and isinstance(volume, KSpaceVolume):
+        raise InputError(f"{volume.source}: this is a denoising model, it takes images ({IMAGE_FORMATS}), not k-space")
 
 
 def slice_masks(volume: KSpaceVolume, options: MaskOptions) -> np.ndarray:
@@ -75,15 +154,29 @@ def write_output(path: Path, reconstruction, contract: Contract, source: str) ->
     return path
 
 
-def write_png(path: Path, reconstruction) -> None:
-    """A preview: magnitude of the first slice beside its maps."""
-    from PIL import Image
+def write_png(path: Path, reconstruction, label: str) -> None:
+    """A preview of every slice: one row per slice (magnitude, then each map), each row under a
+    caption with its slice index and ``label`` (the model)."""
+    from PIL import Image, ImageDraw
 
     def scaled(a):
-        a = np.abs(a[(0,) * (a.ndim - 2)])
+        a = np.abs(a)
         return (255 * a / (a.max() or 1)).astype(np.uint8)
 
-    panels = [scaled(reconstruction.image)]
-    panels += [scaled(m) for m in (reconstruction.lambda0, reconstruction.lambda1) if m is not None]
+    maps = [m for m in (reconstruction.lambda0, reconstruction.lambda1) if m is not None]
+    images = reconstruction.image.reshape(-1, *reconstruction.image.shape[-2:])
+    maps = [m.reshape(-1, *m.shape[-2:]) for m in maps]
+    names = ["image"] + (["Lambda0", "Lambda1"] if len(maps) == 2 else ["Lambda1"])
+    caption = 14  # pixel rows of one line of PIL's default bitmap font, with a margin
+    rows = []
+    for s in range(images.shape[0]):
+        panels = np.concatenate([scaled(images[s])] + [scaled(m[s]) for m in maps], axis=1)
+        row = Image.new("L", (panels.shape[1], panels.shape[0] + caption), color=255)
+        row.paste(Image.fromarray(panels), (0, caption))
+        ImageDraw.Draw(row).text((2, 1), f"slice {s} | {label} | {' / '.join(names)}", fill=0)
+        rows.append(row)
+    sheet = Image.new("L", (rows[0].width, sum(r.height for r in rows)), color=255)
+    for s, row in enumerate(rows):
+        sheet.paste(row, (0, s * row.height))
     with atomic_output(path) as tmp:
-        Image.fromarray(np.concatenate(panels, axis=1)).save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG")

@@ -253,22 +253,41 @@ def figures(outcome: Outcome, directory: Path, stem: str) -> list[Path]:
         ax.set_yticks([])
     written.append(_save(fig, directory / f"{stem}_reconstructions.png"))
     if outcome.maps is not None:
-        profile = triple_edge_profile(target, outcome.maps[1])
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        for ax, m, title in zip(axes[:2], outcome.maps, ("Lambda0 (weighs E v)", "Lambda1 (weighs grad x - v)")):
-            shown = ax.imshow(m, cmap="viridis")
-            ax.set_title(title)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            fig.colorbar(shown, ax=ax, fraction=0.046)
-        axes[1].axhline(profile["row"], color="w", lw=0.6)
-        cols = np.arange(*profile["columns"])
-        axes[2].plot(cols, profile["lambda1"], "o-", label="Lambda1")
-        twin = axes[2].twinx()
-        twin.plot(cols, profile["target"], "k--", lw=1, label="target")
-        axes[2].set_title(f"profile across an edge (triple edge: {'yes' if profile['triple_edge'] else 'no'})", fontsize=9)
-        written.append(_save(fig, directory / f"{stem}_maps.png"))
+        written.append(_save(maps_figure(outcome), directory / f"{stem}_maps.png"))
     return written
+
+
+def maps_figure(outcome: Outcome):
+    """Lambda0 and Lambda1 with their colour bars, and Lambda1 along a row across an edge, with
+    the target on a second axis. The constrained layout keeps each colour bar's labels clear of
+    the next panel (Lambda1's used to run into the profile's axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if outcome.maps is None:
+        raise ValueError("maps_figure needs an outcome with U-TGV maps")
+    target = outcome.case.target
+    profile = triple_edge_profile(target, outcome.maps[1])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    for ax, m, title in zip(axes[:2], outcome.maps, ("Lambda0 (weighs E v)", "Lambda1 (weighs grad x - v)")):
+        shown = ax.imshow(m, cmap="viridis")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    axes[1].axhline(profile["row"], color="w", lw=0.6)
+    cols = np.arange(*profile["columns"])
+    (lambda_line,) = axes[2].plot(cols, profile["lambda1"], "o-", label="Lambda1")
+    axes[2].set_xlabel(f"column (row {profile['row']}, marked on the Lambda1 map)")
+    axes[2].set_ylabel("Lambda1")
+    twin = axes[2].twinx()
+    (target_line,) = twin.plot(cols, profile["target"], "k--", lw=1, label="target")
+    twin.set_ylabel("target intensity")
+    axes[2].legend(handles=[lambda_line, target_line], loc="best", fontsize=8)
+    axes[2].set_title(f"profile across an edge (triple edge: {'yes' if profile['triple_edge'] else 'no'})", fontsize=9)
+    return fig
 
 
 def _save(fig, path: Path) -> Path:

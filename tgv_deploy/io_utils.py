@@ -24,6 +24,22 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_run_directory(path: str | os.PathLike, resume: bool, overwrite: bool) -> Path:
+    """Refuse to train into a non-empty run folder unless the user said what to do with it."""
+    path = Path(path)
+    if resume and overwrite:
+        raise InputError("--resume continues the run in the folder, --overwrite replaces it: choose one")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"run folder is a file: {path}")
+    if resume or overwrite or not path.is_dir():
+        return path
+    contents = sorted(p.name for p in path.iterdir())
+    if contents:
+        shown = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
+        raise InputError(f"run folder {path} is not empty ({shown}): pass --resume to continue that run or --overwrite to start a new one")
+    return path
+
+
 def _create_temporary(directory: Path, name: str) -> Path:
     """Create an empty, new file beside the target with the mode a plain ``open(path, "w")`` gets.
 

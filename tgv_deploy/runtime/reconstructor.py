@@ -33,10 +33,14 @@ class Reconstructor:
         self.contract = session.contract
         self.progress = progress
 
-    def _check_size(self, height: int, width: int) -> None:
+    def check_size(self, height: int, width: int) -> None:
+        """Raise :class:`ContractError` unless the model runs ``height x width`` images."""
         c = self.contract
         if c.height not in (-1, height) or c.width not in (-1, width):
-            raise ContractError(f"input matrix {height}x{width} differs from the model's contract {c.height}x{c.width}")
+            raise ContractError(
+                f"input matrix {height}x{width} differs from the model's contract {c.height}x{c.width}: an exported model "
+                f"runs one size; export the checkpoint for this one (tgv-deploy export CHECKPOINT --height {height} --width {width})"
+            )
 
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray) -> Reconstruction:
         if self.contract.task != "mri":
@@ -57,7 +61,7 @@ class Reconstructor:
             raise InputError("mask must contain only 0 and 1")
         if not np.isfinite(kspace).all():
             raise InputError("k-space contains NaN or Inf")
-        self._check_size(height, width)
+        self.check_size(height, width)
         mask = mask.astype(np.float32)
         sampled = kspace * mask[:, None, :]
         empty = np.flatnonzero(~np.any(sampled != 0, axis=(1, 2)))
@@ -77,7 +81,7 @@ class Reconstructor:
         if not np.isfinite(images).all():
             raise InputError("images contain NaN or Inf")
         *lead, height, width = images.shape
-        self._check_size(height, width)
+        self.check_size(height, width)
         outputs = self._run_batched({"noisy": images.reshape(-1, 1, height, width).astype(np.float32)})
         return self._unpack(outputs["image"][:, 0].reshape(*lead, height, width), outputs["maps"], lead, None)
 
