@@ -245,7 +245,7 @@ def test_preprocessing_modules_do_not_import_torch():
         """
         import sys
         sys.modules["torch"] = None  # any 'import torch' now raises ImportError
-        import tgv_deploy.coils, tgv_deploy.coils.maps, tgv_deploy.data.coil_sim
+        import tgv_deploy.coils, tgv_deploy.coils.maps, tgv_deploy.data.coil_sim, tgv_deploy.data.multicoil
         loaded = {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
         assert "torch" not in loaded, loaded
         print("ok")

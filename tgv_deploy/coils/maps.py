@@ -61,7 +61,7 @@ class CoilMaps:
     """Estimated maps ``maps (C, H, W)`` complex64 with their per-pixel confidence.
 
     ``weight (H, W)`` float32 is ESPIRiT's top eigenvalue (about 1 on the object), or for Walsh the
-    low-resolution root-sum-of-squares image over its maximum; ``support (H, W)`` bool marks the
+    local energy of the low-resolution coil images over its maximum; ``support (H, W)`` bool marks the
     pixels where the maps are not zeroed (all of them for ``outside="extend"``).
     """
 
@@ -284,8 +284,8 @@ def walsh_maps(
     The region (see :func:`calibration_region`) is tapered with a separable Hann window (less
     ringing), zero-filled to ``H x W`` and transformed to low-resolution coil images ``z``; the
     local covariance ``R(r) = mean over a window x window box of z z^H`` has the map as its top
-    eigenvector. ``crop``: pixels whose low-resolution root-sum-of-squares is below ``crop`` times
-    its maximum are outside the object.
+    eigenvector. ``crop``: pixels whose local energy ``sqrt(trace R)`` is below ``crop`` times its
+    maximum are outside the object.
     """
     _check_choices(outside, phase)
     kspace = np.asarray(kspace)
@@ -305,8 +305,10 @@ def walsh_maps(
     covariance[:, second, first] = flat.conj()
     virtual = _virtual_coil(calib)
     vectors, _ = _top_eigenvectors(covariance, virtual, iterations)
-    rss = np.sqrt(np.sum(np.abs(images) ** 2, axis=0)).reshape(-1)
-    weight = rss / rss.max() if rss.max() > 0 else rss
+    # Support from the local energy sqrt(trace R): the box average dilates it by half a window, so
+    # thin bright structures that the low-resolution image smears out still get maps.
+    energy = np.sqrt(np.clip(np.einsum("ncc->n", covariance).real, 0, None))
+    weight = energy / energy.max() if energy.max() > 0 else energy
     return _finish(vectors, weight, weight > crop, (height, width),
                    virtual if phase == "virtual" else None, "walsh", outside)
 
