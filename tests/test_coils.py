@@ -167,7 +167,9 @@ ESPIRIT_TOLERANCE = {"direction": 5e-4, "combined": 5e-4, "referenced": 0.03}
 WALSH_TOLERANCE = {"direction": 1e-2, "combined": 5e-3, "referenced": 0.15}
 
 
-@pytest.mark.parametrize("height,width,coils,noise", [(64, 64, 4, 0.0), (63, 47, 8, 0.0), (80, 72, 16, 0.0), (96, 96, 8, 0.05)])
+@pytest.mark.parametrize(
+    "height,width,coils,noise", [(64, 64, 4, 0.0), (63, 47, 8, 0.0), (80, 72, 16, 0.0), (96, 96, 8, 0.05)]
+)
 @pytest.mark.parametrize("method", ["espirit", "walsh"])
 def test_maps_reproduce_simulated_coils(height, width, coils, noise, method):
     image, truth, kspace, mask, obj = _multicoil_phantom(height, width, coils, seed=coils + height, noise=noise)
@@ -215,7 +217,8 @@ def test_espirit_matches_sigpy():
     rng = np.random.default_rng(12)
     image = brain_like_image(rng, height, width)
     kspace = fft2c(simulate_coil_maps(rng, coils, height, width) * image).astype(np.complex64)
-    oracle, oracle_eig = sigpy_app.EspiritCalib(kspace, calib_width=calib, show_pbar=False, output_eigenvalue=True).run()
+    app = sigpy_app.EspiritCalib(kspace, calib_width=calib, show_pbar=False, output_eigenvalue=True)
+    oracle, oracle_eig = app.run()
     r0, c0 = height // 2 - calib // 2, width // 2 - calib // 2  # sigpy's centred crop
     ours = espirit_maps(kspace[:, r0 : r0 + calib, c0 : c0 + calib], (height, width), phase="first")  # sigpy's defaults
     oracle_support = np.any(oracle != 0, axis=0)

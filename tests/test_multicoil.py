@@ -8,7 +8,13 @@ import pytest
 from tgv_deploy.coils import noise_covariance, remove_readout_oversampling, whiten, whitening_matrix
 from tgv_deploy.data.coil_sim import simulate_coil_maps
 from tgv_deploy.data.fastmri import write_fastmri
-from tgv_deploy.data.multicoil import parse_header, prepare, read_fastmri_multicoil, read_ismrmrd_multicoil, read_multicoil
+from tgv_deploy.data.multicoil import (
+    parse_header,
+    prepare,
+    read_fastmri_multicoil,
+    read_ismrmrd_multicoil,
+    read_multicoil,
+)
 from tgv_deploy.data.synthetic import brain_like_image
 from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.errors import InputError
@@ -63,14 +69,20 @@ ESPIRIT_COMBINE, WALSH_COMBINE, UNWHITENED_MIN = 1e-3, 1.5e-2, 3e-2
 def _write_ismrmrd(path, rng):
     ismrmrd = pytest.importorskip("ismrmrd", reason="the 'ismrmrd' package (mrd extra) is not installed")
     xsd = ismrmrd.xsd
-    encoded = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=OVERSAMPLED, y=WIDTH, z=1),
-                                    fieldOfView_mm=xsd.fieldOfViewMm(x=2 * 220.0, y=200.0, z=5.0))
-    recon = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=ROWS, y=WIDTH, z=1),
-                                  fieldOfView_mm=xsd.fieldOfViewMm(x=220.0, y=200.0, z=5.0))
-    limits = xsd.encodingLimitsType(kspace_encoding_step_1=xsd.limitType(minimum=0, maximum=WIDTH - 1, center=WIDTH // 2),
-                                    slice=xsd.limitType(minimum=0, maximum=1, center=0),
-                                    repetition=xsd.limitType(minimum=0, maximum=1, center=0))
-    header = xsd.ismrmrdHeader(experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=63_500_000))
+    encoded = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=OVERSAMPLED, y=WIDTH, z=1),
+        fieldOfView_mm=xsd.fieldOfViewMm(x=2 * 220.0, y=200.0, z=5.0),
+    )
+    recon = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=ROWS, y=WIDTH, z=1), fieldOfView_mm=xsd.fieldOfViewMm(x=220.0, y=200.0, z=5.0)
+    )
+    limits = xsd.encodingLimitsType(
+        kspace_encoding_step_1=xsd.limitType(minimum=0, maximum=WIDTH - 1, center=WIDTH // 2),
+        slice=xsd.limitType(minimum=0, maximum=1, center=0),
+        repetition=xsd.limitType(minimum=0, maximum=1, center=0),
+    )
+    conditions = xsd.experimentalConditionsType(H1resonanceFrequency_Hz=63_500_000)
+    header = xsd.ismrmrdHeader(experimentalConditions=conditions)
     header.encoding.append(xsd.encodingType(encodedSpace=encoded, reconSpace=recon, encodingLimits=limits,
                                             trajectory=xsd.trajectoryType("cartesian")))
     maps = simulate_coil_maps(rng, COILS, ROWS, WIDTH)
@@ -133,7 +145,8 @@ def test_ismrmrd_reader_known_answers(tmp_path):
         expected_calibration[WIDTH // 2 - ACS // 2 : WIDTH // 2 + ACS // 2] = 1
         expected_calibration[calibration_only] = 1
         np.testing.assert_array_equal(sample.calibration_mask, expected_calibration)
-        np.testing.assert_allclose(sample.calibration_kspace[:, :, calibration_only], raw[:, :, calibration_only], atol=1e-5 * np.abs(raw).max())
+        line = calibration_only
+        np.testing.assert_allclose(sample.calibration_kspace[:, :, line], raw[:, :, line], atol=1e-5 * np.abs(raw).max())
         assert sample.mask[calibration_only] == 0  # calibration-only lines are not data
         np.testing.assert_allclose(sample.noise, noise.astype(np.complex64))
         geometry = sample.geometry
@@ -193,7 +206,8 @@ def test_fastmri_multicoil_reader_and_prepare(tmp_path, with_mask):
     kspace = np.stack([k for _, k in volumes])
     mask = _mask()
     target = np.stack([np.abs(image) for image, _ in volumes]).astype(np.float32)
-    path = write_fastmri(tmp_path / "multicoil.h5", kspace * mask, mask if with_mask else None, target, header=FASTMRI_HEADER)
+    file_mask = mask if with_mask else None
+    path = write_fastmri(tmp_path / "multicoil.h5", kspace * mask, file_mask, target, header=FASTMRI_HEADER)
     samples = read_fastmri_multicoil(path)
     assert len(samples) == 2 and all(s.noise is None and s.calibration_kspace is None for s in samples)
     for index, sample in enumerate(samples):

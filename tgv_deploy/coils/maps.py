@@ -91,7 +91,9 @@ def centre_lines(mask: np.ndarray) -> tuple[int, int]:
     return start, stop
 
 
-def calibration_region(kspace: np.ndarray, mask: np.ndarray | None = None, rows: int | None = 64) -> tuple[np.ndarray, tuple[int, int]]:
+def calibration_region(
+    kspace: np.ndarray, mask: np.ndarray | None = None, rows: int | None = 64
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Fully sampled centre of ``kspace (C, H, W)``: returns ``calib (C, h, w)`` and its row/column start.
 
     Columns: the ACS run of :func:`centre_lines` (``mask`` defaults to the lines holding any
@@ -204,7 +206,8 @@ def _image_space_matrices(kernel_op: np.ndarray, shape: tuple[int, int]) -> np.n
     phase_cols = np.exp(-2j * np.pi * cols * offsets[None, :] / width).astype(np.complex64)  # (W, 2k-1)
     partial = np.einsum("ad,ijde->aije", phase_rows, kernel_op.astype(np.complex64))  # (H, C, C, 2k-1)
     full = partial.reshape(height, coils * coils, size) @ phase_cols.T  # (H, C*C, W)
-    return np.ascontiguousarray(full.reshape(height, coils, coils, width).transpose(0, 3, 1, 2)).reshape(-1, coils, coils)
+    per_pixel = full.reshape(height, coils, coils, width).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(per_pixel).reshape(-1, coils, coils)
 
 
 def espirit_maps(

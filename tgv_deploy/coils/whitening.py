@@ -27,7 +27,9 @@ def noise_covariance(noise: np.ndarray) -> np.ndarray:
         raise ValueError(f"noise must be (coils, samples), got shape {noise.shape}")
     samples = noise.reshape(noise.shape[0], -1).astype(np.complex128)
     if samples.shape[1] < samples.shape[0]:
-        raise ValueError(f"need at least as many noise samples as coils, got {samples.shape[1]} for {samples.shape[0]} coils")
+        raise ValueError(
+            f"need at least as many noise samples as coils, got {samples.shape[1]} for {samples.shape[0]} coils"
+        )
     return samples @ samples.conj().T / samples.shape[1]
 
 

@@ -28,6 +28,7 @@ denial of service and ISMRMRD headers never need one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
@@ -155,8 +156,8 @@ def parse_header(xml: bytes | str) -> tuple[Geometry, int | None]:
 
     encoded_matrix, encoded_fov = space("encodedSpace")
     recon_matrix, recon_fov = space("reconSpace")
-    centre_node = _find(encoding, ["encodingLimits", "kspace_encoding_step_1", "center"])
-    centre = int(_number(encoding, ["encodingLimits", "kspace_encoding_step_1", "center"])) if centre_node is not None else None
+    centre_path = ["encodingLimits", "kspace_encoding_step_1", "center"]
+    centre = int(_number(encoding, centre_path)) if _find(encoding, centre_path) is not None else None
     return Geometry(encoded_matrix, recon_matrix, encoded_fov, recon_fov), centre
 
 
@@ -193,7 +194,9 @@ def _ismrmrd():
     try:
         import ismrmrd  # type: ignore[import-untyped]
     except ImportError:
-        raise BackendUnavailableError("reading ISMRMRD files needs the 'ismrmrd' package (pip install 'tgv-deploy[mrd]')") from None
+        raise BackendUnavailableError(
+            "reading ISMRMRD files needs the 'ismrmrd' package (pip install 'tgv-deploy[mrd]')"
+        ) from None
     return ismrmrd
 
 
@@ -259,13 +262,19 @@ def read_ismrmrd_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:
             samples = data.shape[1]
             offset = 0 if samples == height else height // 2 - int(acq.center_sample)
             if offset < 0 or offset + samples > height:
-                raise InputError(f"{path}: acquisition {i}: {samples} samples (centre {acq.center_sample}) do not fit the encoded readout of {height}")
+                raise InputError(
+                    f"{path}: acquisition {i}: {samples} samples (centre {acq.center_sample}) "
+                    f"do not fit the encoded readout of {height}"
+                )
             line = int(acq.idx.kspace_encode_step_1) + line_shift
             if not 0 <= line < width:
-                raise InputError(f"{path}: acquisition {i}: phase-encode line {line} outside the encoded matrix (width {width})")
+                raise InputError(
+                    f"{path}: acquisition {i}: phase-encode line {line} outside the encoded matrix (width {width})"
+                )
             key = (int(acq.idx.repetition), int(acq.idx.slice))
             if key not in groups:
-                placement = (_triple(acq.position), _triple(acq.read_dir), _triple(acq.phase_dir), _triple(acq.slice_dir))
+                position, read_dir = _triple(acq.position), _triple(acq.read_dir)
+                placement = (position, read_dir, _triple(acq.phase_dir), _triple(acq.slice_dir))
                 groups[key] = _Accumulator((coils, height, width), placement)
             group = groups[key]
             calibration = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
@@ -292,8 +301,9 @@ def read_ismrmrd_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:
     result = []
     for (repetition, slice_index), group in sorted(groups.items()):
         position, read_dir, phase_dir, slice_dir = group.geometry
-        slice_geometry = Geometry(geometry.encoded_matrix, geometry.recon_matrix, geometry.encoded_fov_mm, geometry.recon_fov_mm,
-                                  position, read_dir, phase_dir, slice_dir)
+        slice_geometry = dataclasses.replace(
+            geometry, position=position, read_dir=read_dir, phase_dir=phase_dir, slice_dir=slice_dir
+        )
         has_calib = bool(group.calib_counts.any())
         result.append(
             MultiCoilSlice(

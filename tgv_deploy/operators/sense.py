@@ -61,7 +61,13 @@ class SenseOp(LinearOperator):
 
     def _check_image(self, x: TensorLike) -> torch.Tensor:
         batch, _, _, height, width = self.maps.shape
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 2 or x.shape[-2:] != (height, width) or x.shape[0] not in (1, batch):
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.ndim != 4
+            or x.shape[1] != 2
+            or x.shape[-2:] != (height, width)
+            or x.shape[0] not in (1, batch)
+        ):
             raise ValueError(f"image must be ({batch}, 2, {height}, {width}), got {_describe(x)}")
         return x
 
@@ -74,7 +80,8 @@ class SenseOp(LinearOperator):
 
     def adjoint(self, y: TensorLike) -> torch.Tensor:
         if not isinstance(y, torch.Tensor) or y.ndim != 5 or y.shape[1:] != self.maps.shape[1:]:
-            raise ValueError(f"k-space must be (B, {self.coils}, 2, H, W) = {tuple(self.maps.shape)}, got {_describe(y)}")
+            expected = tuple(self.maps.shape)
+            raise ValueError(f"k-space must be (B, {self.coils}, 2, H, W) = {expected}, got {_describe(y)}")
         batch, coils, _, height, width = y.shape
         coil_images = self.dft.adjoint((self.mask * y).reshape(batch * coils, 2, height, width))
         coil_images = coil_images.reshape(batch, coils, 2, height, width)
