@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from helpers import assert_adjoint, randn
-from tgv_deploy.dft import fft2c
+from tgv_deploy.coils.maps import estimate_maps
+from tgv_deploy.data.coil_sim import simulate_coil_maps
+from tgv_deploy.data.synthetic import brain_like_image
+from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.operators.fourier import DFT_IMPLS, MaskedFourierOp
 from tgv_deploy.operators.sense import SenseOp
+
+
+def _channels(z: np.ndarray) -> torch.Tensor:
+    """Complex ``(..., H, W)`` to real ``(1, ..., 2, H, W)``."""
+    return torch.from_numpy(np.stack((z.real, z.imag), axis=-3))[None]
 
 
 def _line_mask(batch: int, width: int, seed: int) -> torch.Tensor:
@@ -77,3 +85,18 @@ def test_sense_rejects_wrong_layouts():
         op.adjoint(randn(1, 3, 2, 4, 4))
     with pytest.raises(ValueError, match="coil maps"):
         SenseOp(randn(1, 2, 4, 4), torch.ones(1, 1, 1, 4))
+
+
+def test_adjoint_with_espirit_maps_is_the_coil_combined_image():
+    """SPEC 1b: with maps normalised on the object, |A^H f| of fully sampled data is the RSS image."""
+    rng = np.random.default_rng(14)
+    height, width, coils = 48, 40, 6
+    image = brain_like_image(rng, height, width).astype(np.complex128)
+    kspace = fft2c(simulate_coil_maps(rng, coils, height, width, normalise=False) * image)
+    maps = estimate_maps(kspace, np.ones(width)).maps.astype(np.complex128)
+    op = SenseOp(_channels(maps), torch.ones(1, 1, 1, width, dtype=torch.float64))
+    combined = op.adjoint(_channels(kspace))[0].numpy()
+    rss = np.sqrt(np.sum(np.abs(ifft2c(kspace)) ** 2, axis=0))
+    obj = rss > 0.1 * rss.max()
+    # ESPIRiT's map error (test_coils: <= 1.4e-4 of the maximum) bounds the difference.
+    assert np.abs(np.hypot(combined[0], combined[1]) - rss)[obj].max() < 1e-3 * rss.max()
