@@ -1,4 +1,5 @@
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,16 +27,33 @@ def test_console_script_runs(tmp_path):
     assert "tgv-deploy" in result.stdout
 
 
+def _source_copy(target: Path) -> Path:
+    """The project's sources without environments, build outputs or VCS data: setuptools writes
+    ``build/`` and ``*.egg-info`` beside the sources it builds, so the build runs on a copy."""
+    top_level = {".git", ".venv", "build", "dist", ".pytest_cache", "benchmarks"}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        return skipped | (top_level & set(names) if Path(directory) == ROOT else set())
+
+    shutil.copytree(ROOT, target, ignore=ignore)
+    return target
+
+
 def test_wheel_has_one_top_level_package(tmp_path):
+    before = sorted(p.name for p in ROOT.iterdir())
+    source = _source_copy(tmp_path / "src")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        check=True, cwd=tmp_path,
     )
-    (wheel,) = tmp_path.glob("tgv_deploy-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("tgv_deploy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"tgv_deploy"}, top
     assert "tgv_deploy/training/__init__.py" in names and "tgv_deploy/export/__init__.py" in names
+    assert {"tgv_deploy/bundled/utgv-mri.pt", "tgv_deploy/training/configs/utgv-mri.toml"} <= set(names)
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # the checkout gained no build/ or *.egg-info
 
 
 def _exit_codes(text: str) -> list[int]:

@@ -28,7 +28,7 @@ def test_export_matches_pytorch_and_stays_lean(tmp_path, kind, task, row_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=12, height=30, width=21))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft))  # H = 30 = 6 x 5 factorises
     assert result.row_dft == {"factorised": "two-stage 6 x 5", "dense": "dense", "auto": "none"}[row_dft]
-    assert result.parity is not None and result.parity < 1e-5
+    assert result.parity is not None  # the check ran (build_graph itself refuses more than 1e-5); checked independently below
     inputs = example_inputs(task, 1, 30, 21, seed=7)
     image, maps = _run(result.model, inputs)
     ref_image, ref_maps = torch_reference(ckpt, inputs, 12)

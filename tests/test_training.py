@@ -19,10 +19,10 @@ from tgv_deploy.errors import InputError
 from tgv_deploy.models import load_checkpoint
 from tgv_deploy.training.config import config_from_dict, load_config
 from tgv_deploy.dft import fft2c
-from tgv_deploy.training.data import Corruption, SyntheticSlices
+from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
 from tgv_deploy.training.model_card import card
 from tgv_deploy.metrics import ssim
-from tgv_deploy.training.trainer import lr_factor, reconstruction_loss, ssim_torch, train, warm_start
+from tgv_deploy.training.trainer import _source, lr_factor, reconstruction_loss, ssim_torch, train, validate, warm_start
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -178,7 +178,18 @@ def test_training_runs_saves_and_resumes(tmp_path, kind, task):
     first = train(load_config(_write(tmp_path, 4, kind, task)), out, log=logs.append)
     ckpt = load_checkpoint(first)
     assert ckpt.training["steps"] == 4 and ckpt.training["height"] == 24 and ckpt.training["train_iterations"] == 4
-    assert len(ckpt.training["history"]) == 2 and all(h["psnr"] > 0 for h in ckpt.training["history"])
+    assert [h["step"] for h in ckpt.training["history"]] == [2, 4]
+    # The recorded scores are the saved model's: recomputed on the trainer's validation batch
+    # (same seed, corruption and slices), they agree to float32 rounding.
+    config = load_config(_write(tmp_path, 4, kind, task))
+    data = config.data
+    val_batch = make_batch(_source(config, config.seed + 10_000),
+                           Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,)),
+                           list(range(data.val_size)), np.random.default_rng([config.seed, 1]), "cpu")
+    recomputed = validate(ckpt.build().eval(), val_batch, config.model.iterations)
+    last = ckpt.training["history"][-1]
+    assert recomputed["psnr"] == pytest.approx(last["psnr"], abs=1e-3) and recomputed["ssim"] == pytest.approx(last["ssim"], abs=1e-4)
+    assert 5 < last["psnr"] < 60 and 0 < last["ssim"] <= 1
     assert any("validation at step 4" in line for line in logs)
     before = {k: v.clone() for k, v in ckpt.state_dict.items()}
     logs.clear()

@@ -30,8 +30,8 @@ def euclidean_inner(a: TensorLike, b: TensorLike) -> torch.Tensor:
 class LinearOperator(nn.Module):
     """A linear map with ``forward`` (apply) and ``adjoint``.
 
-    Subclasses implement :meth:`forward` and :meth:`adjoint`; the algebra (``.H``, ``@``, ``+``,
-    scalar ``*``) and :meth:`operator_norm` come for free.
+    Subclasses implement :meth:`forward` and :meth:`adjoint`; ``.H`` and :meth:`operator_norm`
+    come for free. Operators that combine others (``TGVOperator``) write both directions out.
     """
 
     def forward(self, x: TensorLike) -> TensorLike:  # pragma: no cover - abstract
@@ -51,17 +51,6 @@ class LinearOperator(nn.Module):
     @property
     def H(self) -> LinearOperator:  # noqa: N802 - the conventional name of the adjoint
         return AdjointOperator(self)
-
-    def __matmul__(self, other: LinearOperator) -> LinearOperator:
-        return ComposedOperator(self, other)
-
-    def __add__(self, other: LinearOperator) -> LinearOperator:
-        return SumOperator(self, other)
-
-    def __mul__(self, scalar: float) -> LinearOperator:
-        return ScaledOperator(self, scalar)
-
-    __rmul__ = __mul__
 
     @torch.no_grad()
     def operator_norm(self, x0: TensorLike, iterations: int = 200) -> torch.Tensor:
@@ -104,62 +93,6 @@ class AdjointOperator(LinearOperator):
     @property
     def H(self) -> LinearOperator:  # noqa: N802
         return self.operator
-
-
-class ComposedOperator(LinearOperator):
-    """``(outer @ inner)(x) = outer(inner(x))``."""
-
-    def __init__(self, outer: LinearOperator, inner: LinearOperator):
-        super().__init__()
-        self.outer, self.inner = outer, inner
-
-    def forward(self, x):
-        return self.outer(self.inner(x))
-
-    def adjoint(self, y):
-        return self.inner.adjoint(self.outer.adjoint(y))
-
-    def domain_inner(self, a, b):
-        return self.inner.domain_inner(a, b)
-
-    def range_inner(self, a, b):
-        return self.outer.range_inner(a, b)
-
-
-class SumOperator(LinearOperator):
-    def __init__(self, first: LinearOperator, second: LinearOperator):
-        super().__init__()
-        self.first, self.second = first, second
-
-    def forward(self, x):
-        return self.first(x) + self.second(x)
-
-    def adjoint(self, y):
-        return self.first.adjoint(y) + self.second.adjoint(y)
-
-    def domain_inner(self, a, b):
-        return self.first.domain_inner(a, b)
-
-    def range_inner(self, a, b):
-        return self.first.range_inner(a, b)
-
-
-class ScaledOperator(LinearOperator):
-    def __init__(self, operator: LinearOperator, scalar: float):
-        super().__init__()
-        self.operator, self.scalar = operator, scalar
-
-    def forward(self, x):
-        return self.operator(x) * self.scalar
-
-    def adjoint(self, y):
-        return self.operator.adjoint(y) * self.scalar
-
-    def domain_inner(self, a, b):
-        return self.operator.domain_inner(a, b)
-
-    def range_inner(self, a, b):
-        return self.operator.range_inner(a, b)
 
 
 class IdentityOp(LinearOperator):
