@@ -205,9 +205,10 @@ def _image_space_matrices(kernel_op: np.ndarray, shape: tuple[int, int]) -> np.n
     phase_rows = np.exp(-2j * np.pi * rows * offsets[None, :] / height).astype(np.complex64)  # (H, 2k-1)
     phase_cols = np.exp(-2j * np.pi * cols * offsets[None, :] / width).astype(np.complex64)  # (W, 2k-1)
     partial = np.einsum("ad,ijde->aije", phase_rows, kernel_op.astype(np.complex64))  # (H, C, C, 2k-1)
-    full = partial.reshape(height, coils * coils, size) @ phase_cols.T  # (H, C*C, W)
-    per_pixel = full.reshape(height, coils, coils, width).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(per_pixel).reshape(-1, coils, coils)
+    # Contract the column offsets last, straight into the per-pixel layout (H, W, C*C): no
+    # transposed copy of the large array.
+    per_pixel = phase_cols[None] @ partial.reshape(height, coils * coils, size).transpose(0, 2, 1)
+    return per_pixel.reshape(-1, coils, coils)
 
 
 def espirit_maps(
@@ -218,7 +219,7 @@ def espirit_maps(
     crop: float = 0.95,
     outside: Outside = "crop",
     phase: PhaseReference = "virtual",
-    iterations: int = 30,
+    iterations: int = 20,
 ) -> CoilMaps:
     """ESPIRiT maps ``(C, H, W)`` for an image of ``shape = (H, W)`` from ``calib (C, h, w)``.
 
@@ -239,8 +240,9 @@ def espirit_maps(
     phase : {"virtual", "first"}
         Phase reference: the virtual body coil or coil 0.
     iterations : int
-        Power iterations per pixel; the eigenvalue gap on the object is large (the second
-        eigenvalue is far below 1), so a few dozen converge to float32 accuracy there.
+        Power iterations per pixel. The eigenvalue gap is large (the second eigenvalue is far
+        below 1): measured on simulated 8- and 16-coil data, 10 iterations reach float32 accuracy
+        on the object and 20 everywhere (the extended maps included).
     """
     _check_choices(outside, phase)
     calib = np.asarray(calib)
@@ -280,7 +282,7 @@ def walsh_maps(
     outside: Outside = "crop",
     phase: PhaseReference = "virtual",
     rows: int | None = None,
-    iterations: int = 30,
+    iterations: int = 20,
 ) -> CoilMaps:
     """Walsh adaptive-combine maps ``(C, H, W)`` from the calibration region of ``kspace (C, H, W)``.
 
