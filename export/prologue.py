@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tgv_deploy.models.utgv import image_scale
+from tgv_deploy.models.utgv import UTGV, UTV, image_scale
 
 
 class Prologue(nn.Module):
@@ -17,6 +17,8 @@ class Prologue(nn.Module):
 
     def __init__(self, model: nn.Module, unet_fp16: bool = False):
         super().__init__()
+        if not isinstance(model, (UTGV, UTV)):
+            raise TypeError(f"Prologue wraps a U-TGV or U-TV model, got {type(model).__name__}")
         self.model = model
         self.unet_fp16 = unet_fp16
         model.set_dft("matrix")

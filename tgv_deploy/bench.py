@@ -79,7 +79,8 @@ def bench(
     say = progress or (lambda message: None)
     # Every contract is checked before any backend is created: a session of a large graph takes
     # seconds to minutes to build, a wrong T or size should not wait for that.
-    for name, expected in zip(models, expected_sha256 or [None] * len(models)):
+    pinned: list[str | None] = list(expected_sha256) if expected_sha256 else [None] * len(models)
+    for name, expected in zip(models, pinned):
         if expected is not None:
             check_sha256(resolve_model(name), expected)
     contracts = {name: _exported_contract(name) for name in models}
@@ -122,7 +123,7 @@ def bench(
         for i, session in enumerate(sessions):
             start = time.perf_counter()
             session.run(inputs)
-            _synchronise(session)
+            session.synchronise()
             times[i].append(time.perf_counter() - start)
         say(f"run {r + 1}/{runs}")
     rows = []
@@ -138,13 +139,6 @@ def bench(
         for row in rows:
             row.ratio_to_torch = row.p50_ms / torch_rows[0].p50_ms
     return rows
-
-
-def _synchronise(session: Session) -> None:
-    if session.backend == "torch":
-        torch = session._impl.torch
-        if torch.cuda.is_available() and next(session._impl.model.parameters()).is_cuda:
-            torch.cuda.synchronize()
 
 
 def rows_to_json(rows: list[BenchRow], command: str) -> dict[str, object]:

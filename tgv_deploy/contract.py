@@ -100,6 +100,8 @@ class Contract:
             spec.check(inputs[spec.name], batch)
             if not np.isfinite(inputs[spec.name]).all():
                 raise InputError(f"input {spec.name!r} contains NaN or Inf")
+        if batch is None:  # not reached: spec.check refuses a first input without a batch axis
+            raise ContractError(f"input {first.name!r} has no batch dimension")
         if self.max_sampled_lines and "mask" in inputs:
             lines = int(np.asarray(inputs["mask"] != 0).reshape(batch, -1).sum(axis=1).max())
             if lines > self.max_sampled_lines:

@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 from pathlib import Path
 
 import numpy as np
@@ -278,7 +279,8 @@ def maps_figure(outcome: Outcome):
         ax.set_yticks([])
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     axes[1].axhline(profile["row"], color="w", lw=0.6)
-    cols = np.arange(*profile["columns"])
+    first, last = cast(list[int], profile["columns"])
+    cols = np.arange(first, last)
     (lambda_line,) = axes[2].plot(cols, profile["lambda1"], "o-", label="Lambda1")
     axes[2].set_xlabel(f"column (row {profile['row']}, marked on the Lambda1 map)")
     axes[2].set_ylabel("Lambda1")

@@ -97,6 +97,7 @@ def make_batch(source, corruption: Corruption, indices: list[int], rng: np.rando
     """Stack corrupted samples into tensors ``f (B, C, H, W)``, ``mask (B, 1, 1, W) | None``, ``target (B, C, H, W)``."""
     samples = [corruption.sample(source(i), rng) for i in indices]
     f = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
-    mask = None if samples[0][1] is None else torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
+    masks = [s[1] for s in samples if s[1] is not None]  # MRI samples all have one, denoising none
+    mask = torch.from_numpy(np.stack(masks)).to(device) if masks else None
     target = torch.from_numpy(np.stack([s[2] for s in samples])).to(device)
     return f, mask, target

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from tgv_deploy.io_utils import atomic_write_bytes
@@ -48,7 +49,7 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
 
 
 def card(checkpoint: Path, name: str, config: str, evaluation: list[str], commands: list[str],
-         earlier: list[tuple[Path, str]] = ()) -> str:
+         earlier: Sequence[tuple[Path, str]] = ()) -> str:
     """``earlier``: (checkpoint, config) of the stages before the final one, oldest first."""
     ckpt = load_checkpoint(checkpoint)
     meta, model = ckpt.training, ckpt.config

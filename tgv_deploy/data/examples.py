@@ -9,13 +9,13 @@ def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0
     """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width] / max(height, width)
-    images = []
+    frames = []
     for b in range(batch):
         cy, cx = 0.5 + 0.1 * rng.standard_normal(2)
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.12).astype(float)
         image = 0.2 + 0.6 * disc + 0.3 * xx * (yy > 0.4) + 0.2 * ((yy - cy) ** 2 + (xx - cx) ** 2 < 0.02)
-        images.append(image * np.exp(1j * (1.5 * xx - yy + b)))
-    images = np.stack(images)
+        frames.append(image * np.exp(1j * (1.5 * xx - yy + b)))
+    images = np.stack(frames)
     if task == "denoise":
         noisy = np.abs(images) + 0.05 * rng.standard_normal(images.shape)
         return {"noisy": noisy[:, None].astype(np.float32)}

@@ -9,12 +9,18 @@ off-diagonal twice); ``adjoint`` is the adjoint with respect to those inner prod
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Generic, TypeVar, Union, cast
 
 import torch
 from torch import nn
 
 TensorLike = Union[torch.Tensor, tuple]
+#: Domain and range types of an operator: a tensor, or a tuple of tensors (TGV's (x, v)). An
+#: operator that does not say (``class Gradient(LinearOperator)``) gets ``Any`` for both, so it
+#: may narrow them to ``torch.Tensor`` without breaking its contract with the base class.
+Domain = TypeVar("Domain", bound=TensorLike)
+Range = TypeVar("Range", bound=TensorLike)
+_T = TypeVar("_T", bound=TensorLike)
 
 
 def euclidean_inner(a: TensorLike, b: TensorLike) -> torch.Tensor:
@@ -22,38 +28,43 @@ def euclidean_inner(a: TensorLike, b: TensorLike) -> torch.Tensor:
 
     Returns a tensor of shape ``(B,)`` (the leading dimension is the batch).
     """
-    if isinstance(a, tuple):
-        return sum(euclidean_inner(ai, bi) for ai, bi in zip(a, b, strict=True))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        total = euclidean_inner(a[0], b[0])
+        for ai, bi in zip(a[1:], b[1:], strict=True):
+            total = total + euclidean_inner(ai, bi)
+        return total
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        raise TypeError("inner product of a tensor with a tuple of tensors")
     return (a * b).flatten(1).sum(1)
 
 
-class LinearOperator(nn.Module):
+class LinearOperator(nn.Module, Generic[Domain, Range]):
     """A linear map with ``forward`` (apply) and ``adjoint``.
 
     Subclasses implement :meth:`forward` and :meth:`adjoint`; ``.H`` and :meth:`operator_norm`
     come for free. Operators that combine others (``TGVOperator``) write both directions out.
     """
 
-    def forward(self, x: TensorLike) -> TensorLike:  # pragma: no cover - abstract
+    def forward(self, x: Domain) -> Range:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def adjoint(self, y: TensorLike) -> TensorLike:  # pragma: no cover - abstract
+    def adjoint(self, y: Range) -> Domain:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def domain_inner(self, a: TensorLike, b: TensorLike) -> torch.Tensor:
+    def domain_inner(self, a: Domain, b: Domain) -> torch.Tensor:
         """Inner product of the domain, per batch element ``(B,)``."""
         return euclidean_inner(a, b)
 
-    def range_inner(self, a: TensorLike, b: TensorLike) -> torch.Tensor:
+    def range_inner(self, a: Range, b: Range) -> torch.Tensor:
         """Inner product of the range, per batch element ``(B,)``."""
         return euclidean_inner(a, b)
 
     @property
-    def H(self) -> LinearOperator:  # noqa: N802 - the conventional name of the adjoint
+    def H(self) -> LinearOperator[Range, Domain]:  # noqa: N802 - the conventional name of the adjoint
         return AdjointOperator(self)
 
     @torch.no_grad()
-    def operator_norm(self, x0: TensorLike, iterations: int = 200) -> torch.Tensor:
+    def operator_norm(self, x0: Domain, iterations: int = 200) -> torch.Tensor:
         """Largest singular value by power iteration on ``A^H A``, started at ``x0``.
 
         Returns one estimate per batch element ``(B,)``; it increases towards ``||A||``.
@@ -67,31 +78,31 @@ class LinearOperator(nn.Module):
         return estimate
 
 
-def _scale(x: TensorLike, factor: torch.Tensor) -> TensorLike:
+def _scale(x: _T, factor: torch.Tensor) -> _T:
     if isinstance(x, tuple):
-        return tuple(_scale(xi, factor) for xi in x)
-    return x * factor.reshape(-1, *([1] * (x.ndim - 1)))
+        return cast(_T, tuple(_scale(xi, factor) for xi in x))
+    return cast(_T, x * factor.reshape(-1, *([1] * (x.ndim - 1))))
 
 
-class AdjointOperator(LinearOperator):
-    def __init__(self, operator: LinearOperator):
+class AdjointOperator(LinearOperator[Range, Domain]):
+    def __init__(self, operator: LinearOperator[Domain, Range]):
         super().__init__()
         self.operator = operator
 
-    def forward(self, x):
+    def forward(self, x: Range) -> Domain:
         return self.operator.adjoint(x)
 
-    def adjoint(self, y):
+    def adjoint(self, y: Domain) -> Range:
         return self.operator.forward(y)
 
-    def domain_inner(self, a, b):
+    def domain_inner(self, a: Range, b: Range) -> torch.Tensor:
         return self.operator.range_inner(a, b)
 
-    def range_inner(self, a, b):
+    def range_inner(self, a: Domain, b: Domain) -> torch.Tensor:
         return self.operator.domain_inner(a, b)
 
     @property
-    def H(self) -> LinearOperator:  # noqa: N802
+    def H(self) -> LinearOperator[Domain, Range]:  # noqa: N802
         return self.operator
 
 

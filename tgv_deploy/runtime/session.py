@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +41,17 @@ def backend_for(path: Path, backend: str) -> str:
     return chosen
 
 
+class Backend(Protocol):
+    """What every backend offers the session."""
+
+    contract: Contract
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def synchronise(self) -> None:
+        """Return once all work issued so far has finished (a no-op where ``run`` already waits)."""
+
+
 class Session:
     """Run an exported model: ``Session(path, backend="auto").run({name: array}) -> {name: array}``.
 
@@ -63,6 +74,7 @@ class Session:
             raise InputError("allowing engine host code applies to TensorRT .plan files only")
         if expected_sha256 is not None:
             check_sha256(path, expected_sha256)
+        self._impl: Backend
         if self.backend.startswith("onnxruntime"):
             self._impl = _OrtBackend(path, self.backend, cuda_graphs)
         elif self.backend == "tensorrt":
@@ -81,6 +93,10 @@ class Session:
             raise ContractError(f"inputs must be a dict of name -> numpy array, got {type(inputs).__name__}")
         self.contract.check_inputs(inputs)
         return self._impl.run(inputs)
+
+    def synchronise(self) -> None:
+        """Wait for the device: timings of asynchronous backends (torch on CUDA) need it."""
+        self._impl.synchronise()
 
     @property
     def providers(self) -> list[str]:
@@ -151,6 +167,9 @@ class _OrtBackend:
                 return self._run_cuda(inputs)
             return dict(zip(self.outputs, self.session.run(self.outputs, inputs)))
 
+    def synchronise(self) -> None:
+        pass  # run returns host arrays, so the device work has finished
+
     def _run_cuda(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """IOBinding on the GPU. With CUDA graphs the input buffers must stay the same between
         runs (the graph replays fixed addresses), so they are allocated once and updated in place.
@@ -176,6 +195,7 @@ class _OrtBackend:
 def checkpoint_contract(task: str, kind: str, iterations: int, weights_sha256: str, package_version: str) -> Contract:
     """The contract of a checkpoint run by the torch backend: any H, W and batch."""
     channels, maps = (2, 2 if kind == "utgv" else 1) if task == "mri" else (1, 2 if kind == "utgv" else 1)
+    inputs: tuple[TensorSpec, ...]
     if task == "mri":
         inputs = (TensorSpec("kspace", (-1, 2, -1, -1)), TensorSpec("mask", (-1, 1, 1, -1)))
     else:

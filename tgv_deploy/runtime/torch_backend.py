@@ -33,6 +33,11 @@ class TorchBackend:
             checkpoint.config.task, checkpoint.config.kind, self.iterations, weights_sha256(state), __version__
         )
 
+    def synchronise(self) -> None:
+        # CUDA kernels run asynchronously: a clock read needs them finished
+        if self.torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
+            self.torch.cuda.synchronize()
+
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.no_grad():
