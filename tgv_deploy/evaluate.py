@@ -12,8 +12,8 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
