@@ -6,11 +6,11 @@ from tgv_deploy.models import ModelConfig, UNetConfig, build_model, save_checkpo
 TINY_UNET = UNetConfig(depth=2, base_channels=4)
 
 
-def make_checkpoint(path, kind="utgv", task="mri", iterations=8, height=32, width=24, seed=0):
+def make_checkpoint(path, kind="utgv", task="mri", iterations=8, height=32, width=24, seed=0, solver="pdhg"):
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY_UNET, iterations=iterations))
-    with torch.no_grad():
-        model.log_step.fill_(0.1)
+    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY_UNET, iterations=iterations, solver=solver))
+    with torch.no_grad():  # a learned solver parameter away from its initial value
+        (model.log_step if solver == "pdhg" else model.log_rho).fill_(0.1)
     save_checkpoint(path, model, {"height": height, "width": width})
     return path
 

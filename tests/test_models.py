@@ -17,7 +17,7 @@ from tgv_deploy.models import (
     save_checkpoint,
     unet_preset,
 )
-from tgv_deploy.solvers import pdhg_tgv
+from tgv_deploy.solvers import admm_tgv, pdhg_tgv
 
 TINY = UNetConfig(depth=2, base_channels=4)
 
@@ -45,11 +45,12 @@ def test_presets():
         unet_preset("huge")
 
 
+@pytest.mark.parametrize("solver", ["pdhg", "admm"])
 @pytest.mark.parametrize("kind", ["utgv", "utv"])
 @pytest.mark.parametrize("task", ["mri", "denoise"])
-def test_scale_equivariance(kind, task):
+def test_scale_equivariance(kind, task, solver):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY, iterations=6)).double()
+    model = build_model(ModelConfig(kind=kind, task=task, unet=TINY, iterations=6, solver=solver)).double()
     if task == "mri":
         f, mask = _mri_input(dtype=torch.float64)
     else:
@@ -77,7 +78,7 @@ def test_scale_equivariance_float32():
 
 def test_returned_maps_reproduce_output_through_public_solver():
     torch.manual_seed(2)
-    model = UTGV(ModelConfig(unet=TINY, iterations=7)).double()
+    model = UTGV(ModelConfig(unet=TINY, iterations=7, solver="pdhg")).double()
     with torch.no_grad():
         model.log_step.fill_(0.3)
     f, mask = _mri_input(batch=1, dtype=torch.float64)
@@ -89,10 +90,44 @@ def test_returned_maps_reproduce_output_through_public_solver():
     torch.testing.assert_close(torch.complex(x[:, 0], x[:, 1]), expected, rtol=1e-10, atol=1e-12)
 
 
+def test_admm_model_maps_reproduce_output_through_public_solver():
+    torch.manual_seed(2)
+    model = UTGV(ModelConfig(unet=TINY, iterations=7, solver="admm", alpha=1.5)).double()
+    with torch.no_grad():
+        model.log_rho.fill_(0.4)
+    f, mask = _mri_input(batch=1, dtype=torch.float64)
+    x, maps = model(f, mask)
+    expected = admm_tgv(
+        torch.complex(f[:, 0], f[:, 1]), maps[:, 0], maps[:, 1], mask=mask[:, 0], iterations=7, rho=model.rho(), alpha=1.5
+    )
+    torch.testing.assert_close(torch.complex(x[:, 0], x[:, 1]), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_checkpoint_without_solver_loads_as_pdhg(tmp_path):
+    """Checkpoints written before the solver was configurable are PDHG models (SPEC 2b)."""
+    model = UTGV(ModelConfig(unet=TINY, iterations=5, solver="pdhg"))
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["solver"], payload["config"]["alpha"]
+    torch.save(payload, path)
+    assert load_checkpoint(path).config.solver == "pdhg"
+    assert ModelConfig().solver == "admm"  # new models
+
+
+def test_admm_model_refuses_mask_without_centre():
+    model = UTGV(ModelConfig(unet=TINY, iterations=2, solver="admm"))
+    f, mask = _mri_input()
+    mask[..., mask.shape[-1] // 2] = 0
+    with pytest.raises(ValueError, match="centre"):
+        model(f * mask, mask)
+
+
+@pytest.mark.parametrize("solver", ["pdhg", "admm"])
 @pytest.mark.parametrize("model_cls", [UTGV, UTV])
-def test_gradients_reach_every_parameter(model_cls):
+def test_gradients_reach_every_parameter(model_cls, solver):
     torch.manual_seed(3)
-    model = model_cls(ModelConfig(unet=TINY, iterations=4))
+    model = model_cls(ModelConfig(unet=TINY, iterations=4, solver=solver))
     with torch.no_grad():
         model.unet.head.bias.fill_(-1.0)  # keep maps small so no clip saturates every pixel
     f, mask = _mri_input()
@@ -100,12 +135,12 @@ def test_gradients_reach_every_parameter(model_cls):
     x.square().mean().backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
-    assert model.log_step.grad.abs() > 0
+    assert (model.log_step if solver == "pdhg" else model.log_rho).grad.abs() > 0
 
 
 def test_fft_and_matrix_dft_models_agree():
     torch.manual_seed(4)
-    model = UTGV(ModelConfig(unet=TINY, iterations=10))
+    model = UTGV(ModelConfig(unet=TINY, iterations=10, solver="pdhg"))
     f, mask = _mri_input()
     x_fft, _ = model(f, mask)
     model.set_dft("matrix")
@@ -143,11 +178,12 @@ def test_config_validation():
     assert ModelConfig.from_dict(config.to_dict()) == config
 
 
-def test_checkpoint_round_trip(tmp_path):
+@pytest.mark.parametrize("solver", ["pdhg", "admm"])
+def test_checkpoint_round_trip(tmp_path, solver):
     torch.manual_seed(5)
-    model = UTGV(ModelConfig(unet=TINY, iterations=5))
+    model = UTGV(ModelConfig(unet=TINY, iterations=5, solver=solver))
     with torch.no_grad():
-        model.log_step.fill_(-0.2)
+        (model.log_step if solver == "pdhg" else model.log_rho).fill_(-0.2)
     path = tmp_path / "model.pt"
     save_checkpoint(path, model, {"steps": 12, "seed": 3})
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
@@ -209,9 +245,10 @@ def test_truncated_and_mismatched_checkpoints_are_refused(tmp_path):
     assert zipfile.is_zipfile(io.BytesIO(good.read_bytes()))
 
 
-def test_activation_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("solver", ["pdhg", "admm"])
+def test_activation_checkpointing_gives_the_same_gradients(solver):
     torch.manual_seed(6)
-    model = UTGV(ModelConfig(unet=TINY, iterations=7)).double()
+    model = UTGV(ModelConfig(unet=TINY, iterations=7, solver=solver)).double()
     f, mask = _mri_input(dtype=torch.float64)
     grads = []
     for every in (None, 3):

@@ -34,3 +34,30 @@ def resident_mb() -> float:
     """Current resident memory of this process in MiB (Linux ``/proc``)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def provenance(models: dict[str, str] | None = None) -> dict[str, object]:
+    """What a result file records to be reproducible: the command, the git commit (``+dirty`` when
+    the tree has uncommitted changes), package versions, the machine, and each model's weights hash."""
+    import hashlib
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    hashes = {}
+    for name, path in (models or {}).items():
+        with open(path, "rb") as handle:
+            hashes[name] = hashlib.sha256(handle.read()).hexdigest()
+    return {
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+        "commit": commit or "unknown",
+        "machine": machine_description(),
+        "model_sha256": hashes,
+    }

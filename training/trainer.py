@@ -96,7 +96,11 @@ def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_w
 
 
 def warm_start(model: torch.nn.Module, config: TrainConfig) -> None:
-    """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net)."""
+    """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net).
+
+    From a checkpoint of the other solver only the U-Net is taken (PDHG's step parameter means
+    nothing to ADMM, whose rho starts at its default): how PDHG models were moved to ADMM.
+    """
     checkpoint = load_checkpoint(config.init_checkpoint)
     theirs, ours = checkpoint.config, config.model
     if (theirs.kind, theirs.task, theirs.unet) != (ours.kind, ours.task, ours.unet):
@@ -104,7 +108,10 @@ def warm_start(model: torch.nn.Module, config: TrainConfig) -> None:
             f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model with {theirs.unet}, "
             f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
         )
-    model.load_state_dict(checkpoint.state_dict)
+    if theirs.solver == ours.solver:
+        model.load_state_dict(checkpoint.state_dict)
+    else:
+        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in checkpoint.state_dict.items() if k.startswith("unet.")})
 
 
 @torch.no_grad()

@@ -7,8 +7,12 @@ from typing import Any, Literal
 
 Task = Literal["mri", "denoise"]
 Kind = Literal["utgv", "utv"]
+Solver = Literal["pdhg", "admm"]
 TASKS: tuple[str, ...] = ("mri", "denoise")
 KINDS: tuple[str, ...] = ("utgv", "utv")
+#: "admm" (SPEC 2b, periodic differences, exact Fourier step) is the default for new models;
+#: "pdhg" (SPEC 2) is what every checkpoint written before the solver was configurable uses.
+SOLVERS: tuple[str, ...] = ("pdhg", "admm")
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,16 @@ class ModelConfig:
     """What a checkpoint needs to rebuild its model.
 
     ``iterations`` is the T the model was trained with and the default for export; inference
-    may use another T.
+    may use another T. ``solver`` names the unrolled iteration; ``alpha`` is ADMM's (fixed)
+    relaxation, its penalty rho is a learned weight.
     """
 
     kind: Kind = "utgv"
     task: Task = "mri"
     unet: UNetConfig = field(default_factory=UNetConfig)
     iterations: int = 64
+    solver: Solver = "admm"
+    alpha: float = 1.7
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -64,6 +71,10 @@ class ModelConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not 1.0 <= self.alpha <= 1.9:
+            raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
 
     @property
     def image_channels(self) -> int:
@@ -85,7 +96,8 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
-        return cls(**{**data, "unet": UNetConfig(**unet)})
+        # checkpoints from before the solver was configurable were all PDHG
+        return cls(**{"solver": "pdhg", **data, "unet": UNetConfig(**unet)})

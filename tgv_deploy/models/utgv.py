@@ -1,14 +1,20 @@
-"""U-TGV and U-TV: U-Net parameter maps followed by T unrolled PDHG iterations.
+"""U-TGV and U-TV: U-Net parameter maps followed by T unrolled iterations (ADMM or PDHG).
+
+The configuration's ``solver`` picks the iteration: ``"admm"`` (SPEC 2b: periodic differences,
+exact Fourier-domain step, learned penalty ``rho = exp(log_rho)``) or ``"pdhg"`` (SPEC 2: learned
+step parameter ``b``).
 
 Input normalisation (SPEC section 2, "Scale"): the per-image scale is the maximum magnitude of
 the starting image ``A^H f``.  The network sees ``A^H f / scale`` and the solver runs on
 ``f / scale``; the output is multiplied back.  Because the energy is positively homogeneous,
 this equals solving the problem for ``f`` itself with maps ``scale * L``, which is what the
-models return as maps: ``pdhg_tgv(f, L0, L1)`` with the returned maps and the model's step
-sizes reproduces the returned image.
+models return as maps: ``pdhg_tgv(f, L0, L1)`` (or ``admm_tgv`` with the model's rho and alpha)
+with the returned maps reproduces the returned image.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -18,6 +24,7 @@ from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.unet import UNet
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFT_IMPLS, MaskedFourierOp
+from tgv_deploy.solvers.admm import DEFAULT_RHO, admm_tgv_channels, admm_tv_channels
 from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
 
 
@@ -32,8 +39,12 @@ class _UnrolledModel(nn.Module):
         super().__init__()
         self.config = config
         self.unet = UNet(config.image_channels, config.map_channels, config.unet)
-        #: ``b`` of ``s = exp(b)/LK``, ``t = exp(-b)/LK``; learned, starts at 0.
-        self.log_step = nn.Parameter(torch.zeros(()))
+        if config.solver == "pdhg":
+            #: ``b`` of ``s = exp(b)/LK``, ``t = exp(-b)/LK``; learned, starts at 0.
+            self.log_step = nn.Parameter(torch.zeros(()))
+        else:
+            #: ADMM's penalty ``rho = exp(log_rho)``, learned, starts at the solver's default.
+            self.log_rho = nn.Parameter(torch.tensor(math.log(DEFAULT_RHO)))
         self.dft = "fft"
         #: Activation checkpointing of the unrolled loop: keep every k-th state for backward.
         self.checkpoint_every: int | None = None
@@ -63,7 +74,12 @@ class _UnrolledModel(nn.Module):
         return MaskedFourierOp(mask.to(f.dtype), impl=self.dft)
 
     def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """PDHG's ``(s, t)``."""
         return step_sizes(self.log_step)
+
+    def rho(self) -> torch.Tensor:
+        """ADMM's penalty."""
+        return torch.exp(self.log_rho)
 
     def forward(
         self, f: torch.Tensor, mask: torch.Tensor | None = None, iterations: int | None = None
@@ -91,20 +107,41 @@ class _UnrolledModel(nn.Module):
         scale = image_scale(forward_op.adjoint(f))
         f_normalised = f / scale
         maps = self.unet(forward_op.adjoint(f_normalised))
-        sigma, tau = self.step_sizes()
-        x = self._solve(f_normalised, maps, forward_op, iterations, sigma, tau)
+        if self.config.solver == "admm":
+            if mask is not None:
+                _check_centre_sampled(mask)
+            x = self._admm(f_normalised, maps, None if mask is None else mask.to(f.dtype), iterations)
+        else:
+            x = self._pdhg(f_normalised, maps, forward_op, iterations)
         return x * scale, maps * scale
 
-    def _solve(self, f, maps, forward_op, iterations, sigma, tau) -> torch.Tensor:  # pragma: no cover
+    def _pdhg(self, f, maps, forward_op, iterations) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def _admm(self, f, maps, mask, iterations) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _check_centre_sampled(mask: torch.Tensor) -> None:
+    """ADMM divides by the mask at the k-space centre (SPEC 2b): refuse masks that miss it."""
+    row = mask.shape[-2] // 2 if mask.shape[-2] > 1 else 0
+    if not bool((mask[..., row, mask.shape[-1] // 2] == 1).all()):
+        raise ValueError(f"mask does not sample the k-space centre (column {mask.shape[-1] // 2}); ADMM needs it")
 
 
 class UTGV(_UnrolledModel):
     """U-TGV: maps ``(L0, L1)`` from the U-Net, then T TGV iterations."""
 
-    def _solve(self, f, maps, forward_op, iterations, sigma, tau):
+    def _pdhg(self, f, maps, forward_op, iterations):
+        sigma, tau = self.step_sizes()
         x, _ = pdhg_tgv_channels(
             f, maps[:, 0], maps[:, 1], forward_op, iterations, sigma, tau, checkpoint_every=self.checkpoint_every
+        )
+        return x
+
+    def _admm(self, f, maps, mask, iterations):
+        x, _ = admm_tgv_channels(
+            f, maps[:, 0], maps[:, 1], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every
         )
         return x
 
@@ -112,8 +149,14 @@ class UTGV(_UnrolledModel):
 class UTV(_UnrolledModel):
     """U-TV: one map ``L`` from the U-Net, then T TV iterations."""
 
-    def _solve(self, f, maps, forward_op, iterations, sigma, tau):
+    def _pdhg(self, f, maps, forward_op, iterations):
+        sigma, tau = self.step_sizes()
         return pdhg_tv_channels(f, maps[:, 0], forward_op, iterations, sigma, tau, checkpoint_every=self.checkpoint_every)
+
+    def _admm(self, f, maps, mask, iterations):
+        return admm_tv_channels(
+            f, maps[:, 0], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every
+        )
 
 
 def build_model(config: ModelConfig) -> _UnrolledModel:

@@ -31,7 +31,7 @@ from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
 #: Penalty and relaxation that converge fast on data normalised as the models normalise it (the
 #: starting image's peak magnitude 1); the iterates are positively homogeneous in (f, L0, L1), so
 #: they serve any intensity scale. Chosen by ``benchmarks/convergence.py`` (benchmarks/README.md).
-DEFAULT_RHO = 10.0
+DEFAULT_RHO = 1.0
 DEFAULT_ALPHA = 1.7
 
 _CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
