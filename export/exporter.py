@@ -1,8 +1,9 @@
 """``tgv-deploy export``: checkpoint -> one ONNX graph (U-Net + T iterations) + contract.
 
-The U-Net and the input normalisation are traced once with ``torch.onnx.export``; the T PDHG
-iterations are appended as hand-written nodes (:mod:`tgv_deploy.export.pdhg_graph`). The result
-is verified against the PyTorch model in ONNX Runtime before it is written.
+The U-Net and the input normalisation are traced once with ``torch.onnx.export``; the T
+iterations of the model's solver are appended as hand-written nodes (ADMM:
+:mod:`tgv_deploy.export.admm_graph`, PDHG: :mod:`tgv_deploy.export.pdhg_graph`). The result is
+verified against the PyTorch model in ONNX Runtime before it is written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tgv_deploy.contract import Contract, TensorSpec, weights_sha256
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.dft import row_factors
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
+from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
 from tgv_deploy.export.prologue import Prologue
@@ -145,14 +147,23 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         config.unet_fp16,
     )
 
-    say(f"writing {iterations} PDHG iterations")
-    sigma, tau = (float(v.detach()) for v in model.step_sizes())
-    g = GraphBuilder(prefix="pdhg/")
-    max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
-    factors = row_factors(height) if task == "mri" and config.row_dft != "dense" else None
-    loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
-    before = len(g.nodes)
-    x = loop.build("x0", "f_n", "maps_n", "mask" if task == "mri" else None)
+    solver = ckpt.config.solver
+    say(f"writing {iterations} {solver.upper()} iterations")
+    mask_input = "mask" if task == "mri" else None
+    factors = max_lines = None
+    if solver == "admm":
+        g = GraphBuilder(prefix="admm/")
+        spec = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha)
+        before = len(g.nodes)
+        x = ADMMGraph(g, spec).build("x0", "maps_n", mask_input)
+    else:
+        sigma, tau = (float(v.detach()) for v in model.step_sizes())
+        g = GraphBuilder(prefix="pdhg/")
+        max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
+        factors = row_factors(height) if task == "mri" and config.row_dft != "dense" else None
+        loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
+        before = len(g.nodes)
+        x = loop.build("x0", "f_n", "maps_n", mask_input)
     g.nodes.append(helper.make_node("Mul", [x, "scale"], ["image"], name="epilogue/image"))
     g.nodes.append(helper.make_node("Mul", ["maps_n", "scale"], ["maps"], name="epilogue/maps"))
     loop_nodes = prune_dead_nodes(g.nodes, {"image", "maps"})
@@ -175,7 +186,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         task=task, kind=kind, height=height, width=width, batch=config.batch, iterations=iterations,
         inputs=inputs, outputs=outputs, opset=config.opset, package_version=__version__,
         weights_sha256=weights_sha256(state), graph_sha256=graph_sha256(onnx_model), max_sampled_lines=max_lines,
-        precision="fp16-unet" if config.unet_fp16 else "fp32",
+        precision="fp16-unet" if config.unet_fp16 else "fp32", solver=solver,
     )
     set_contract(onnx_model, contract)
 
@@ -186,7 +197,12 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         tolerance = FP16_UNET_TOLERANCE if config.unet_fp16 else PARITY_TOLERANCE
         if parity > tolerance:
             raise ParityError(f"exported graph differs from PyTorch: relative L2 error {parity:.2e} > {tolerance:.0e}")
-    row_dft = "none" if task != "mri" else (f"two-stage {factors[0]} x {factors[1]}" if factors else "dense")
+    if task != "mri":
+        row_dft = "none"
+    elif solver == "admm":
+        row_dft = "dense (full 2D DFT)"
+    else:
+        row_dft = f"two-stage {factors[0]} x {factors[1]}" if factors else "dense"
     return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity, row_dft)
 
 

@@ -74,6 +74,7 @@ class Contract:
     dft: str = "matrix"
     max_sampled_lines: int | None = None  # MRI graphs transform only this many phase-encode lines
     precision: str = "fp32"  # "fp32", or "fp16-unet": the U-Net runs in float16 inside the graph
+    solver: str = "pdhg"  # the unrolled iteration: "pdhg" (SPEC 2) or "admm" (SPEC 2b); older contracts are PDHG
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
     normalisation: str = NORMALISATION
@@ -102,6 +103,12 @@ class Contract:
                 raise InputError(f"input {spec.name!r} contains NaN or Inf")
         if batch is None:  # not reached: spec.check refuses a first input without a batch axis
             raise ContractError(f"input {first.name!r} has no batch dimension")
+        if self.solver == "admm" and "mask" in inputs:
+            centre = np.asarray(inputs["mask"]).reshape(batch, -1)[:, self.width // 2]
+            if not (centre != 0).all():
+                raise InputError(
+                    f"the mask does not sample the k-space centre (column {self.width // 2}); this ADMM model needs it"
+                )
         if self.max_sampled_lines and "mask" in inputs:
             lines = int(np.asarray(inputs["mask"] != 0).reshape(batch, -1).sum(axis=1).max())
             if lines > self.max_sampled_lines:

@@ -1,0 +1,253 @@
+"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (about 40 per iteration).
+
+State in the image domain: ``z`` and ``u`` ``(B, 5C, H, W)``, the split variables
+``(grad x - v, E v)`` and their scaled duals, channels ordered (component, real/imaginary) with
+components ``(x-direction of z1, y-direction of z1, xx, yy, xy)``. One iteration::
+
+    w = z - u
+    (g, r) = (grad^T w1, -w1 + E^T w2)                 circular pad + one 3x3 Conv   -> (B, 3C, H, W)
+    (G, R0, R1) = DFT(g, r)                            one channel-batched 2D DFT    -> 3 complex spectra
+    (X, V0, V1) = L (G, R0, R1) + c                    one Mul + ReduceSum per frequency (6 x 6 real)
+    (x, v) = IDFT(X, V0, V1)                           one channel-batched 2D inverse DFT
+    y = alpha (grad x - v, E v)                        circular pad + one 3x3 Conv   -> (B, 5C, H, W)
+    t = y + (1 - alpha) z + u;  u = clip(t, L/rho);  z = t - u
+
+(``u + g - shrink(t) = clip(t)``, so the shrink costs one clip and one Sub.) ``L`` and ``c`` carry
+the exact (x, v) step of :mod:`tgv_deploy.fourier_symbols` with the learned rho folded in; they
+depend on the mask only through one per-frequency division, done once before the loop.
+
+The 2D DFT is the plain orthonormal one (no shifts: periodic operators commute with them, and the
+data enter once as the transform of ``A^H f``). Real block forms ``[[Re, -Im], [Im, Re]]`` act on
+``[Re; Im]``-stacked rows: rows first, one Transpose, then the columns, so spectra live transposed
+``(B, K, 2, W, H)`` and every per-frequency constant is stored in that layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tgv_deploy.export.graph_builder import GraphBuilder
+from tgv_deploy.fourier_symbols import tgv_step_constants, tv_step_denominator
+from tgv_deploy.dft import real_form
+from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
+
+
+@dataclass(frozen=True)
+class ADMMSpec:
+    """What the iteration builder needs; ``rho`` is the model's learned penalty."""
+
+    task: str  # "mri" or "denoise"
+    kind: str  # "utgv" or "utv"
+    height: int
+    width: int
+    iterations: int
+    rho: float
+    alpha: float
+
+    @property
+    def channels(self) -> int:
+        return 2 if self.task == "mri" else 1
+
+    @property
+    def images(self) -> int:
+        """Images the (x, v) step solves for: x, v0, v1 (TGV) or x (TV)."""
+        return 3 if self.kind == "utgv" else 1
+
+    @property
+    def splits(self) -> int:
+        """Components of z: grad x - v (2) and E v (3) for TGV, grad x (2) for TV."""
+        return 5 if self.kind == "utgv" else 2
+
+
+def dft_matrix(n: int) -> np.ndarray:
+    """The plain orthonormal DFT matrix ``exp(-2 pi i k j / n) / sqrt(n)`` (complex128)."""
+    k = np.arange(n)
+    return np.exp(-2j * np.pi * np.outer(k, k) / n) / np.sqrt(n)
+
+
+def stencil(apply, n_in: int, n_out: int) -> np.ndarray:
+    """Conv weights ``(n_out, n_in, 3, 3)`` of a shift-invariant map with periodic 1-pixel reach.
+
+    ONNX Conv correlates, ``out[i] = sum_a K[a] in[i + a - 1]``; the response to a delta at ``p``
+    is ``K[p - i + 1]``, so the kernel is read off the response to a delta on a 5 x 5 torus.
+    """
+    weights = np.zeros((n_out, n_in, 3, 3))
+    for i in range(n_in):
+        delta = torch.zeros(1, n_in, 5, 5, dtype=torch.float64)
+        delta[0, i, 2, 2] = 1.0
+        response = apply(delta)[0].numpy()
+        for a in range(3):
+            for b in range(3):
+                weights[:, i, a, b] = response[:, 3 - a, 3 - b]
+    return weights
+
+
+def _real_block(entries: dict[tuple[int, int], np.ndarray], size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Real form ``(2 size, 2 size, *shape)`` of a per-frequency complex matrix given by its non-zero entries."""
+    out = np.zeros((2 * size, 2 * size, *shape))
+    for (i, j), c in entries.items():
+        c = np.broadcast_to(c, shape)
+        out[2 * i, 2 * j], out[2 * i, 2 * j + 1] = c.real, -c.imag
+        out[2 * i + 1, 2 * j], out[2 * i + 1, 2 * j + 1] = c.imag, c.real
+    return out
+
+
+class ADMMGraph:
+    """Appends the iterations to a :class:`GraphBuilder`; call :meth:`build` once."""
+
+    def __init__(self, g: GraphBuilder, spec: ADMMSpec):
+        self.g, self.spec = g, spec
+        c, h, w, k, z = spec.channels, spec.height, spec.width, spec.images, spec.splits
+        grad, sym = PeriodicGradient(), PeriodicSymGradient()
+
+        def rhs(wt: torch.Tensor) -> torch.Tensor:  # (1, zC, ...) -> (g, r) (1, kC, ...)
+            parts = wt.reshape(1, z, c, *wt.shape[-2:])
+            w1 = parts[:, :2]
+            if spec.kind == "utv":
+                return grad.adjoint(w1)
+            return torch.cat((grad.adjoint(w1)[:, None], sym.adjoint(parts[:, 2:]) - w1), 1).reshape(1, k * c, *wt.shape[-2:])
+
+        def split(xv: torch.Tensor) -> torch.Tensor:  # (1, kC, ...) -> alpha (grad x - v, E v) (1, zC, ...)
+            parts = xv.reshape(1, k, c, *xv.shape[-2:])
+            if spec.kind == "utv":
+                return spec.alpha * grad(parts[:, 0]).reshape(1, z * c, *xv.shape[-2:])
+            x, v = parts[:, 0], parts[:, 1:]
+            return spec.alpha * torch.cat((grad(x) - v, sym(v)), 1).reshape(1, z * c, *xv.shape[-2:])
+
+        self.rhs_kernel = g.const("admm/rhs_kernel", stencil(rhs, z * c, k * c))
+        split_kernel = stencil(split, k * c, z * c)
+        self.split_kernel = g.const("admm/split_kernel", split_kernel)
+        self.start_kernel = g.const("admm/start_kernel", split_kernel[:, :c] / spec.alpha)  # z = (grad x0, 0)
+        # DFT: rows then columns, on [Re; Im]-stacked rows; real inputs (C = 1) use the left half
+        rows, cols = real_form(dft_matrix(h)), real_form(dft_matrix(w))
+        self.rows_fwd = g.const("admm/dft_rows", rows if c == 2 else rows[:, :h])
+        self.cols_fwd = g.const("admm/dft_cols", cols)
+        self.cols_inv = g.const("admm/idft_cols", cols.T)
+        self.rows_inv = g.const("admm/idft_rows", rows.T if c == 2 else rows.T[:h])
+        self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
+        self.shape_split = g.const("admm/shape_split", [0, -1, 2, h, w])
+        self.shape_stacked_cols = g.const("admm/shape_stacked_cols", [0, -1, 2 * w, h])
+        self.shape_spectra = g.const("admm/shape_spectra", [0, 1, 2 * k, w, h])
+        self.shape_spectra_back = g.const("admm/shape_spectra_back", [0, k, 2 * w, h])
+        self.shape_cols_split = g.const("admm/shape_cols_split", [0, k, 2, w, h])
+        self.shape_rows_stacked = g.const("admm/shape_rows_stacked", [0, k, 2 * h, w])
+        self.shape_images = g.const("admm/shape_images", [0, k * c, h, w])
+        self._step_constants()
+
+    def _step_constants(self) -> None:
+        """Per-frequency constants of the exact step, transposed ``(W, H)`` like the spectra."""
+        g, spec, k = self.g, self.spec, self.spec.images
+        shape = (spec.width, spec.height)
+        t = lambda a: np.ascontiguousarray(np.asarray(a).T)  # noqa: E731  (H, W) -> (W, H)
+        rho = spec.rho
+        if spec.kind == "utgv":
+            c = tgv_step_constants(spec.height, spec.width)
+            h0, h1 = t(c.h0), t(c.h1)
+            schur = t(c.s)
+            # L = L_const + L_data / den: V = P R + h X,  X = (M f + rho (G + h^H R)) / den
+            fixed = _real_block({(1, 1): t(c.p11), (1, 2): t(c.p12), (2, 1): np.conj(t(c.p12)), (2, 2): t(c.p22)}, k, shape)
+            left, right = (1.0, h0, h1), (rho, rho * np.conj(h0), rho * np.conj(h1))
+            data = _real_block({(i, j): left[i] * right[j] for i in range(3) for j in range(3)}, k, shape)
+            offset = _real_block({(i, 0): left[i] for i in range(3)}, k, shape)[:, :2]  # (6, 2, W, H) on M f / den
+        else:
+            schur = t(tv_step_denominator(spec.height, spec.width))
+            fixed = np.zeros((2, 2, *shape))
+            data = _real_block({(0, 0): np.full(shape, rho, dtype=complex)}, 1, shape)
+            offset = _real_block({(0, 0): np.ones(shape, dtype=complex)}, 1, shape)[:, :2]
+        self.step_fixed = g.const("admm/step_fixed", fixed[None])  # (1, 2K, 2K, W, H)
+        self.step_data = g.const("admm/step_data", data[None])
+        self.offset = g.const("admm/offset", offset[None])  # (1, 2K, 2, W, H)
+        self.rho_schur = g.const("admm/rho_schur", (rho * schur)[None, None])  # (1, 1, W, H)
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _circular_pad(self, x: str, hint: str) -> str:
+        """Wrap one pixel around both spatial axes (Slice + Concat; TensorRT parses both)."""
+        g, h, w = self.g, self.spec.height, self.spec.width
+
+        def wrap(y: str, axis: int, n: int) -> str:
+            ax = g.const(f"admm/axis{axis}", [axis])
+            last = g.op("Slice", [y, g.const(f"admm/from{n - 1}", [n - 1]), g.const(f"admm/to{n}", [n]), ax], hint)
+            first = g.op("Slice", [y, g.const("admm/from0", [0]), g.const("admm/to1", [1]), ax], hint)
+            return g.op("Concat", [last, y, first], hint, axis=axis)
+
+        return wrap(wrap(x, 2, h), 3, w)
+
+    def _conv(self, x: str, kernel: str, hint: str) -> str:
+        return self.g.op("Conv", [self._circular_pad(x, hint), kernel], hint, pads=[0, 0, 0, 0])
+
+    def _dft(self, images: str) -> str:
+        """Images ``(B, K C, H, W)`` -> spectra ``(B, K, 2W, H)`` (transposed, [Re; Im] stacked)."""
+        g = self.g
+        rows = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [images, self.shape_rows_in], "dft")], "dft")  # (B, K, 2H, W)
+        rows = g.op("Transpose", [g.op("Reshape", [rows, self.shape_split], "dft")], "dft", perm=[0, 1, 2, 4, 3])
+        return g.op("MatMul", [self.cols_fwd, g.op("Reshape", [rows, self.shape_stacked_cols], "dft")], "dft")
+
+    def _idft(self, spectra: str) -> str:
+        """Spectra ``(B, K, 2W, H)`` -> images ``(B, K C, H, W)``."""
+        g = self.g
+        cols = g.op("MatMul", [self.cols_inv, spectra], "idft")  # (B, K, 2W, H)
+        cols = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_split], "idft")], "idft", perm=[0, 1, 2, 4, 3])
+        rows = g.op("MatMul", [self.rows_inv, g.op("Reshape", [cols, self.shape_rows_stacked], "idft")], "idft")
+        return g.op("Reshape", [rows, self.shape_images], "idft")
+
+    def _thresholds(self, maps: str) -> tuple[str, str]:
+        """``L / rho`` per channel of ``z`` ``(B, 5C, H, W)`` (L1 on z1, L0 on z2) and its negative."""
+        g, spec, c = self.g, self.spec, self.spec.channels
+        inv_rho = g.const("admm/inv_rho", np.float32(1.0 / spec.rho))
+        if spec.kind == "utgv":
+            l0 = g.op("Slice", [maps, g.const("admm/i0", [0]), g.const("admm/i1", [1]), g.const("admm/axis1", [1])], "thr")
+            l1 = g.op("Slice", [maps, g.const("admm/i1", [1]), g.const("admm/i2", [2]), g.const("admm/axis1", [1])], "thr")
+            parts = [l1] * (2 * c) + [l0] * (3 * c)
+        else:
+            parts = [maps] * (2 * c)
+        bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
+        return bound, g.op("Neg", [bound], "thr")
+
+    def _step_operator(self, mask: str | None) -> tuple[str, str]:
+        """``1 / den`` ``(B, 1, 1, W, H)`` and ``L = L_fixed + L_data / den`` ``(B|1, 2K, 2K, W, H)``."""
+        g, spec = self.g, self.spec
+        if mask is None:
+            den = g.op("Add", [self.rho_schur, g.const("admm/one", np.float32(1.0))], "den")
+        else:
+            # the centred mask (B, 1, 1, W) in the loop's DFT order, along the spectra's W axis
+            order = np.fft.ifftshift(np.arange(spec.width))
+            m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], "den", axis=3)
+            m = g.op("Reshape", [m, g.const("admm/shape_mask_wh", [0, 1, spec.width, 1])], "den")
+            den = g.op("Add", [m, self.rho_schur], "den")
+        inv = g.op("Unsqueeze", [g.op("Reciprocal", [den], "den"), g.const("admm/axis2", [2])], "den")  # (B, 1, 1, W, H)
+        operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
+        return inv, operator
+
+    # -- the loop ----------------------------------------------------------------------------
+    def build(self, x0: str, maps: str, mask: str | None) -> str:
+        """Append all iterations; returns the name of the final ``x (B, C, H, W)``.
+
+        ``x0 = A^H f / scale`` ``(B, C, H, W)``, ``maps`` ``(B, 2|1, H, W)`` normalised,
+        ``mask (B, 1, 1, W)`` (MRI) or None.
+        """
+        g, spec, c = self.g, self.spec, self.spec.channels
+        upper, lower = self._thresholds(maps)
+        inv_den, operator = self._step_operator(mask)
+        # c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1), once
+        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, 2, spec.width, spec.height])], "data")
+        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, 2, W, H)
+        offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis2", [2])], "data", keepdims=0)
+        one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
+        z = self._conv(x0, self.start_kernel, "start")
+        u = None
+        images = x0
+        for _ in range(spec.iterations):
+            w = z if u is None else g.op("Sub", [z, u], "w")
+            spectra = g.op("Reshape", [self._dft(self._conv(w, self.rhs_kernel, "rhs")), self.shape_spectra], "step")
+            solved = g.op("ReduceSum", [g.op("Mul", [operator, spectra], "step"), g.const("admm/axis2", [2])], "step", keepdims=0)
+            solved = g.op("Add", [solved, offset], "step")  # (B, 2K, W, H)
+            images = self._idft(g.op("Reshape", [solved, self.shape_spectra_back], "step"))
+            y = self._conv(images, self.split_kernel, "split")
+            t = g.op("Add", [y, g.op("Mul", [z, one_minus_alpha], "t")], "t")
+            t = t if u is None else g.op("Add", [t, u], "t")
+            u = g.op("Min", [g.op("Max", [t, lower], "u"), upper], "u")
+            z = g.op("Sub", [t, u], "z")
+        return g.op("Slice", [images, g.const("admm/i0", [0]), g.const(f"admm/i{c}", [c]), g.const("admm/axis1", [1])], "x")
