@@ -153,9 +153,9 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     factors = max_lines = None
     if solver == "admm":
         g = GraphBuilder(prefix="admm/")
-        spec = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha)
+        admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha)
         before = len(g.nodes)
-        x = ADMMGraph(g, spec).build("x0", "maps_n", mask_input)
+        x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
     else:
         sigma, tau = (float(v.detach()) for v in model.step_sizes())
         g = GraphBuilder(prefix="pdhg/")

@@ -1,0 +1,73 @@
+"""Export of ADMM models (SPEC 2b): parity with PyTorch, graph size, TensorRT operator support, contract."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from conftest import make_checkpoint
+from tgv_deploy.contract import Contract
+from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.errors import InputError
+from tgv_deploy.export.exporter import ExportConfig, build_graph, torch_reference
+from tgv_deploy.export.trt_check import check_model
+from tgv_deploy.models import load_checkpoint
+from tgv_deploy.onnx_graph import get_contract
+
+ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) is needed to run exported graphs")
+
+
+def _run(model, inputs):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["image", "maps"], inputs)
+
+
+@pytest.mark.parametrize("kind, task, size", [("utgv", "mri", (30, 21)), ("utv", "mri", (30, 21)), ("utgv", "mri", (17, 24)),
+                                               ("utgv", "denoise", (30, 21)), ("utv", "denoise", (19, 16))])
+def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=24, height=size[0], width=size[1],
+                                           solver="admm"))
+    result = build_graph(ckpt, ExportConfig())
+    inputs = example_inputs(task, 1, *size, seed=7)
+    image, maps = _run(result.model, inputs)
+    ref_image, ref_maps = torch_reference(ckpt, inputs, 24)
+    assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
+    assert np.linalg.norm(maps - ref_maps) / np.linalg.norm(ref_maps) < 1e-5
+    assert result.nodes_per_iteration <= 64
+    assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []
+    assert all(n.op_type != "DFT" for n in result.model.graph.node)
+    assert all(i.data_type in (TensorProto.FLOAT, TensorProto.INT64) for i in result.model.graph.initializer)
+    contract = get_contract(result.model)
+    assert contract.solver == "admm" and contract.max_sampled_lines is None
+
+
+def test_admm_graph_grows_linearly_and_shares_constants(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False)).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False)).model
+    per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
+    assert per_iteration == int(per_iteration) and per_iteration <= 64
+    assert len(large.graph.initializer) == len(small.graph.initializer)
+    dims = {i.name: list(i.dims) for i in large.graph.initializer}
+    assert dims["admm/dft_rows"] == [64, 64] and dims["admm/dft_cols"] == [48, 48]
+    assert dims["admm/step_data"] == [1, 6, 6, 24, 32]  # per frequency, transposed (W, H) like the spectra
+
+
+def test_dynamic_batch_admm_graph_runs_each_mask(tmp_path):
+    """Masks differ per batch element; the per-frequency division is per element too."""
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=10, height=16, width=20, solver="admm"))
+    result = build_graph(ckpt, ExportConfig(batch=None))
+    inputs = example_inputs("mri", 3, 16, 20, seed=2)
+    inputs["mask"][1, ..., ::2] = 1  # a denser mask for one element
+    inputs["kspace"] *= inputs["mask"]
+    image, _ = _run(result.model, inputs)
+    ref_image, _ = torch_reference(ckpt, inputs, 10)
+    assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
+
+
+def test_admm_contract_refuses_mask_without_centre(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=3, height=16, width=20, solver="admm"))
+    contract = Contract.from_json(build_graph(ckpt, ExportConfig(verify=False)).contract.to_json())
+    inputs = example_inputs("mri", 1, 16, 20)
+    inputs["mask"][..., 10] = 0
+    with pytest.raises(InputError, match="k-space centre"):
+        contract.check_inputs(inputs)
