@@ -20,7 +20,7 @@ def test_triple_edge_detection():
 def test_evaluation_writes_tables_and_figures(tmp_path, task):
     utgv = make_checkpoint(tmp_path / "utgv.pt", task=task, iterations=4)
     utv = make_checkpoint(tmp_path / "utv.pt", kind="utv", task=task, iterations=4)
-    outcomes = run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), str(utv), tmp_path / "eval", baseline_iterations=20, say=lambda m: None)
+    outcomes = run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), str(utv), tmp_path / "eval", baseline_max_iterations=100, say=lambda m: None)
     assert len(outcomes) == 2
     first = "zero-filled" if task == "mri" else "noisy input"
     for outcome in outcomes:
@@ -38,7 +38,7 @@ def test_evaluation_runs_the_models_at_the_requested_T(tmp_path):
     scores = {}
     for t in (None, 4, 1):
         outcomes = run_evaluation([], 1, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / f"eval{t}",
-                                  baseline_iterations=5, say=lambda m: None, iterations=t)
+                                  baseline_max_iterations=40, say=lambda m: None, iterations=t)
         scores[t] = outcomes[0].scores["U-TGV"]
     assert scores[None] == scores[4]  # the default is the checkpoint's own T
     assert scores[1] != scores[4]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv
+from tgv_deploy.baselines import CHECK_EVERY, TOLERANCE, Convergence, best_scalar_tgv, best_scalar_tv
 from tgv_deploy.layout import complex_to_channels
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.operators import CentredDFT
@@ -37,16 +37,16 @@ def test_scalar_searches_beat_their_grid_and_the_noisy_input():
     target = _phantom()
     noisy = target + 0.1 * rng.standard_normal(target.shape)
     f = torch.from_numpy(noisy)[None, None]
-    tv = best_scalar_tv(f, target, iterations=150, lambda_grid=np.linspace(-3, 0, 4), rounds=2, points=3)
+    tv = best_scalar_tv(f, target, max_iterations=1500, lambda_grid=np.linspace(-3, 0, 4), rounds=2, points=3)
     tgv = best_scalar_tgv(
-        f, target, iterations=150, lambda1_grid=np.linspace(-3, 0, 4), ratio_grid=np.log10([1.0, 4.0]), rounds=1, points=3
+        f, target, max_iterations=1500, lambda1_grid=np.linspace(-3, 0, 4), ratio_grid=np.log10([1.0, 4.0]), rounds=1, points=3
     )
     noisy_psnr = psnr(target, noisy)
     assert tv.score > noisy_psnr + 3 and tgv.score > noisy_psnr + 3
     assert tv.evaluations == 4 + 3 + 3 and tgv.evaluations == 8 + 9
     assert tv.score == pytest.approx(psnr(target, tv.image[0].numpy()))
     # refinement can only improve on the coarse grid's best point
-    coarse = best_scalar_tv(f, target, iterations=150, lambda_grid=np.linspace(-3, 0, 4), rounds=0)
+    coarse = best_scalar_tv(f, target, max_iterations=1500, lambda_grid=np.linspace(-3, 0, 4), rounds=0)
     assert tv.score >= coarse.score
     assert set(tgv.params) == {"lambda0", "lambda1"} and tgv.params["lambda1"] > 0
 
@@ -58,7 +58,7 @@ def test_scalar_search_mri_ssim():
     mask[..., ::2] = 1
     mask[..., 6:10] = 1
     result = best_scalar_tgv(
-        k * mask, target, mask=mask, iterations=100, criterion="ssim",
+        k * mask, target, mask=mask, max_iterations=1500, criterion="ssim",
         lambda1_grid=np.linspace(-3, -1, 3), ratio_grid=np.log10([2.0]), rounds=1, points=3,
     )
     zero_filled = CentredDFT("fft").adjoint(k * mask)
@@ -66,3 +66,26 @@ def test_scalar_search_mri_ssim():
     assert result.score > zf and result.criterion == "ssim"
     with pytest.raises(ValueError, match="criterion"):
         best_scalar_tv(k * mask, target, mask=mask, criterion="mse")
+
+
+def test_baselines_run_to_convergence():
+    """The chosen scalar TV is the converged minimiser: more iterations would not change it."""
+    from tgv_deploy.solvers import admm_tv
+
+    rng = np.random.default_rng(4)
+    target = _phantom()
+    noisy = target + 0.1 * rng.standard_normal(target.shape)
+    result = best_scalar_tv(torch.from_numpy(noisy)[None, None], target, lambda_grid=np.linspace(-2, -1, 2), rounds=0)
+    assert 0 < result.iterations < 3000 and result.iterations % CHECK_EVERY == 0
+    converged = admm_tv(noisy[None], result.params["lambda"], iterations=3000)[0]
+    # stopping at a change below TOLERANCE per CHECK_EVERY iterations leaves the image within a
+    # small multiple of it of the minimiser (ADMM converges linearly here)
+    assert np.linalg.norm(result.image[0].numpy() - converged) / np.linalg.norm(converged) < 20 * TOLERANCE
+
+
+def test_convergence_callback_stops_on_a_still_image_only():
+    stop = Convergence()
+    x = torch.ones(2, 1, 4, 4)
+    assert [stop(k, x + (k < 30) * k) for k in range(CHECK_EVERY * 3)].count(True) >= 1
+    moving = Convergence()
+    assert not any(moving(k, x * (1 + k)) for k in range(CHECK_EVERY * 3))

@@ -147,14 +147,14 @@ def admm_tgv_channels(
     iterations: int,
     rho: Scalar = DEFAULT_RHO,
     alpha: float = DEFAULT_ALPHA,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``iterations`` ADMM iterations of periodic TGV; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
 
     ``f``: centred k-space ``(B, 2, H, W)`` with ``mask`` ``(B, 1, 1|H, W)`` (sampling the
     centre), or a denoising image ``(B, 1, H, W)`` with ``mask=None``; ``lambda0`` / ``lambda1``
-    ``(B, H, W)`` or broadcastable. ``callback(k, x, v)`` runs after iteration ``k``.
+    ``(B, H, W)`` or broadcastable. ``callback(k, x, v)`` runs after iteration ``k`` (True stops).
     """
     xv_step = TGVStep(f, mask, rho)
     grad, sym = xv_step.grad, xv_step.sym
@@ -182,7 +182,7 @@ def admm_tv_channels(
     iterations: int,
     rho: Scalar = DEFAULT_RHO,
     alpha: float = DEFAULT_ALPHA,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
 ) -> torch.Tensor:
     """The TV variant (no ``v``): ``X = (M f + rho F(grad^T w)) / (m + rho |a|^2)``; returns ``x (B, C, H, W)``."""

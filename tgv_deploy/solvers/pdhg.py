@@ -57,12 +57,16 @@ def _as_field_bound(lam: torch.Tensor) -> torch.Tensor:
 
 def _run(step, state: tuple, iterations: int, checkpoint_every: int | None, callback) -> tuple:
     """Apply ``step`` ``iterations`` times; with ``checkpoint_every`` keep only segment boundaries
-    for backward (activation checkpointing trades compute for memory at large T)."""
+    for backward (activation checkpointing trades compute for memory at large T).
+
+    ``callback(k, x, v_or_aux)`` runs after iteration ``k``; returning True stops the run there
+    (convergence criteria of baselines and studies).
+    """
     if not checkpoint_every or callback is not None or not torch.is_grad_enabled():
         for k in range(iterations):
             state = step(state)
-            if callback is not None:
-                callback(k, *state[:2])
+            if callback is not None and callback(k, *state[:2]):
+                break
         return state
     from torch.utils.checkpoint import checkpoint
 
@@ -91,7 +95,7 @@ def pdhg_tgv_channels(
     sigma: Scalar,
     tau: Scalar,
     theta: float = 1.0,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``iterations`` TGV iterations; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
@@ -128,7 +132,7 @@ def pdhg_tv_channels(
     sigma: Scalar,
     tau: Scalar,
     theta: float = 1.0,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    callback: Callable[[int, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
 ) -> torch.Tensor:
     """The TV variant (no ``v``, no ``q``): returns ``x (B, C, H, W)``."""

@@ -1,0 +1,100 @@
+"""Scoring one case: zero-filled (or noisy input), converged oracle scalar TV and TGV, U-TV and U-TGV.
+
+Scalar baselines are tuned per image against the ground truth (an oracle: the strongest scalar
+competitor) and solved to convergence (:mod:`tgv_deploy.baselines`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv
+from tgv_deploy.dft import ifft2c
+from tgv_deploy.evaluation.cases import Case, _crop, _pad_target
+from tgv_deploy.metrics import psnr, ssim
+from tgv_deploy.models.checkpoint import load_checkpoint
+from tgv_deploy.registry import resolve_model
+
+METHODS = ("zero-filled", "noisy input", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
+
+
+@dataclass
+class Outcome:
+    case: Case
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    maps: np.ndarray | None = None
+    params: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | None, max_iterations: int, criterion: str):
+    """The oracle-tuned scalar TV and TGV of one case, on the same search grids for every task."""
+    tv = best_scalar_tv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
+                        lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
+    tgv = best_scalar_tgv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
+                          lambda1_grid=np.linspace(-3.5, -0.5, 7), ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+    return tv, tgv
+
+
+def evaluate_denoise_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion: str = "psnr",
+                          iterations: int | None = None) -> Outcome:
+    f = torch.from_numpy(case.kspace[None, None].astype(np.float32))
+    out = Outcome(case)
+    out.images["noisy input"] = case.kspace
+    tv, tgv = scalar_baselines(f, case.target, None, baseline_max_iterations, criterion)
+    out.images["scalar TV"], out.params["scalar TV"] = np.abs(tv.image[0].numpy()), {**tv.params, "iterations": tv.iterations}
+    out.images["scalar TGV"], out.params["scalar TGV"] = np.abs(tgv.image[0].numpy()), {**tgv.params, "iterations": tgv.iterations}
+    for name, model in (("U-TV", utv), ("U-TGV", utgv)):
+        if model is None:
+            continue
+        with torch.no_grad():
+            x, maps = model(f, iterations=iterations)
+        out.images[name] = np.abs(x[0, 0].numpy())
+        if name == "U-TGV":
+            out.maps = maps[0].numpy()
+    for name, image in out.images.items():
+        out.scores[name] = (psnr(case.target, image), ssim(case.target, image))
+    return out
+
+
+def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion: str = "psnr",
+                  iterations: int | None = None) -> Outcome:
+    """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default)."""
+    k = case.kspace
+    f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
+    mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
+    target = case.target
+    out = Outcome(case)
+
+    def crop(x):
+        return _crop(np.abs(x), target.shape)
+
+    out.images["zero-filled"] = crop(ifft2c(k * case.mask))
+
+    def search_target_shape(image_channels: torch.Tensor) -> np.ndarray:
+        return crop(np.sqrt((image_channels.numpy() ** 2).sum(0)))
+
+    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape), mask, baseline_max_iterations, criterion)
+    out.images["scalar TV"], out.params["scalar TV"] = search_target_shape(tv.image), {**tv.params, "iterations": tv.iterations}
+    out.images["scalar TGV"], out.params["scalar TGV"] = search_target_shape(tgv.image), {**tgv.params, "iterations": tgv.iterations}
+    for name, model in (("U-TV", utv), ("U-TGV", utgv)):
+        if model is None:
+            continue
+        with torch.no_grad():
+            x, maps = model(f, mask, iterations=iterations)
+        out.images[name] = crop(torch.sqrt(x[0].square().sum(0)).numpy())
+        if name == "U-TGV":
+            out.maps = np.stack([_crop(m, target.shape) for m in maps[0].numpy()])
+    for name, image in out.images.items():
+        out.scores[name] = (psnr(target, image), ssim(target, image))
+    return out
+
+
+def load_model(name: str | None):
+    if name is None:
+        return None
+    return load_checkpoint(resolve_model(name)).build()
+
