@@ -19,7 +19,7 @@ import numpy as np
 from tgv_deploy.contract import Contract, check_sha256
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.errors import InputError
-from tgv_deploy.machine import machine_description
+from tgv_deploy.machine import provenance
 from tgv_deploy.onnx_graph import load_verified
 from tgv_deploy.registry import resolve_model
 from tgv_deploy.runtime.session import Session
@@ -42,6 +42,7 @@ class BenchRow:
     # No memory column: every backend runs in this one process, so its peak resident memory is
     # the largest of all rows so far, not this row's.
     ratio_to_torch: float | None = None
+    ratio_to_first: float | None = None  # p50 against the first model of the same run (the baseline)
 
 
 def _exported_contract(name: str) -> Contract | None:
@@ -85,21 +86,27 @@ def bench(
             check_sha256(resolve_model(name), expected)
     contracts = {name: _exported_contract(name) for name in models}
     exported_ts = {c.iterations for c in contracts.values() if c is not None}
-    if len(exported_ts) > 1:
-        raise InputError(f"the exported models have different T ({', '.join(map(str, sorted(exported_ts)))}): bench compares one T")
+    has_checkpoints = any(c is None for c in contracts.values())
+    if len(exported_ts) > 1 and has_checkpoints and iterations is None:
+        # exported models each run at their own T (comparing schemes at equal quality needs that);
+        # a checkpoint then needs to be told which T to run
+        raise InputError(f"the exported models have different T ({', '.join(map(str, sorted(exported_ts)))}): "
+                         "give checkpoints their T with --iterations")
     for name, c in contracts.items():
         if c is None:
             continue
         if (height or c.height, width or c.width) != (c.height, c.width):
             raise InputError(f"{name}: exported for {c.height}x{c.width}, not {height}x{width}")
-        if iterations is not None and iterations != c.iterations:
+        # with one exported T, --iterations must match it (a likely mistake otherwise); with several,
+        # it must be one of them (checkpoints join one scheme's T)
+        if iterations is not None and iterations not in exported_ts:
             raise InputError(f"{name}: exported with T={c.iterations}, not --iterations {iterations}")
         if c.batch is not None and c.batch != batch:
             raise InputError(f"{name}: exported for batch {c.batch}, not --batch {batch}")
     tasks = {c.task for c in contracts.values() if c is not None}
     if len(tasks) > 1:
         raise InputError("all models of one bench run must share a task (MRI or denoising)")
-    checkpoint_t = iterations if iterations is not None else next(iter(exported_ts), None)
+    checkpoint_t = iterations if iterations is not None else next(iter(exported_ts), None)  # one T when unspecified
     sessions = []
     for name in models:
         exported = contracts[name] is not None  # their T is fixed by the contract
@@ -134,6 +141,8 @@ def bench(
             batch=batch, p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
             p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()), throughput=float(batch / (ms.mean() / 1e3)),
         ))
+    for row in rows:
+        row.ratio_to_first = row.p50_ms / rows[0].p50_ms
     torch_rows = [r for r in rows if r.backend == "torch"]
     if torch_rows:
         for row in rows:
@@ -142,14 +151,17 @@ def bench(
 
 
 def rows_to_json(rows: list[BenchRow], command: str) -> dict[str, object]:
-    return {"machine": machine_description(), "command": command, "results": [asdict(r) for r in rows]}
+    """The result file: rows plus provenance (command, commit, versions, machine, each model file's SHA-256)."""
+    files = {r.model: str(resolve_model(r.model)) for r in rows}
+    return {**provenance(files), "command": command, "results": [asdict(r) for r in rows]}
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:
-    lines = ["| model | backend | T | H x W | batch | p50 ms | p90 ms | p99 ms | slices/s | vs torch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | backend | T | H x W | batch | p50 ms | p90 ms | p99 ms | slices/s | vs torch | vs first |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         ratio = "" if r.ratio_to_torch is None else f"{r.ratio_to_torch:.2f}"
+        first = "" if r.ratio_to_first is None else f"{r.ratio_to_first:.2f}"
         lines.append(f"| {os.path.basename(r.model)} | {r.backend} | {r.iterations} | {r.height}x{r.width} | {r.batch} | "
-                     f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.throughput:.2f} | {ratio} |")
+                     f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.throughput:.2f} | {ratio} | {first} |")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0
     mask = np.zeros((batch, 1, 1, width), dtype=np.float32)
     mask[..., ::4] = 1
     centre = max(1, round(0.08 * width))
-    mask[..., (width - centre) // 2 : (width - centre) // 2 + centre] = 1
+    start = width // 2 - centre // 2  # the block always holds the centre column W // 2 (ADMM needs it)
+    mask[..., start : start + centre] = 1
     kspace = np.stack((k.real, k.imag), axis=1) * mask
     return {"kspace": kspace.astype(np.float32), "mask": mask}
