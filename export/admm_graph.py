@@ -25,6 +25,7 @@ data enter once as the transform of ``A^H f``). Real block forms ``[[Re, -Im], [
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,7 @@ def stencil(apply, n_in: int, n_out: int) -> np.ndarray:
     return weights
 
 
-def _real_block(entries: dict[tuple[int, int], np.ndarray], size: int, shape: tuple[int, int]) -> np.ndarray:
+def _real_block(entries: dict[tuple[int, int], Any], size: int, shape: tuple[int, int]) -> np.ndarray:
     """Real form ``(2 size, 2 size, *shape)`` of a per-frequency complex matrix given by its non-zero entries."""
     out = np.zeros((2 * size, 2 * size, *shape))
     for (i, j), c in entries.items():

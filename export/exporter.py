@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -75,6 +76,7 @@ def io_specs(task: str, kind: str, height: int, width: int, batch: int | None) -
     b = -1 if batch is None else batch
     channels = 2 if task == "mri" else 1
     maps = 2 if kind == "utgv" else 1
+    inputs: tuple[TensorSpec, ...]
     if task == "mri":
         inputs = (TensorSpec("kspace", (b, 2, height, width)), TensorSpec("mask", (b, 1, 1, width)))
     else:
@@ -120,7 +122,7 @@ def _trace_prologue(
         torch.onnx.export(
             prologue,
             example,
-            buffer,
+            cast(Any, buffer),  # torch accepts file objects; its annotation names only paths
             dynamo=False,
             opset_version=opset,
             input_names=names,

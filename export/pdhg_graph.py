@@ -187,8 +187,8 @@ class PDHGGraph:
         return self.g.op("Min", [self.g.op("Max", [y, neg_bound], hint), bound], hint)
 
     def _sum(self, terms: list[str | None], hint: str) -> str:
-        terms = [t for t in terms if t is not None]
-        return terms[0] if len(terms) == 1 else self.g.op("Sum", terms, hint)
+        present = [t for t in terms if t is not None]
+        return present[0] if len(present) == 1 else self.g.op("Sum", present, hint)
 
     def _combine(self, products: str, kernel: str, dilation: int) -> str:
         """Finish a complex column product from its four real parts (see :func:`_combine_kernel`)."""
@@ -297,10 +297,13 @@ class PDHGGraph:
         g, spec, c = self.g, self.spec, self.spec.channels
         tgv = spec.kind == "utgv"
         l1 = g.op("Slice", [maps, g.const("pdhg/i1", [1]), g.const("pdhg/i2", [2]), g.const("pdhg/ax1", [1])], "l1") if tgv else maps
-        l0 = g.op("Slice", [maps, g.const("pdhg/i0", [0]), g.const("pdhg/i1", [1]), g.const("pdhg/ax1", [1])], "l0") if tgv else None
+        # for TV, L0 is never read (no q); the names keep one code path
+        l0 = g.op("Slice", [maps, g.const("pdhg/i0", [0]), g.const("pdhg/i1", [1]), g.const("pdhg/ax1", [1])], "l0") if tgv else l1
         nl1 = g.op("Neg", [l1], "l1")
-        nl0 = g.op("Neg", [l0], "l0") if tgv else None
+        nl0 = g.op("Neg", [l0], "l0") if tgv else nl1
         if spec.task == "mri":
+            if mask is None:
+                raise ValueError("MRI graphs need the mask input")
             cols_fwd, cols_adj, f = self._sampled_lines(f, mask)
             f = self._data_in_r_layout(f)
         nsf = g.op("Mul", [f, g.const("pdhg/neg_a_s", np.float32(-self.a_s))], "nsf")

@@ -19,16 +19,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = {"tgv_deploy": ROOT / "tgv_deploy", "tgv_deploy/training": ROOT / "training", "tgv_deploy/export": ROOT / "export"}
 
-#: Files being rewritten elsewhere while this check was added; their errors are listed, not hidden,
-#: by the xfail below until they are fixed there. Every other file must be clean.
-PENDING = {
-    "tgv_deploy/models/checkpoint.py", "tgv_deploy/models/config.py", "tgv_deploy/models/unet.py", "tgv_deploy/models/utgv.py",
-    "tgv_deploy/solvers/admm.py", "tgv_deploy/solvers/api.py", "tgv_deploy/solvers/pdhg.py",
-    "tgv_deploy/operators/finite_differences.py", "tgv_deploy/operators/fourier.py", "tgv_deploy/operators/tgv.py",
-    "tgv_deploy/baselines.py", "tgv_deploy/data/fastmri.py", "tgv_deploy/data/mrd.py", "tgv_deploy/data/synthetic.py",
-    "tgv_deploy/evaluate.py", "training/trainer.py", "training/config.py", "export/exporter.py", "export/pdhg_graph.py",
-    "export/admm_graph.py",
-}
 
 
 def _link_tree(target: Path) -> None:
@@ -73,12 +63,6 @@ def errors() -> list[str]:
     return mypy_errors()
 
 
-def test_mypy_is_clean_outside_pending_files(errors):
-    ours = [e for e in errors if e.split(":")[0] not in PENDING]
-    assert ours == [], "\n".join(ours)
-
-
-@pytest.mark.xfail(strict=False, reason="mypy errors remain in files being rewritten elsewhere (PENDING); listed in the failure")
 def test_mypy_is_clean(errors):
     assert errors == [], "\n".join(errors)
 

@@ -24,7 +24,7 @@ from tgv_deploy.io_utils import atomic_output
 from tgv_deploy.layout import magnitude
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint, save_checkpoint
-from tgv_deploy.models.utgv import build_model
+from tgv_deploy.models.utgv import UnrolledModel, build_model
 from tgv_deploy.training.config import TrainConfig
 from tgv_deploy.training.data import Corruption, FileSlices, SyntheticSlices, make_batch
 
@@ -95,7 +95,7 @@ def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_w
     return loss
 
 
-def warm_start(model: torch.nn.Module, config: TrainConfig) -> None:
+def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
     """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net).
 
     From a checkpoint of the other solver only the U-Net is taken (PDHG's step parameter means
@@ -168,7 +168,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
             raise IntegrityError(f"{state_path}: cannot resume ({type(exc).__name__})") from None
         log(f"resumed at step {start}")
     resumed_elapsed = elapsed
-    trained = model
+    trained: torch.nn.Module = model
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None)
 

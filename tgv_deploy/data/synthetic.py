@@ -70,11 +70,12 @@ def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.nda
         image[region] = rng.uniform(0.05, 1.0) + ramp[region]
     # a few smooth ellipses (ventricles, lesions)
     for _ in range(rng.integers(0, 4)):
-        e = _ellipse(yy, xx, cy + rng.normal(0, 0.12), cx + rng.normal(0, 0.12), *rng.uniform(0.02, 0.12, 2), rng.uniform(0, np.pi))
+        ry, rx = rng.uniform(0.02, 0.12, 2)
+        e = _ellipse(yy, xx, cy + rng.normal(0, 0.12), cx + rng.normal(0, 0.12), ry, rx, rng.uniform(0, np.pi))
         image[(e < 1) & inside] = rng.uniform(0.0, 1.0)
     image[rim] = rng.uniform(0.5, 1.0) + 0.1 * _smooth_field(rng, (height, width), 0.05)[rim]
     # fine structures and texture
-    image += 0.25 * _vessels(rng, (height, width), rng.integers(0, 8)) * inside
+    image += 0.25 * _vessels(rng, (height, width), int(rng.integers(0, 8))) * inside
     for _ in range(rng.integers(0, 12)):
         dy, dx = rng.integers(2, height - 2), rng.integers(2, width - 2)
         if inside[dy, dx]:
@@ -129,7 +130,7 @@ def brain_like_image(rng: np.random.Generator, height: int, width: int) -> np.nd
     rim = inside & (radius > rng.uniform(0.88, 0.95))
     image[rim] = rng.uniform(0.4, 1.0)
     image += rng.uniform(0.0, 0.05) * _band_field(rng, (height, width), 0.15, 0.35) * inside  # fine texture
-    image += 0.3 * _vessels(rng, (height, width), rng.integers(0, 5)) * inside
+    image += 0.3 * _vessels(rng, (height, width), int(rng.integers(0, 5))) * inside
     for _ in range(rng.integers(0, 15)):  # bright spots that may set the image maximum
         dy, dx = rng.integers(2, height - 2), rng.integers(2, width - 2)
         if inside[dy, dx]:

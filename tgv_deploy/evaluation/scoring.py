@@ -64,6 +64,8 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
                   iterations: int | None = None) -> Outcome:
     """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default)."""
     k = case.kspace
+    if case.mask is None:
+        raise ValueError(f"MRI case {case.name} has no mask")
     f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
     mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
     target = case.target

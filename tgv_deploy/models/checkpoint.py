@@ -21,7 +21,7 @@ import torch
 from tgv_deploy.errors import InputError, IntegrityError
 from tgv_deploy.io_utils import atomic_output
 from tgv_deploy.models.config import ModelConfig
-from tgv_deploy.models.utgv import build_model
+from tgv_deploy.models.utgv import UnrolledModel, build_model
 
 FORMAT = "tgv-deploy-checkpoint"
 FORMAT_VERSION = 1
@@ -33,7 +33,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     training: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> torch.nn.Module:
+    def build(self) -> UnrolledModel:
         """The model with these weights, in eval mode."""
         model = build_model(self.config)
         model.load_state_dict(self.state_dict)
@@ -48,7 +48,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, training: dict[str, Any] | None = None) -> None:
+def save_checkpoint(path: str | os.PathLike, model: UnrolledModel, training: dict[str, Any] | None = None) -> None:
     """Write ``model`` (a :class:`UTGV` or :class:`UTV`) with its config and training metadata."""
     payload = {
         "format": FORMAT,

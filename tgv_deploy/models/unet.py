@@ -41,6 +41,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], out_channels, 1)
         # softplus_5(-0.4) = 0.021: untrained maps start near a typical scalar weight for
         # images normalised to max 1, not at the over-smoothing 0.14 of a zero bias.
+        assert self.head.bias is not None  # Conv2d has a bias unless asked not to
         nn.init.constant_(self.head.bias, -0.4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

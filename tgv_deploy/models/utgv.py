@@ -15,6 +15,7 @@ with the returned maps reproduces the returned image.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from tgv_deploy.layout import magnitude
 from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.unet import UNet
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
-from tgv_deploy.operators.fourier import DFT_IMPLS, MaskedFourierOp
+from tgv_deploy.operators.fourier import DFT_IMPLS, DFTImpl, MaskedFourierOp
 from tgv_deploy.solvers.admm import DEFAULT_RHO, admm_tgv_channels, admm_tv_channels
 from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
 
@@ -34,7 +35,7 @@ def image_scale(x0: torch.Tensor) -> torch.Tensor:
     return torch.clamp(peak, min=torch.finfo(x0.dtype).tiny).reshape(-1, 1, 1, 1)
 
 
-class _UnrolledModel(nn.Module):
+class UnrolledModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -45,7 +46,7 @@ class _UnrolledModel(nn.Module):
         else:
             #: ADMM's penalty ``rho = exp(log_rho)``, learned, starts at the solver's default.
             self.log_rho = nn.Parameter(torch.tensor(math.log(DEFAULT_RHO)))
-        self.dft = "fft"
+        self.dft: DFTImpl = "fft"
         #: Activation checkpointing of the unrolled loop: keep every k-th state for backward.
         self.checkpoint_every: int | None = None
 
@@ -53,7 +54,7 @@ class _UnrolledModel(nn.Module):
         """Choose the DFT implementation: ``"fft"`` (training) or ``"matrix"`` (export)."""
         if impl not in DFT_IMPLS:
             raise ValueError(f"DFT implementation must be one of {DFT_IMPLS}, got {impl!r}")
-        self.dft = impl
+        self.dft = cast(DFTImpl, impl)
 
     def forward_operator(self, f: torch.Tensor, mask: torch.Tensor | None) -> LinearOperator:
         channels = self.config.image_channels
@@ -75,7 +76,8 @@ class _UnrolledModel(nn.Module):
 
     def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """PDHG's ``(s, t)``."""
-        return step_sizes(self.log_step)
+        s, t = step_sizes(self.log_step)
+        return torch.as_tensor(s), torch.as_tensor(t)
 
     def rho(self) -> torch.Tensor:
         """ADMM's penalty."""
@@ -129,7 +131,7 @@ def _check_centre_sampled(mask: torch.Tensor) -> None:
         raise ValueError(f"mask does not sample the k-space centre (column {mask.shape[-1] // 2}); ADMM needs it")
 
 
-class UTGV(_UnrolledModel):
+class UTGV(UnrolledModel):
     """U-TGV: maps ``(L0, L1)`` from the U-Net, then T TGV iterations."""
 
     def _pdhg(self, f, maps, forward_op, iterations):
@@ -146,7 +148,7 @@ class UTGV(_UnrolledModel):
         return x
 
 
-class UTV(_UnrolledModel):
+class UTV(UnrolledModel):
     """U-TV: one map ``L`` from the U-Net, then T TV iterations."""
 
     def _pdhg(self, f, maps, forward_op, iterations):
@@ -159,6 +161,6 @@ class UTV(_UnrolledModel):
         )
 
 
-def build_model(config: ModelConfig) -> _UnrolledModel:
+def build_model(config: ModelConfig) -> UnrolledModel:
     """The model a configuration describes, freshly initialised."""
     return (UTGV if config.kind == "utgv" else UTV)(config)

@@ -66,16 +66,16 @@ class CentredDFT(LinearOperator):
             raise ValueError(f"DFT implementation must be one of {DFT_IMPLS}, got {impl!r}")
         self.impl = impl
 
-    def _apply(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
+    def _transform(self, x: torch.Tensor, adjoint: bool) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 2:
             raise ValueError(f"DFT input must be (B, 2, H, W) (real, imaginary), got {tuple(x.shape)}")
         return (_fft_dft2 if self.impl == "fft" else _matrix_dft2)(x, adjoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._apply(x, adjoint=False)
+        return self._transform(x, adjoint=False)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._apply(y, adjoint=True)
+        return self._transform(y, adjoint=True)
 
 
 class MaskedFourierOp(LinearOperator):

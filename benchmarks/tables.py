@@ -1,0 +1,169 @@
+"""Regenerate every results table in the documents from the result files, so no number can drift.
+
+A document marks a generated table with ``<!-- table: KIND PATH [OPTION] -->`` on its own line and
+ends it with ``<!-- /table -->``; this script rewrites what lies between from ``PATH`` (relative to
+the repository root). ``--check`` rewrites nothing and fails when a table differs from its file
+(a test runs it). Kinds:
+
+* ``quality DIR``: mean PSNR / SSIM per setting and method, from ``DIR/results.csv`` (``tgv-deploy evaluate``);
+* ``margins DIR``: per slice, U-TGV against the scalar TGV (PSNR margin, SSIM of both), from ``DIR/results.csv``;
+* ``bench FILE``: a ``tgv-deploy bench --json`` file;
+* ``quality-speed FILE``: ``benchmarks/quality_speed.py``'s JSON;
+* ``convergence FILE``: ``benchmarks/convergence.py``'s JSON (distance to the minimiser against T);
+* ``convergence-scan FILE``: the same file's (rho, alpha) scan (worst relative energy gap);
+* ``provenance FILE``: the commit, command and machine a JSON result file records.
+
+Usage: ``python benchmarks/tables.py [--check]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = ["README.md", "benchmarks/README.md", "docs/conventions.md", "docs/export.md", "tgv_deploy/bundled/*.md"]
+BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+METHOD_ORDER = ("zero-filled", "noisy input", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
+
+
+def _csv_rows(directory: Path) -> list[dict[str, str]]:
+    with open(directory / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _methods(rows: list[dict[str, str]]) -> list[str]:
+    return [m for m in METHOD_ORDER if rows and f"{m} PSNR" in rows[0] and any(r[f"{m} PSNR"] != "nan" for r in rows)]
+
+
+def quality(path: Path) -> str:
+    rows = _csv_rows(path)
+    methods = _methods(rows)
+    lines = ["| setting | slices | " + " | ".join(f"{m}" for m in methods) + " |", "| --- | --- |" + " --- |" * len(methods)]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        group = [r for r in rows if r["setting"] == setting]
+        cells = []
+        best = max(methods, key=lambda m: np.mean([float(r[f"{m} PSNR"]) for r in group]))
+        for m in methods:
+            p = np.mean([float(r[f"{m} PSNR"]) for r in group])
+            s = np.mean([float(r[f"{m} SSIM"]) for r in group])
+            cell = f"{p:.2f} dB / {s:.3f}"
+            cells.append(f"**{cell}**" if m == best else cell)
+        lines.append(f"| {setting} | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def margins(path: Path) -> str:
+    rows = _csv_rows(path)
+    lines = ["| slice | scalar TGV | U-TGV | PSNR margin | SSIM higher |", "| --- | --- | --- | --- | --- |"]
+    gaps = []
+    for r in rows:
+        tgv = float(r["scalar TGV PSNR"]), float(r["scalar TGV SSIM"])
+        utgv = float(r["U-TGV PSNR"]), float(r["U-TGV SSIM"])
+        gaps.append(utgv[0] - tgv[0])
+        lines.append(f"| {r['case']} | {tgv[0]:.2f} / {tgv[1]:.3f} | {utgv[0]:.2f} / {utgv[1]:.3f} | {utgv[0] - tgv[0]:+.2f} dB | "
+                     f"{'yes' if utgv[1] > tgv[1] else 'no'} |")
+    lines.append(f"| mean | | | {np.mean(gaps):+.2f} dB (worst {min(gaps):+.2f}) | |")
+    return "\n".join(lines)
+
+
+def bench(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = ["| model | backend | T | H x W | p50 ms | p90 ms | vs first row |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    first = data["results"][0]["p50_ms"]
+    for r in data["results"]:
+        lines.append(f"| {Path(r['model']).name} | {r['backend']} | {r['iterations']} | {r['height']} x {r['width']} | "
+                     f"{r['p50_ms']:.0f} | {r['p90_ms']:.0f} | {r['p50_ms'] / first:.2f} |")
+    return "\n".join(lines)
+
+
+def quality_speed(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = ["| scheme | T | held-out real MR PSNR / SSIM | synthetic PSNR / SSIM | ms per slice (p50, " + f"{data['size']} x {data['size']})" + " |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        ms = f"{r['p50_ms']:.0f}" if r.get("p50_ms") else "-"
+        lines.append(f"| {r['label']} | {r['T']} | {r['held-out'][0]:.2f} dB / {r['held-out'][1]:.3f} | "
+                     f"{r['synthetic'][0]:.2f} dB / {r['synthetic'][1]:.3f} | {ms} |")
+    return "\n".join(lines)
+
+
+def convergence(path: Path) -> str:
+    data = json.loads(path.read_text())
+    ts = ("64", "256", "1024")
+    lines = ["| case | maps | " + " | ".join(f"PDHG T={t}" for t in ts) + " | " + " | ".join(f"ADMM T={t}" for t in ("16", "32", "64", "128", "256")) + " |",
+             "| --- | --- |" + " --- |" * 8]
+    for r in data["records"]:
+        for label, e in r["maps"].items():
+            lines.append(f"| {r['case']} | {label} | " + " | ".join(f"{e['pdhg'][t]:.3f}" for t in ts) + " | "
+                         + " | ".join(f"{e['admm'][t]:.4f}" for t in ("16", "32", "64", "128", "256")) + " |")
+    return "\n".join(lines)
+
+
+def convergence_scan(path: Path) -> str:
+    data = json.loads(path.read_text())
+    worst = data["worst_energy_gap"]
+    lines = ["| rho, alpha | worst gap T=32 | T=64 | T=128 |", "| --- | --- | --- | --- |"]
+    for setting, gaps in sorted(worst.items(), key=lambda kv: kv[1]["128"]):
+        lines.append(f"| {setting} | {gaps['32']:.1e} | {gaps['64']:.1e} | {gaps['128']:.1e} |")
+    return "\n".join(lines)
+
+
+def provenance(path: Path) -> str:
+    data = json.loads(path.read_text())
+    machine = data.get("machine", {})
+    return (f"`{data.get('command', '?')}` at commit `{str(data.get('commit', '?'))[:12]}`, on {machine.get('cpu_model', '?')} "
+            f"({machine.get('cpus', '?')} CPUs), torch {machine.get('torch', '-')}, onnxruntime {machine.get('onnxruntime', '-')}")
+
+
+KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
+         "convergence-scan": convergence_scan, "provenance": provenance}
+
+
+def render(spec: str) -> str:
+    kind, path = spec.split()[:2]
+    if kind not in KINDS:
+        raise ValueError(f"unknown table kind {kind!r} (known: {', '.join(KINDS)})")
+    return KINDS[kind](ROOT / path) + "\n"
+
+
+def update(document: Path, check: bool) -> list[str]:
+    """Rewrite ``document``'s tables; return the specs whose table was out of date."""
+    text = document.read_text()
+    stale: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        body = render(match.group("spec"))
+        if body != match.group("body"):
+            stale.append(match.group("spec"))
+        return match.group(1) + body + match.group(4)
+
+    new = BLOCK.sub(replace, text)
+    if not check and new != text:
+        document.write_text(new)
+    return stale
+
+
+def documents() -> list[Path]:
+    return sorted({p for pattern in DOCUMENTS for p in ROOT.glob(pattern)})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a table differs from its result file; write nothing")
+    args = parser.parse_args()
+    stale = {str(d.relative_to(ROOT)): s for d in documents() if (s := update(d, args.check))}
+    for document, specs in stale.items():
+        print(f"{'stale' if args.check else 'updated'}: {document}: {', '.join(specs)}")
+    if args.check and stale:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
