@@ -229,4 +229,7 @@ def test_model_card_describes_every_stage(tmp_path):
     assert first < second
     assert "MSE loss" in text[first:second] and "per-sample PSNR + 20 x (1 - SSIM) loss" in text[second:]
     assert f"starting from `{stage1}`" in text[second:] and "50% of them phase-free" in text[second:]
-    assert "`tgv-deploy train stage1.toml -o runs/tiny-stage1`" in text
+    assert f"`tgv-deploy train stage1.toml -o {stage1.parent}`" in text  # each stage's run folder is its checkpoint's
+    assert "ADMM (SPEC 2b" in text  # the solver the final stage trained through (new models default to ADMM)
+    with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])
+    assert "<!-- table: quality benchmarks/results/some-eval -->\n<!-- /table -->" in with_eval

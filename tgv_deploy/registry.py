@@ -14,6 +14,7 @@ BUNDLED: dict[str, str] = {
     "utgv-mri": "U-TGV, single-coil Cartesian MRI (the default)",
     "utv-mri": "U-TV, single-coil Cartesian MRI (comparison)",
     "utgv-denoise": "U-TGV, denoising of real-valued images",
+    "utgv-mri-pdhg": "U-TGV, MRI, PDHG (SPEC 2): the previous default, kept for comparisons",
 }
 DEFAULT_MODEL = "utgv-mri"
 
@@ -21,9 +22,10 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
-    "utv-mri": "ae1cd0327c26275a0da990938a92559fc84ce7a40d6b14bd9bbcac0e0bcaa1a9",
+    "utgv-mri": "7a1e5a5807227631e15ed6117bc4201d46264fadc0cafbfe62dc58e0cbf6eb34",
+    "utv-mri": "4515549c14c3a91d8a924cf6b3d0fdd7d70a756235becb971d57e72189569750",
     "utgv-denoise": "73742560be44f617eb4fd7ba314f374f5aac26030bd6660df66a1505e519ef45",
+    "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }
 
 

@@ -1,6 +1,11 @@
-"""Write a bundled model's card from its checkpoint metadata and an evaluation table.
+"""Write a bundled model's card from its checkpoint metadata; evaluation tables are generated blocks.
 
-    python -m tgv_deploy.training.model_card CHECKPOINT NAME CONFIG [--earlier CKPT CONFIG] [--evaluation results.md] -o CARD.md
+    python -m tgv_deploy.training.model_card CHECKPOINT NAME CONFIG [--earlier CKPT CONFIG] [--evaluation DIR --command CMD]
+        [--note TEXT] -o CARD.md && python benchmarks/tables.py
+
+Each training stage's run directory is its checkpoint's folder. An evaluation is written as a
+``<!-- table: quality DIR -->`` block that ``benchmarks/tables.py`` fills from ``DIR/results.csv``
+(and keeps checked against it), so a card cannot drift from its result files.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from pathlib import Path
 
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
+
+_SOLVERS = {"admm": "ADMM (SPEC 2b: periodic differences, exact Fourier-domain step, learned penalty)",
+            "pdhg": "PDHG (SPEC 2)"}
 
 
 def _training_bullets(ckpt, config: str, run: str) -> list[str]:
@@ -49,7 +57,7 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
 
 
 def card(checkpoint: Path, name: str, config: str, evaluation: list[str], commands: list[str],
-         earlier: Sequence[tuple[Path, str]] = ()) -> str:
+         earlier: Sequence[tuple[Path, str]] = (), note: str = "") -> str:
     """``earlier``: (checkpoint, config) of the stages before the final one, oldest first."""
     ckpt = load_checkpoint(checkpoint)
     meta, model = ckpt.training, ckpt.config
@@ -62,16 +70,18 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         f"{model.kind.upper()} for {'single-coil Cartesian MRI' if model.task == 'mri' else 'denoising'}: a U-Net "
         f"(depth {model.unet.depth}, {model.unet.base_channels} base channels, "
         f"{sum(v.numel() for v in ckpt.state_dict.values())} parameters) predicts the regularisation map(s); "
-        f"T unrolled PDHG iterations reconstruct. Default T at inference and export: **{model.iterations}**.",
+        f"T unrolled {_SOLVERS[model.solver]} iterations reconstruct. Default T at inference and export: **{model.iterations}**.",
         "",
         "## Training",
     ]
+    if note:
+        lines += [note, ""]
     stages = [(load_checkpoint(path), cfg_name) for path, cfg_name in earlier] + [(ckpt, config)]
+    checkpoints = [path for path, _ in earlier] + [checkpoint]
     for i, (stage, stage_config) in enumerate(stages, 1):
         if len(stages) > 1:
             lines.append(f"{'' if i == 1 else chr(10)}Stage {i}{' (final)' if i == len(stages) else ''}:")
-        run = f"runs/{name}" if i == len(stages) else f"runs/{name}-stage{i}"
-        lines += _training_bullets(stage, stage_config, run)
+        lines += _training_bullets(stage, stage_config, str(checkpoints[i - 1].parent))
     lines += [
         "",
         "## Validation during training (synthetic, " + (f"R = {data.get('val_acceleration')}, sigma = {data.get('val_sigma')}, "
@@ -87,8 +97,8 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         lines += ["", "## Evaluation", "",
                   "Scalar TV/TGV are tuned per image against the ground truth (an oracle). Synthetic test images come from a seed "
                   "range training never uses; held-out real MR images come from `benchmarks/heldout.py`. On the 2-core CPU machine:"]
-        for table, command in zip(evaluation, commands):
-            lines += ["", f"`{command}`", "", Path(table).read_text().strip()]
+        for directory, command in zip(evaluation, commands):
+            lines += ["", f"`{command}`", "", f"<!-- table: quality {directory} -->", "<!-- /table -->"]
     lines += [
         "",
         "## Use and limits",
@@ -104,14 +114,17 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("name")
     parser.add_argument("config")
-    parser.add_argument("--evaluation", action="append", default=[], help="results.md of an evaluation (repeatable)")
+    parser.add_argument("--evaluation", action="append", default=[], help="result directory of an evaluation, relative to "
+                        "the repository root (repeatable)")
+    parser.add_argument("--note", default="", help="a paragraph placed before the training stages")
     parser.add_argument("--command", action="append", default=[], help="the command that produced it (same order)")
     parser.add_argument("--earlier", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "CONFIG"),
                         help="an earlier training stage this one started from (repeatable, oldest first)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
     earlier = [(Path(path), config) for path, config in args.earlier]
-    atomic_write_bytes(args.output, card(args.checkpoint, args.name, args.config, args.evaluation, args.command, earlier).encode())
+    atomic_write_bytes(args.output, card(args.checkpoint, args.name, args.config, args.evaluation, args.command, earlier,
+                                         args.note).encode())
     print(f"wrote {args.output}")
 
 
