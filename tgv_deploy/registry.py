@@ -24,7 +24,7 @@ DEFAULT_MODEL = "utgv-mri"
 BUNDLED_SHA256: dict[str, str] = {
     "utgv-mri": "7a1e5a5807227631e15ed6117bc4201d46264fadc0cafbfe62dc58e0cbf6eb34",
     "utv-mri": "4515549c14c3a91d8a924cf6b3d0fdd7d70a756235becb971d57e72189569750",
-    "utgv-denoise": "73742560be44f617eb4fd7ba314f374f5aac26030bd6660df66a1505e519ef45",
+    "utgv-denoise": "6c58b1a858c04e1d286415fc1b9a8850d740dc01641ec50c8a11e0a4a96f6895",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }
 
