@@ -180,3 +180,20 @@ def test_bad_settings_refused_in_one_line(kwargs, match):
     with pytest.raises(ValueError, match=match) as info:
         admm_tgv(f, 0.05, 0.02, **args)
     assert "\n" not in str(info.value)
+
+
+def test_one_penalty_per_image_equals_separate_runs():
+    """A (B,) rho (parameter searches give each candidate its own) solves each image with its own penalty."""
+    from tgv_deploy.solvers import admm_tgv_channels, admm_tv_channels
+
+    f, mask = _data("mri", 8, 6, batch=3, seed=9)
+    f_ch, m, _ = _channels("mri", f, mask)
+    rho = torch.tensor([0.3, 1.0, 7.0], dtype=torch.float64)
+    lam = torch.tensor([0.02, 0.05, 0.1], dtype=torch.float64).reshape(3, 1, 1)
+    x, v = admm_tgv_channels(f_ch, 2 * lam, lam, m, 12, rho)
+    tv = admm_tv_channels(f_ch, lam, m, 12, rho)
+    for b in range(3):
+        xb, vb = admm_tgv_channels(f_ch[b : b + 1], 2 * lam[b : b + 1], lam[b : b + 1], m, 12, float(rho[b]))
+        torch.testing.assert_close(x[b : b + 1], xb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(v[b : b + 1], vb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(tv[b : b + 1], admm_tv_channels(f_ch[b : b + 1], lam[b : b + 1], m, 12, float(rho[b])), rtol=1e-12, atol=1e-12)

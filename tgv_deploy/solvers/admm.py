@@ -51,6 +51,14 @@ def _constants(height: int, width: int, like: torch.Tensor) -> dict[str, torch.T
     return _CONSTANTS[key]
 
 
+def _per_image(rho: Scalar, ndim: int) -> Scalar:
+    """``rho`` as given (a number or a 0-d tensor), or a ``(B,)`` tensor (one penalty per image,
+    e.g. per candidate of a parameter search) viewed to broadcast against ``ndim``-D tensors."""
+    if isinstance(rho, torch.Tensor) and rho.ndim == 1:
+        return rho.reshape(-1, *([1] * (ndim - 1)))
+    return rho
+
+
 def shrink(y: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Soft thresholding ``y - clip(y, t)`` of every real component (``t`` broadcast, non-negative)."""
     return y - clip(y, threshold)
@@ -107,7 +115,7 @@ class TGVStep:
 
     def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
         self.data = _Data(f, mask)
-        self.rho = rho
+        self.rho = rho = _per_image(rho, 3)  # against spectra (B, H, W)
         self.const = _constants(f.shape[-2], f.shape[-1], f)
         self.denominator = self.data.m + rho * self.const["s"]
         self.grad, self.sym = PeriodicGradient(), PeriodicSymGradient()
@@ -130,7 +138,7 @@ class TVStep:
 
     def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
         self.data = _Data(f, mask)
-        self.rho = rho
+        self.rho = rho = _per_image(rho, 3)
         self.denominator = self.data.m + rho * _constants(f.shape[-2], f.shape[-1], f)["tv"]
         self.grad = PeriodicGradient()
 
@@ -154,11 +162,13 @@ def admm_tgv_channels(
 
     ``f``: centred k-space ``(B, 2, H, W)`` with ``mask`` ``(B, 1, 1|H, W)`` (sampling the
     centre), or a denoising image ``(B, 1, H, W)`` with ``mask=None``; ``lambda0`` / ``lambda1``
-    ``(B, H, W)`` or broadcastable. ``callback(k, x, v)`` runs after iteration ``k`` (True stops).
+    ``(B, H, W)`` or broadcastable; ``rho`` a number, a 0-d tensor or one per image ``(B,)``.
+    ``callback(k, x, v)`` runs after iteration ``k`` (True stops).
     """
     xv_step = TGVStep(f, mask, rho)
     grad, sym = xv_step.grad, xv_step.sym
-    t1, t0 = _as_field_bound(lambda1) / rho, _as_field_bound(lambda0) / rho
+    rho_fields = _per_image(rho, 5)  # against (B, K, C, H, W)
+    t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / rho_fields
 
     def step(state):
         _, _, z1, z2, u1, u2 = state
@@ -188,7 +198,7 @@ def admm_tv_channels(
     """The TV variant (no ``v``): ``X = (M f + rho F(grad^T w)) / (m + rho |a|^2)``; returns ``x (B, C, H, W)``."""
     x_step = TVStep(f, mask, rho)
     grad = x_step.grad
-    threshold = _as_field_bound(lam) / rho
+    threshold = _as_field_bound(lam) / _per_image(rho, 5)
 
     def step(state):
         _, z, u = state
