@@ -22,8 +22,8 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "7a1e5a5807227631e15ed6117bc4201d46264fadc0cafbfe62dc58e0cbf6eb34",
-    "utv-mri": "4515549c14c3a91d8a924cf6b3d0fdd7d70a756235becb971d57e72189569750",
+    "utgv-mri": "ad90359ffd4d8245cc4c44d0685d92321ffa3fb9fae23768cf9fd48e51897ac7",
+    "utv-mri": "684e1b2d14189a5d760ffde9a6455a07da6ad47ea07a771b3ed14501d75584e9",
     "utgv-denoise": "6c58b1a858c04e1d286415fc1b9a8850d740dc01641ec50c8a11e0a4a96f6895",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }
