@@ -8,7 +8,9 @@ p50 per slice. Writes ``quality_speed.json`` (with provenance), ``quality_speed.
 ``quality_speed.png`` (PSNR against ms per slice, one line per scheme).
 
 Usage: ``python benchmarks/quality_speed.py --model admm=utgv-mri:16,32,64,128 --model pdhg=utgv-mri-pdhg:64,128,256,512``
-(``label=checkpoint:T,T,...``; ``--quality-only`` skips the timing).
+(``label=checkpoint:T,T,...``; ``--quality-only`` skips the timing). Denoising models are scored
+on seeded synthetic noisy images (sigma 0.05) instead (``--quality-only``: their graphs are not
+timed at the MRI size).
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ import torch
 from tgv_deploy.bench import bench
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.synthetic import synthetic_image
-from tgv_deploy.evaluation.cases import TEST_SEED, corrupt
+from tgv_deploy.evaluation.cases import TEST_SEED, corrupt, corrupt_images
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
+
+
+def denoise_slices(synthetic: int) -> dict[str, list[tuple[np.ndarray, None, np.ndarray]]]:
+    """Denoising models: {"synthetic": [(noisy image (H, W), None, target (H, W)), ...]} (sigma 0.05, 128 x 128)."""
+    images = [(f"synthetic:{i}", synthetic_image(np.random.default_rng([TEST_SEED, i]), 128, 128)) for i in range(synthetic)]
+    return {"synthetic": [(c.kspace, None, c.target) for c in corrupt_images(images, 0.05)]}
 
 
 def test_slices(data: Path, synthetic: int) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
@@ -48,9 +56,11 @@ def test_slices(data: Path, synthetic: int) -> dict[str, list[tuple[np.ndarray, 
 def quality(model, slices, iterations: int) -> tuple[float, float]:
     scores = []
     for kspace, mask, target in slices:
-        f = torch.from_numpy(np.stack((kspace.real, kspace.imag))[None].astype(np.float32))
-        m = torch.from_numpy(mask.astype(np.float32)).reshape(1, 1, 1, -1)
-        x, _ = model(f, m, iterations=iterations)
+        if mask is None:  # denoising: a real noisy image
+            x, _ = model(torch.from_numpy(np.asarray(kspace, dtype=np.float32))[None, None], iterations=iterations)
+        else:
+            f = torch.from_numpy(np.stack((kspace.real, kspace.imag))[None].astype(np.float32))
+            x, _ = model(f, torch.from_numpy(mask.astype(np.float32)).reshape(1, 1, 1, -1), iterations=iterations)
         image = torch.sqrt(x[0].square().sum(0)).numpy()
         scores.append((psnr(target, image), ssim(target, image)))
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
@@ -64,7 +74,7 @@ def plot(rows: list[dict], path: Path, size: int) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for label in dict.fromkeys(r["label"] for r in rows):
-        mine = [r for r in rows if r["label"] == label and r.get("p50_ms")]
+        mine = [r for r in rows if r["label"] == label and r.get("p50_ms") and "held-out" in r]
         ax.plot([r["p50_ms"] for r in mine], [r["held-out"][0] for r in mine], "o-", label=label)
         for r in mine:
             ax.annotate(f"T={r['T']}", (r["p50_ms"], r["held-out"][0]), textcoords="offset points", xytext=(4, -10), fontsize=8)
@@ -88,21 +98,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_speed"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    slices = test_slices(args.data, args.synthetic)
     specs, rows, files = [], [], {}
     for text in args.model:
         label, rest = text.split("=", 1)
         name, ts = rest.rsplit(":", 1)
         files[label] = str(resolve_model(name))
         specs.append((label, name, [int(t) for t in ts.split(",")]))
+    mri_slices = denoising = None
     for label, name, ts in specs:
         ckpt = load_checkpoint(resolve_model(name))
         model = ckpt.build()
+        if ckpt.config.task == "denoise":
+            slices = denoising = denoising or denoise_slices(args.synthetic + 2)
+        else:
+            slices = mri_slices = mri_slices or test_slices(args.data, args.synthetic)
         for t in ts:
             scores = {group: quality(model, s, t) for group, s in slices.items()}
             rows.append({"label": label, "model": name, "solver": ckpt.config.solver, "T": t, **scores})
-            print(f"{label} T={t}: held-out {scores['held-out'][0]:.2f} dB / {scores['held-out'][1]:.4f}, "
-                  f"synthetic {scores['synthetic'][0]:.2f} dB / {scores['synthetic'][1]:.4f}", file=sys.stderr, flush=True)
+            print(f"{label} T={t}: " + ", ".join(f"{g} {p:.2f} dB / {q:.4f}" for g, (p, q) in scores.items()), file=sys.stderr, flush=True)
     if not args.quality_only:
         with tempfile.TemporaryDirectory() as tmp:
             graphs = []
@@ -119,12 +132,14 @@ def main() -> None:
     lines = ["| scheme | T | held-out PSNR / SSIM | synthetic PSNR / SSIM | ms per slice (p50) |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         ms = f"{r['p50_ms']:.0f}" if r.get("p50_ms") else "-"
-        lines.append(f"| {r['label']} | {r['T']} | {r['held-out'][0]:.2f} / {r['held-out'][1]:.4f} | "
-                     f"{r['synthetic'][0]:.2f} / {r['synthetic'][1]:.4f} | {ms} |")
+        held = f"{r['held-out'][0]:.2f} / {r['held-out'][1]:.4f}" if "held-out" in r else "-"
+        lines.append(f"| {r['label']} | {r['T']} | {held} | {r['synthetic'][0]:.2f} / {r['synthetic'][1]:.4f} | {ms} |")
     table = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {**provenance(files), "size": args.size, "runs": args.runs, "held_out_slices": len(slices["held-out"]),
-              "synthetic_slices": len(slices["synthetic"]), "rows": rows}
+    record = {**provenance(files), "size": args.size, "runs": args.runs,
+              "held_out_slices": len(mri_slices["held-out"]) if mri_slices else 0,
+              "synthetic_slices": len(mri_slices["synthetic"]) if mri_slices else 0,
+              "synthetic_denoising_images": len(denoising["synthetic"]) if denoising else 0, "rows": rows}
     atomic_write_bytes(args.out / "quality_speed.json", json.dumps(record, indent=1).encode())
     atomic_write_bytes(args.out / "quality_speed.md", table.encode())
     if not args.quality_only:

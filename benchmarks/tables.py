@@ -89,8 +89,8 @@ def quality_speed(path: Path) -> str:
              "| --- | --- | --- | --- | --- |"]
     for r in data["rows"]:
         ms = f"{r['p50_ms']:.0f}" if r.get("p50_ms") else "-"
-        lines.append(f"| {r['label']} | {r['T']} | {r['held-out'][0]:.2f} dB / {r['held-out'][1]:.3f} | "
-                     f"{r['synthetic'][0]:.2f} dB / {r['synthetic'][1]:.3f} | {ms} |")
+        held = f"{r['held-out'][0]:.2f} dB / {r['held-out'][1]:.3f}" if "held-out" in r else "-"
+        lines.append(f"| {r['label']} | {r['T']} | {held} | {r['synthetic'][0]:.2f} dB / {r['synthetic'][1]:.3f} | {ms} |")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ DEFAULT_MODEL = "utgv-mri"
 BUNDLED_SHA256: dict[str, str] = {
     "utgv-mri": "ad90359ffd4d8245cc4c44d0685d92321ffa3fb9fae23768cf9fd48e51897ac7",
     "utv-mri": "684e1b2d14189a5d760ffde9a6455a07da6ad47ea07a771b3ed14501d75584e9",
-    "utgv-denoise": "6c58b1a858c04e1d286415fc1b9a8850d740dc01641ec50c8a11e0a4a96f6895",
+    "utgv-denoise": "f63b42f8ac649add0f8af33250935bfa5fb6af017096cdca290609cc22dd9af6",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }
 
