@@ -45,6 +45,9 @@ def _constants(height: int, width: int, like: torch.Tensor) -> dict[str, torch.T
         c = tgv_step_constants(height, width)
         tensors = {name: torch.as_tensor(getattr(c, name), dtype=complex_dtype, device=like.device)
                    for name in ("p11", "p22", "p12", "h0", "h1")}
+        # the conjugates the step needs, stored resolved (a lazy conj view is slower in products)
+        for name in ("p12", "h0", "h1"):
+            tensors[f"{name}_conj"] = tensors[name].conj().resolve_conj()
         tensors["s"] = torch.as_tensor(c.s, dtype=like.dtype, device=like.device)
         tensors["tv"] = torch.as_tensor(tv_step_denominator(height, width), dtype=like.dtype, device=like.device)
         _CONSTANTS[key] = tensors
@@ -125,9 +128,9 @@ class TGVStep:
         rhs = torch.cat((self.grad.adjoint(w1)[:, None], self.sym.adjoint(w2) - w1), dim=1)  # (B, 3, C, H, W)
         spectra = _fft2(_to_complex(rhs))
         g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
-        x_hat = (self.data.transformed + rho * (g + const["h0"].conj() * r0 + const["h1"].conj() * r1)) / self.denominator
+        x_hat = (self.data.transformed + rho * (g + const["h0_conj"] * r0 + const["h1_conj"] * r1)) / self.denominator
         v0 = const["p11"] * r0 + const["p12"] * r1 + const["h0"] * x_hat
-        v1 = const["p12"].conj() * r0 + const["p22"] * r1 + const["h1"] * x_hat
+        v1 = const["p12_conj"] * r0 + const["p22"] * r1 + const["h1"] * x_hat
         images = _to_channels(_ifft2(torch.stack((x_hat, v0, v1), dim=1)), self.data.channels)
         return images[:, 0], images[:, 1:]
 
