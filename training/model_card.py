@@ -95,7 +95,7 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
               for h in history]
     if evaluation:
         lines += ["", "## Evaluation", "",
-                  "Scalar TV/TGV are tuned per image against the ground truth (an oracle). Synthetic test images come from a seed "
+                  "Scalar TV/TGV are tuned per image against the ground truth (an oracle) and solved to convergence; the models run at their default T. Synthetic test images come from a seed "
                   "range training never uses; held-out real MR images come from `benchmarks/heldout.py`. On the 2-core CPU machine:"]
         for directory, command in zip(evaluation, commands):
             lines += ["", f"`{command}`", "", f"<!-- table: quality {directory} -->", "<!-- /table -->"]

@@ -109,6 +109,14 @@ def _output(x: torch.Tensor, problem: _Problem) -> Any:
     return out.detach().numpy() if problem.was_numpy else out
 
 
+def _output_xv(x: torch.Tensor, v: torch.Tensor, problem: _Problem, return_v: bool) -> Any:
+    """``x`` (and ``v (B, 2, H, W)``, complex for MRI, with ``return_v``) in the caller's layout."""
+    if not return_v:
+        return _output(x, problem)
+    v_out = torch.complex(v[:, :, 0], v[:, :, 1]) if problem.is_mri else v[:, :, 0]
+    return _output(x, problem), (v_out.detach().numpy() if problem.was_numpy else v_out)
+
+
 def pdhg_tgv(
     f: Any,
     lambda0: Any,
@@ -151,10 +159,7 @@ def pdhg_tgv(
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     sigma, tau = _steps(iterations, sigma, tau, theta)
     x, v = pdhg_tgv_channels(problem.f, l0, l1, problem.forward_op, iterations, sigma, tau, theta)
-    if not return_v:
-        return _output(x, problem)
-    v_out = torch.complex(v[:, :, 0], v[:, :, 1]) if problem.is_mri else v[:, :, 0]
-    return _output(x, problem), (v_out.detach().numpy() if problem.was_numpy else v_out)
+    return _output_xv(x, v, problem, return_v)
 
 
 def pdhg_tv(
@@ -250,10 +255,7 @@ def admm_tgv(
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
     x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha)
-    if not return_v:
-        return _output(x, problem)
-    v_out = torch.complex(v[:, :, 0], v[:, :, 1]) if problem.is_mri else v[:, :, 0]
-    return _output(x, problem), (v_out.detach().numpy() if problem.was_numpy else v_out)
+    return _output_xv(x, v, problem, return_v)
 
 
 def admm_tv(
