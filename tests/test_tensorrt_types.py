@@ -20,7 +20,7 @@ def _stubs(tmp_path: Path) -> Path:
     try:
         files = importlib.metadata.files("tensorrt-stubs")
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip("tensorrt-stubs is not installed (CI installs it with pip install --no-deps tensorrt-stubs)")
+        pytest.skip("tensorrt-stubs is not installed (the README test command installs it: pip install --no-deps tensorrt-stubs)")
     pytest.importorskip("mypy", reason="mypy is not installed")
     stub_dir = tmp_path / "stubs"
     for f in files or []:
