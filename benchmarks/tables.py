@@ -10,7 +10,8 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``bench FILE``: a ``tgv-deploy bench --json`` file;
 * ``quality-speed FILE``: ``benchmarks/quality_speed.py``'s JSON;
 * ``convergence FILE``: ``benchmarks/convergence.py``'s JSON (distance to the minimiser against T);
-* ``convergence-scan FILE``: the same file's (rho, alpha) scan (worst relative energy gap);
+* ``convergence-scan FILE MAPS``: the same file's (rho, alpha) scan, worst relative energy gap
+  over the cases with ``MAPS`` ("scalar" or "u-tgv");
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
 Usage: ``python benchmarks/tables.py [--check]``.
@@ -97,18 +98,24 @@ def quality_speed(path: Path) -> str:
 def convergence(path: Path) -> str:
     data = json.loads(path.read_text())
     ts = ("64", "256", "1024")
-    lines = ["| case | maps | " + " | ".join(f"PDHG T={t}" for t in ts) + " | " + " | ".join(f"ADMM T={t}" for t in ("16", "32", "64", "128", "256")) + " |",
-             "| --- | --- |" + " --- |" * 8]
+    lines = ["| case | maps | " + " | ".join(f"PDHG T={t}" for t in ts) + " | " + " | ".join(f"ADMM T={t}" for t in ("16", "32", "64", "128", "256"))
+             + " | reference: energy change over its last 1000 iterations |", "| --- | --- |" + " --- |" * 9]
     for r in data["records"]:
         for label, e in r["maps"].items():
             lines.append(f"| {r['case']} | {label} | " + " | ".join(f"{e['pdhg'][t]:.3f}" for t in ts) + " | "
-                         + " | ".join(f"{e['admm'][t]:.4f}" for t in ("16", "32", "64", "128", "256")) + " |")
+                         + " | ".join(f"{e['admm'][t]:.4f}" for t in ("16", "32", "64", "128", "256"))
+                         + f" | {e['reference_last_third_energy_change']:.1e} |")
     return "\n".join(lines)
 
 
-def convergence_scan(path: Path) -> str:
+def convergence_scan(path: Path, maps: str) -> str:
+    """Worst relative energy gap per (rho, alpha) over the scanned cases with ``maps`` ("scalar" or "u-tgv")."""
     data = json.loads(path.read_text())
-    worst = data["worst_energy_gap"]
+    worst: dict[str, dict[str, float]] = {}
+    for record in data["records"]:
+        for setting, gaps in record["maps"][maps].get("energy_gap", {}).items():
+            for t, gap in gaps.items():
+                worst.setdefault(setting, {})[t] = max(worst.get(setting, {}).get(t, 0.0), gap)
     lines = ["| rho, alpha | worst gap T=32 | T=64 | T=128 |", "| --- | --- | --- | --- |"]
     for setting, gaps in sorted(worst.items(), key=lambda kv: kv[1]["128"]):
         lines.append(f"| {setting} | {gaps['32']:.1e} | {gaps['64']:.1e} | {gaps['128']:.1e} |")
@@ -127,10 +134,10 @@ KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed"
 
 
 def render(spec: str) -> str:
-    kind, path = spec.split()[:2]
+    kind, path, *options = spec.split()
     if kind not in KINDS:
         raise ValueError(f"unknown table kind {kind!r} (known: {', '.join(KINDS)})")
-    return KINDS[kind](ROOT / path) + "\n"
+    return KINDS[kind](ROOT / path, *options) + "\n"
 
 
 def update(document: Path, check: bool) -> list[str]:

@@ -11,6 +11,7 @@ Each training stage's run directory is its checkpoint's folder. An evaluation is
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
     return lines
 
 
+def _learned(ckpt) -> str:
+    """The learned solver parameter, as the checkpoint holds it."""
+    if ckpt.config.solver == "admm":
+        return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}"
+    return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
+
+
 def card(checkpoint: Path, name: str, config: str, evaluation: list[str], commands: list[str],
          earlier: Sequence[tuple[Path, str]] = (), note: str = "") -> str:
     """``earlier``: (checkpoint, config) of the stages before the final one, oldest first."""
@@ -70,7 +78,8 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         f"{model.kind.upper()} for {'single-coil Cartesian MRI' if model.task == 'mri' else 'denoising'}: a U-Net "
         f"(depth {model.unet.depth}, {model.unet.base_channels} base channels, "
         f"{sum(v.numel() for v in ckpt.state_dict.values())} parameters) predicts the regularisation map(s); "
-        f"T unrolled {_SOLVERS[model.solver]} iterations reconstruct. Default T at inference and export: **{model.iterations}**.",
+        f"T unrolled {_SOLVERS[model.solver]} iterations reconstruct ({_learned(ckpt)}). "
+        f"Default T at inference and export: **{model.iterations}**.",
         "",
         "## Training",
     ]
