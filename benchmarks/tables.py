@@ -62,15 +62,21 @@ def quality(path: Path) -> str:
 
 def margins(path: Path) -> str:
     rows = _csv_rows(path)
-    lines = ["| slice | scalar TGV | U-TGV | PSNR margin | SSIM higher |", "| --- | --- | --- | --- | --- |"]
-    gaps = []
+    record = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else {"cases": []}
+    triple = {c["case"]: c.get("lambda1_triple_edge") for c in record["cases"]}
+    lines = ["| slice | scalar TGV | U-TGV | PSNR margin | SSIM higher | Lambda1 triple edge |", "| --- | --- | --- | --- | --- | --- |"]
+    gaps, higher = [], 0
     for r in rows:
         tgv = float(r["scalar TGV PSNR"]), float(r["scalar TGV SSIM"])
         utgv = float(r["U-TGV PSNR"]), float(r["U-TGV SSIM"])
         gaps.append(utgv[0] - tgv[0])
+        higher += utgv[1] > tgv[1]
+        edge = {True: "yes", False: "no", None: "-"}[triple.get(r["case"])]
         lines.append(f"| {r['case']} | {tgv[0]:.2f} / {tgv[1]:.3f} | {utgv[0]:.2f} / {utgv[1]:.3f} | {utgv[0] - tgv[0]:+.2f} dB | "
-                     f"{'yes' if utgv[1] > tgv[1] else 'no'} |")
-    lines.append(f"| mean | | | {np.mean(gaps):+.2f} dB (worst {min(gaps):+.2f}) | |")
+                     f"{'yes' if utgv[1] > tgv[1] else 'no'} | {edge} |")
+    edges = sum(v is True for v in triple.values())
+    lines.append(f"| mean | | | {np.mean(gaps):+.2f} dB (worst {min(gaps):+.2f}) | {higher} of {len(rows)} | "
+                 f"{edges} of {len(triple) or '-'} |")
     return "\n".join(lines)
 
 
