@@ -150,6 +150,9 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
         "triton_repo": triton_repo,
     }
     if as_json:
+        from tgv_deploy.machine import provenance
+
+        report["provenance"] = provenance({"checkpoint": str(path)})  # a result file must say where it came from
         click.echo(json.dumps(report, indent=2))
     else:
         parity = "not checked" if result.parity is None else f"{result.parity:.2e} relative L2 vs PyTorch"

@@ -44,7 +44,9 @@ def provenance(models: dict[str, str] | None = None) -> dict[str, object]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+            # the package's own checkout, wherever the command runs ("unknown" for an installed wheel)
+            here = os.path.dirname(os.path.abspath(__file__))
+            return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
