@@ -12,6 +12,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``convergence FILE``: ``benchmarks/convergence.py``'s JSON (distance to the minimiser against T);
 * ``convergence-scan FILE MAPS``: the same file's (rho, alpha) scan, worst relative energy gap
   over the cases with ``MAPS`` ("scalar" or "u-tgv");
+* ``export FILE``: a ``tgv-deploy export --json`` record (graph size, export time, parity);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
 Usage: ``python benchmarks/tables.py [--check]``.
@@ -128,6 +129,14 @@ def convergence_scan(path: Path, maps: str) -> str:
     return "\n".join(lines)
 
 
+def export(path: Path) -> str:
+    d = json.loads(path.read_text())
+    return ("| T | H x W | nodes | nodes per iteration | seconds (with parity check) | parity (relative L2) |\n"
+            "| --- | --- | --- | --- | --- | --- |\n"
+            f"| {d['iterations']} | {d['height']} x {d['width']} | {d['nodes']} | {d['nodes_per_iteration']:.1f} | {d['seconds']:.1f} | "
+            f"{d['parity_rel_l2']:.1e} |")
+
+
 def provenance(path: Path) -> str:
     data = json.loads(path.read_text())
     machine = data.get("machine", {})
@@ -136,7 +145,7 @@ def provenance(path: Path) -> str:
 
 
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
-         "convergence-scan": convergence_scan, "provenance": provenance}
+         "convergence-scan": convergence_scan, "export": export, "provenance": provenance}
 
 
 def render(spec: str) -> str:
