@@ -66,3 +66,14 @@ def test_help_and_readme_list_the_same_exit_codes():
     help_text = CliRunner().invoke(cli, ["--help"]).output
     readme = (ROOT / "README.md").read_text()
     assert _exit_codes(help_text) == _exit_codes(readme) == [*range(9), 70]
+
+
+def test_every_subpackage_is_packaged():
+    """The explicit package list of pyproject.toml names every package of the source tree."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "tgv_deploy").rglob("__init__.py")}
+    assert found <= listed, f"not packaged: {sorted(found - listed)}"
