@@ -1,6 +1,9 @@
 """CPU benchmark harness: export time and graph size against T, latency sweeps, and the matmul floor.
 
-    python benchmarks/cpu_suite.py [--model utgv-mri] [--quick] [--out benchmarks/results/cpu]
+    python benchmarks/cpu_suite.py [--model utgv-mri-pdhg] [--quick] [--out benchmarks/results/cpu]
+
+Written for PDHG graphs (its DFT-path profile reads the ``pdhg/`` nodes); the default is the
+bundled PDHG model.
 
 Writes ``cpu.json``, ``cpu.md`` and ``cpu_latency.png`` with the machine description and the exact
 command. Latency rows compare ONNX Runtime with torch eager (native FFT) in one process,
@@ -134,7 +137,7 @@ def training_step_ms(ckpt, iterations: int, size: int, batch: int, checkpoint_ev
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="CPU benchmark harness")
-    parser.add_argument("--model", default="utgv-mri")
+    parser.add_argument("--model", default="utgv-mri-pdhg")
     parser.add_argument("--quick", action="store_true", help="Fewer sizes and runs (minutes, not tens of minutes).")
     parser.add_argument("--out", default="benchmarks/results/cpu", type=Path)
     args = parser.parse_args()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tgv_deploy.machine import machine_description, resident_mb
+from tgv_deploy.machine import provenance, resident_mb
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.io_utils import atomic_write_bytes
 
@@ -57,7 +57,7 @@ def main() -> int:
                 print(f"run {i + 1}/{args.runs}: RSS {samples[-1]['rss_mb']:.1f} MB", flush=True)
         seconds = time.perf_counter() - start
     growth = (resident_mb() - warm) / warm
-    report = {"machine": machine_description(), "command": "python " + " ".join(sys.argv), "model": args.model, "runs": args.runs,
+    report = {**provenance({args.model: str(resolve_model(args.model))}), "model": args.model, "runs": args.runs,
               "size": args.size, "iterations": args.iterations, "rss_after_warmup_mb": warm, "samples": samples,
               "rss_growth_fraction": growth, "bitwise_identical": identical, "seconds": seconds,
               "passed": bool(growth < 0.05 and identical)}
