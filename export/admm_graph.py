@@ -32,7 +32,7 @@ import torch
 
 from tgv_deploy.export.graph_builder import GraphBuilder
 from tgv_deploy.fourier_symbols import tgv_step_constants, tv_step_denominator
-from tgv_deploy.dft import real_form
+from tgv_deploy.dft import factorised_plain_dft, real_form
 from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
 
 
@@ -47,6 +47,7 @@ class ADMMSpec:
     iterations: int
     rho: float
     alpha: float
+    row_blocks: int = 0  # n1 of a two-stage row DFT (H = n1 * n2); 0 = one dense product
 
     @property
     def channels(self) -> int:
@@ -123,11 +124,16 @@ class ADMMGraph:
         self.split_kernel = g.const("admm/split_kernel", split_kernel)
         self.start_kernel = g.const("admm/start_kernel", split_kernel[:, :c] / spec.alpha)  # z = (grad x0, 0)
         # DFT: rows then columns, on [Re; Im]-stacked rows; real inputs (C = 1) use the left half
-        rows, cols = real_form(dft_matrix(h)), real_form(dft_matrix(w))
-        self.rows_fwd = g.const("admm/dft_rows", rows if c == 2 else rows[:, :h])
+        cols = real_form(dft_matrix(w))
         self.cols_fwd = g.const("admm/dft_cols", cols)
         self.cols_inv = g.const("admm/idft_cols", cols.T)
-        self.rows_inv = g.const("admm/idft_rows", rows.T if c == 2 else rows.T[:h])
+        self.order = np.arange(h)  # the spectra's row-frequency order (block order with two stages)
+        if spec.row_blocks:
+            self._two_stage_rows(h, w, spec.row_blocks, c)
+        else:
+            rows = real_form(dft_matrix(h))
+            self.rows_fwd = g.const("admm/dft_rows", rows if c == 2 else rows[:, :h])
+            self.rows_inv = g.const("admm/idft_rows", rows.T if c == 2 else rows.T[:h])
         self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
         self.shape_split = g.const("admm/shape_split", [0, -1, 2, h, w])
         self.shape_stacked_cols = g.const("admm/shape_stacked_cols", [0, -1, 2 * w, h])
@@ -138,11 +144,33 @@ class ADMMGraph:
         self.shape_images = g.const("admm/shape_images", [0, k * c, h, w])
         self._step_constants()
 
+    def _two_stage_rows(self, h: int, w: int, n1: int, c: int) -> None:
+        """Constants of the two-stage row DFT (:func:`tgv_deploy.dft.factorised_plain_dft`).
+
+        Stage one multiplies the ``n1``-point real form into the rows reshaped to ``[Re; Im]`` x
+        ``n1`` blocks; stage two, per block ``k1``, the real form of ``m[k1]`` into ``[Re; Im]``
+        over the block's ``n2`` rows. The spectra keep the resulting block order of the row
+        frequencies (every per-frequency constant is stored in it), so no permutation runs.
+        """
+        g, n2 = self.g, h // n1
+        a, m, self.order = factorised_plain_dft(h, n1)
+        stage1, stage2 = real_form(a), real_form(m)  # (2 n1, 2 n1), (n1, 2 n2, 2 n2)
+        self.stage1_fwd = g.const("admm/dft_rows_stage1", stage1 if c == 2 else stage1[:, :n1])
+        self.stage1_inv = g.const("admm/idft_rows_stage1", stage1.T if c == 2 else stage1.T[:n1])
+        self.stage2_fwd = g.const("admm/dft_rows_stage2", stage2)
+        self.stage2_inv = g.const("admm/idft_rows_stage2", np.ascontiguousarray(stage2.transpose(0, 2, 1)))
+        self.shape_stage1_in = g.const("admm/shape_stage1_in", [0, -1, c * n1, n2 * w])
+        self.shape_stage1_split = g.const("admm/shape_stage1_split", [0, -1, 2, n1, n2, w])
+        self.shape_stage2 = g.const("admm/shape_stage2", [0, -1, n1, 2 * n2, w])
+        self.shape_stage2_split = g.const("admm/shape_stage2_split", [0, -1, n1, 2, n2, w])
+        self.shape_cols_blocks = g.const("admm/shape_cols_blocks", [0, -1, 2, w, n1, n2])
+        self.shape_stage1_back = g.const("admm/shape_stage1_back", [0, -1, 2 * n1, n2 * w])
+
     def _step_constants(self) -> None:
         """Per-frequency constants of the exact step, transposed ``(W, H)`` like the spectra."""
         g, spec, k = self.g, self.spec, self.spec.images
         shape = (spec.width, spec.height)
-        t = lambda a: np.ascontiguousarray(np.asarray(a).T)  # noqa: E731  (H, W) -> (W, H)
+        t = lambda a: np.ascontiguousarray(np.asarray(a).T[:, self.order])  # noqa: E731  (H, W) -> (W, H), row frequencies in the spectra's order
         rho = spec.rho
         if spec.kind == "utgv":
             c = tgv_step_constants(spec.height, spec.width)
@@ -182,16 +210,28 @@ class ADMMGraph:
     def _dft(self, images: str) -> str:
         """Images ``(B, K C, H, W)`` -> spectra ``(B, K, 2W, H)`` (transposed, [Re; Im] stacked)."""
         g = self.g
-        rows = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [images, self.shape_rows_in], "dft")], "dft")  # (B, K, 2H, W)
-        rows = g.op("Transpose", [g.op("Reshape", [rows, self.shape_split], "dft")], "dft", perm=[0, 1, 2, 4, 3])
+        if self.spec.row_blocks:
+            stage1 = g.op("MatMul", [self.stage1_fwd, g.op("Reshape", [images, self.shape_stage1_in], "dft")], "dft")
+            blocks = g.op("Transpose", [g.op("Reshape", [stage1, self.shape_stage1_split], "dft")], "dft", perm=[0, 1, 3, 2, 4, 5])
+            stage2 = g.op("MatMul", [self.stage2_fwd, g.op("Reshape", [blocks, self.shape_stage2], "dft")], "dft")  # (B, K, n1, 2 n2, W)
+            rows = g.op("Transpose", [g.op("Reshape", [stage2, self.shape_stage2_split], "dft")], "dft", perm=[0, 1, 3, 5, 2, 4])
+        else:
+            rows = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [images, self.shape_rows_in], "dft")], "dft")  # (B, K, 2H, W)
+            rows = g.op("Transpose", [g.op("Reshape", [rows, self.shape_split], "dft")], "dft", perm=[0, 1, 2, 4, 3])
         return g.op("MatMul", [self.cols_fwd, g.op("Reshape", [rows, self.shape_stacked_cols], "dft")], "dft")
 
     def _idft(self, spectra: str) -> str:
         """Spectra ``(B, K, 2W, H)`` -> images ``(B, K C, H, W)``."""
         g = self.g
         cols = g.op("MatMul", [self.cols_inv, spectra], "idft")  # (B, K, 2W, H)
-        cols = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_split], "idft")], "idft", perm=[0, 1, 2, 4, 3])
-        rows = g.op("MatMul", [self.rows_inv, g.op("Reshape", [cols, self.shape_rows_stacked], "idft")], "idft")
+        if self.spec.row_blocks:
+            blocks = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_blocks], "idft")], "idft", perm=[0, 1, 4, 2, 5, 3])
+            stage2 = g.op("MatMul", [self.stage2_inv, g.op("Reshape", [blocks, self.shape_stage2], "idft")], "idft")
+            split = g.op("Transpose", [g.op("Reshape", [stage2, self.shape_stage2_split], "idft")], "idft", perm=[0, 1, 3, 2, 4, 5])
+            rows = g.op("MatMul", [self.stage1_inv, g.op("Reshape", [split, self.shape_stage1_back], "idft")], "idft")
+        else:
+            cols = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_split], "idft")], "idft", perm=[0, 1, 2, 4, 3])
+            rows = g.op("MatMul", [self.rows_inv, g.op("Reshape", [cols, self.shape_rows_stacked], "idft")], "idft")
         return g.op("Reshape", [rows, self.shape_images], "idft")
 
     def _thresholds(self, maps: str) -> tuple[str, str]:

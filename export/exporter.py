@@ -155,7 +155,9 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     factors = max_lines = None
     if solver == "admm":
         g = GraphBuilder(prefix="admm/")
-        admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha)
+        factors = row_factors(height) if config.row_dft != "dense" else None
+        admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
+                        factors[0] if factors else 0)
         before = len(g.nodes)
         x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
     else:
@@ -199,10 +201,8 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         tolerance = FP16_UNET_TOLERANCE if config.unet_fp16 else PARITY_TOLERANCE
         if parity > tolerance:
             raise ParityError(f"exported graph differs from PyTorch: relative L2 error {parity:.2e} > {tolerance:.0e}")
-    if task != "mri":
+    if task != "mri" and solver != "admm":
         row_dft = "none"
-    elif solver == "admm":
-        row_dft = "dense (full 2D DFT)"
     else:
         row_dft = f"two-stage {factors[0]} x {factors[1]}" if factors else "dense"
     return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity, row_dft)

@@ -21,12 +21,16 @@ def _run(model, inputs):
     return session.run(["image", "maps"], inputs)
 
 
-@pytest.mark.parametrize("kind, task, size", [("utgv", "mri", (30, 21)), ("utv", "mri", (30, 21)), ("utgv", "mri", (17, 24)),
-                                               ("utgv", "denoise", (30, 21)), ("utv", "denoise", (19, 16))])
-def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size):
+@pytest.mark.parametrize("kind, task, size, row_dft", [
+    ("utgv", "mri", (30, 21), "factorised"), ("utgv", "mri", (30, 21), "dense"), ("utv", "mri", (30, 21), "factorised"),
+    ("utgv", "mri", (17, 24), "auto"),  # 17 rows have no two-stage split: dense
+    ("utgv", "denoise", (30, 21), "factorised"), ("utv", "denoise", (19, 16), "auto"),
+])
+def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=24, height=size[0], width=size[1],
                                            solver="admm"))
-    result = build_graph(ckpt, ExportConfig())
+    result = build_graph(ckpt, ExportConfig(row_dft=row_dft))
+    assert result.row_dft == ("two-stage 6 x 5" if row_dft == "factorised" else "dense")
     inputs = example_inputs(task, 1, *size, seed=7)
     image, maps = _run(result.model, inputs)
     ref_image, ref_maps = torch_reference(ckpt, inputs, 24)
@@ -42,8 +46,8 @@ def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_pat
 
 def test_admm_graph_grows_linearly_and_shares_constants(tmp_path):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False)).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False)).model
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft="dense")).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft="dense")).model
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
     assert per_iteration == int(per_iteration) and per_iteration <= 64
     assert len(large.graph.initializer) == len(small.graph.initializer)
@@ -71,3 +75,18 @@ def test_admm_contract_refuses_mask_without_centre(tmp_path):
     inputs["mask"][..., 10] = 0
     with pytest.raises(InputError, match="k-space centre"):
         contract.check_inputs(inputs)
+
+
+def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
+    """H = 32 = 4 x 8: stage matrices stored once, no Gather inside the loop, same image as dense."""
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=6, height=32, width=24, solver="admm"))
+    factorised = build_graph(ckpt, ExportConfig(row_dft="factorised"))
+    dense = build_graph(ckpt, ExportConfig(row_dft="dense"))
+    dims = {i.name: list(i.dims) for i in factorised.model.graph.initializer}
+    assert dims["admm/dft_rows_stage1"] == [8, 8] and dims["admm/dft_rows_stage2"] == [4, 16, 16]
+    assert "admm/dft_rows" not in dims
+    assert sum(n.op_type == "Gather" for n in factorised.model.graph.node) == sum(n.op_type == "Gather" for n in dense.model.graph.node)
+    inputs = example_inputs("mri", 1, 32, 24, seed=3)
+    a, _ = _run(factorised.model, inputs)
+    b, _ = _run(dense.model, inputs)
+    assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-5

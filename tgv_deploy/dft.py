@@ -76,3 +76,23 @@ def factorised_dft(n: int, n1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     fft_index = k1[:, None] + n1 * j2[None, :]  # z[k1, k2] holds FFT output k1 + n1 k2 ...
     order = ((fft_index + n // 2) % n).reshape(-1)  # ... which fftshift puts at this centred index
     return a, m, order
+
+
+@functools.lru_cache(maxsize=32)
+def factorised_plain_dft(n: int, n1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-stage (Cooley-Tukey) form of the plain orthonormal DFT ``exp(-2 pi i k j / n) / sqrt(n)``.
+
+    As :func:`factorised_dft`, without the centring: the input reshaped to ``(n1, n2)`` (row-major)
+    gets ``a (n1, n1)`` along the first axis, then ``m[k1] (n2, n2)`` along the second per row
+    ``k1`` (twiddles inside ``m``), and ``z[k1, k2] = (F x)[order[k1 * n2 + k2]]``. Where the
+    frequency order does not matter (ADMM's per-frequency step) the output is used as it comes.
+    """
+    if n % n1:
+        raise ValueError(f"need n1 dividing n, got n={n}, n1={n1}")
+    n2 = n // n1
+    k1 = np.arange(n1)
+    a = np.exp(-2j * np.pi * np.outer(k1, k1) / n1)
+    j2 = np.arange(n2)
+    m = np.exp(-2j * np.pi * (k1[:, None, None] * j2[None, None, :] / n + j2[None, :, None] * j2[None, None, :] / n2)) / np.sqrt(n)
+    order = (k1[:, None] + n1 * j2[None, :]).reshape(-1)
+    return a, m, order
