@@ -193,3 +193,23 @@ def test_denoising_model_runs_on_image_files(tmp_path):
     assert_user_error(run("infer", "utgv-denoise", tmp_path / "k.h5", "-o", tmp_path / "x.h5", "-T", 2), 3, "denoising model, it takes images")
     assert_user_error(run("infer", "utgv-mri", tmp_path / "noisy.npy", "-o", tmp_path / "x.h5", "-T", 2), 3, "MRI model, it takes k-space")
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("exported", [False, True], ids=["checkpoint-torch", "exported-onnx"])
+def test_admm_model_refuses_a_mask_without_the_centre_in_one_line(tmp_path, exported):
+    """ADMM divides by the mask at the k-space centre: both backends refuse such a file as bad input."""
+    from conftest import make_checkpoint
+    from tgv_deploy.dft import fft2c
+
+    model = make_checkpoint(tmp_path / "admm.pt", iterations=3, height=16, width=12, solver="admm")
+    if exported:
+        assert run("export", model, "-o", tmp_path / "admm.onnx", "--no-verify").returncode == 0
+        model = tmp_path / "admm.onnx"
+    mask = np.zeros(12, dtype=np.float32)
+    mask[::2] = 1
+    mask[6] = 0
+    image = np.random.default_rng(0).random((1, 16, 12)).astype(np.float32)
+    write_fastmri(tmp_path / "k.h5", fft2c(image.astype(np.complex64)) * mask, mask=mask, target=image)
+    extra = [] if exported else ["--backend", "torch"]
+    assert_user_error(run("infer", model, tmp_path / "k.h5", "-o", tmp_path / "o.h5", *extra), 3, "k-space centre")
+    assert not (tmp_path / "o.h5").exists()

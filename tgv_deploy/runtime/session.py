@@ -192,8 +192,10 @@ class _OrtBackend:
         return dict(zip(self.outputs, binding.copy_outputs_to_cpu()))
 
 
-def checkpoint_contract(task: str, kind: str, iterations: int, weights_sha256: str, package_version: str) -> Contract:
-    """The contract of a checkpoint run by the torch backend: any H, W and batch."""
+def checkpoint_contract(
+    task: str, kind: str, iterations: int, weights_sha256: str, package_version: str, solver: str = "pdhg"
+) -> Contract:
+    """The contract of a checkpoint run by the torch backend: any H, W and batch; the checkpoint's solver."""
     channels, maps = (2, 2 if kind == "utgv" else 1) if task == "mri" else (1, 2 if kind == "utgv" else 1)
     inputs: tuple[TensorSpec, ...]
     if task == "mri":
@@ -202,4 +204,5 @@ def checkpoint_contract(task: str, kind: str, iterations: int, weights_sha256: s
         inputs = (TensorSpec("noisy", (-1, 1, -1, -1)),)
     outputs = (TensorSpec("image", (-1, channels, -1, -1)), TensorSpec("maps", (-1, maps, -1, -1)))
     return Contract(task=task, kind=kind, height=-1, width=-1, batch=None, iterations=iterations, inputs=inputs,
-                    outputs=outputs, opset=0, package_version=package_version, weights_sha256=weights_sha256, dft="fft")
+                    outputs=outputs, opset=0, package_version=package_version, weights_sha256=weights_sha256, dft="fft",
+                    solver=solver)

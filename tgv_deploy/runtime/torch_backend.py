@@ -30,7 +30,8 @@ class TorchBackend:
             raise InputError(f"--iterations must be >= 1, got {self.iterations}")
         state = {k: v.numpy() for k, v in checkpoint.state_dict.items()}
         self.contract = checkpoint_contract(
-            checkpoint.config.task, checkpoint.config.kind, self.iterations, weights_sha256(state), __version__
+            checkpoint.config.task, checkpoint.config.kind, self.iterations, weights_sha256(state), __version__,
+            checkpoint.config.solver,
         )
 
     def synchronise(self) -> None:
