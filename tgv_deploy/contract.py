@@ -104,10 +104,10 @@ class Contract:
         if batch is None:  # not reached: spec.check refuses a first input without a batch axis
             raise ContractError(f"input {first.name!r} has no batch dimension")
         if self.solver == "admm" and "mask" in inputs:
-            lines = np.asarray(inputs["mask"]).reshape(batch, -1)  # the mask's own width: a checkpoint's contract has none
-            if not (lines[:, lines.shape[1] // 2] != 0).all():
+            masks = np.asarray(inputs["mask"]).reshape(batch, -1)  # the mask's own width: a checkpoint's contract has none
+            if not (masks[:, masks.shape[1] // 2] != 0).all():
                 raise InputError(
-                    f"the mask does not sample the k-space centre (column {lines.shape[1] // 2}); this ADMM model needs it"
+                    f"the mask does not sample the k-space centre (column {masks.shape[1] // 2}); this ADMM model needs it"
                 )
         if self.max_sampled_lines and "mask" in inputs:
             lines = int(np.asarray(inputs["mask"] != 0).reshape(batch, -1).sum(axis=1).max())
