@@ -31,8 +31,8 @@ from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
 #: Penalty and relaxation that converge fast on data normalised as the models normalise it (the
 #: starting image's peak magnitude 1); the iterates are positively homogeneous in (f, L0, L1), so
 #: they serve any intensity scale. Chosen by ``benchmarks/convergence.py`` (benchmarks/README.md).
-DEFAULT_RHO = 1.0
-DEFAULT_ALPHA = 1.7
+DEFAULT_RHO = 2.0
+DEFAULT_ALPHA = 1.9
 
 _CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
 
