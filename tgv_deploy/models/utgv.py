@@ -25,7 +25,7 @@ from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.unet import UNet
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFT_IMPLS, DFTImpl, MaskedFourierOp
-from tgv_deploy.solvers.admm import DEFAULT_RHO, admm_tgv_channels, admm_tv_channels
+from tgv_deploy.solvers.admm import DEFAULT_RHO, admm_tgv_channels, admm_tv_channels, require_centre_sampled
 from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
 
 
@@ -111,7 +111,7 @@ class UnrolledModel(nn.Module):
         maps = self.unet(forward_op.adjoint(f_normalised))
         if self.config.solver == "admm":
             if mask is not None:
-                _check_centre_sampled(mask)
+                require_centre_sampled(mask)
             x = self._admm(f_normalised, maps, None if mask is None else mask.to(f.dtype), iterations)
         else:
             x = self._pdhg(f_normalised, maps, forward_op, iterations)
@@ -122,13 +122,6 @@ class UnrolledModel(nn.Module):
 
     def _admm(self, f, maps, mask, iterations) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
-
-
-def _check_centre_sampled(mask: torch.Tensor) -> None:
-    """ADMM divides by the mask at the k-space centre (SPEC 2b): refuse masks that miss it."""
-    row = mask.shape[-2] // 2 if mask.shape[-2] > 1 else 0
-    if not bool((mask[..., row, mask.shape[-1] // 2] == 1).all()):
-        raise ValueError(f"mask does not sample the k-space centre (column {mask.shape[-1] // 2}); ADMM needs it")
 
 
 class UTGV(UnrolledModel):

@@ -62,6 +62,16 @@ def _per_image(rho: Scalar, ndim: int) -> Scalar:
     return rho
 
 
+def require_centre_sampled(mask: torch.Tensor) -> None:
+    """Refuse a mask ``(..., H|1, W)`` that misses the k-space centre: the zero frequency of the
+    (x, v) step divides by the mask alone (SPEC 2b). A line mask's single row is its centre row."""
+    row, column = mask.shape[-2] // 2, mask.shape[-1] // 2
+    if not bool((mask[..., row, column] == 1).all()):
+        raise ValueError(
+            f"the mask does not sample the k-space centre (column {column}): ADMM's Fourier step divides by the mask there"
+        )
+
+
 def shrink(y: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """Soft thresholding ``y - clip(y, t)`` of every real component (``t`` broadcast, non-negative)."""
     return y - clip(y, threshold)

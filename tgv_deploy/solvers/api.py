@@ -11,7 +11,7 @@ import torch
 from tgv_deploy.layout import channels_to_complex, complex_to_channels
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFTImpl, MaskedFourierOp
-from tgv_deploy.solvers.admm import DEFAULT_ALPHA, DEFAULT_RHO, admm_tgv_channels, admm_tv_channels
+from tgv_deploy.solvers.admm import DEFAULT_ALPHA, DEFAULT_RHO, admm_tgv_channels, admm_tv_channels, require_centre_sampled
 from tgv_deploy.solvers.pdhg import (
     LK,
     pdhg_tgv_channels,
@@ -214,16 +214,9 @@ def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) 
         raise ValueError(f"rho must be positive, got {rho!r}")
     if not 1.0 <= alpha < 2.0:
         raise ValueError(f"alpha must be in [1, 2), got {alpha!r}")
-    mask = problem.mask
-    if mask is not None:
-        height, width = problem.f.shape[-2:]
-        centre = mask[..., height // 2 if mask.shape[-2] > 1 else 0, width // 2]
-        if not bool((centre == 1).all()):
-            raise ValueError(
-                f"the mask does not sample the k-space centre (row {height // 2}, column {width // 2}): "
-                "ADMM's Fourier step divides by the mask there"
-            )
-    return mask
+    if problem.mask is not None:
+        require_centre_sampled(problem.mask)
+    return problem.mask
 
 
 def admm_tgv(
