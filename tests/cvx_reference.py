@@ -14,25 +14,31 @@ def dplus_matrix(n, periodic=False):
     return d.tocsr()
 
 
-def _data_term(f, mask, xs):
-    """``1/2 ||A x - f||^2`` for real (mask None) or (real, imaginary) variables ``xs``."""
+def _data_term(f, mask, xs, maps=None):
+    """``1/2 ||A x - f||^2`` for real (mask None) or (real, imaginary) variables ``xs``; with coil
+    ``maps (C, H, W)`` complex, ``f (C, H, W)`` and ``A x = (M F (S_c x))_c`` (SENSE)."""
     if mask is None:
         return 0.5 * cp.sum_squares(xs[0] - f.ravel())
-    h, w = f.shape
+    h, w = f.shape[-2:]
     # vec(C_H X C_W^T) = kron(C_H, C_W) vec(X) for row-major vectorisation; rows outside the mask drop out.
     ch = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(np.eye(h), axes=0), axis=0, norm="ortho"), axes=0)
     cw = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(np.eye(w), axes=0), axis=0, norm="ortho"), axes=0)
     keep = np.broadcast_to(mask, (h, w)).ravel() > 0
-    a = np.kron(ch, cw)[keep]
-    fk = f.ravel()[keep]
-    re = a.real @ xs[0] - a.imag @ xs[1] - fk.real
-    im = a.imag @ xs[0] + a.real @ xs[1] - fk.imag
-    return 0.5 * (cp.sum_squares(re) + cp.sum_squares(im))
+    dft = np.kron(ch, cw)[keep]
+    coils = [(dft, f)] if maps is None else [(dft * s.ravel()[None, :], fc) for s, fc in zip(maps, f)]
+    total = 0
+    for a, fc in coils:
+        fk = fc.ravel()[keep]
+        re = a.real @ xs[0] - a.imag @ xs[1] - fk.real
+        im = a.imag @ xs[0] + a.real @ xs[1] - fk.imag
+        total += 0.5 * (cp.sum_squares(re) + cp.sum_squares(im))
+    return total
 
 
-def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False):
-    """Solve the TGV problem of one image (H, W) with CVXPY + Clarabel, as stacked real vectors."""
-    h, w = f.shape
+def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False, maps=None):
+    """Solve the TGV problem of one image (H, W) with CVXPY + Clarabel, as stacked real vectors
+    (multi-coil: ``f (C, H, W)`` and ``maps (C, H, W)``, see :func:`_data_term`)."""
+    h, w = f.shape[-2:]
     n = h * w
     d0 = sp.kron(dplus_matrix(h, periodic), sp.eye(w))
     d1 = sp.kron(sp.eye(h), dplus_matrix(w, periodic))
@@ -47,7 +53,7 @@ def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False):
         reg += cp.sum(cp.multiply(l1, cp.abs(d0 @ x - v1) + cp.abs(d1 @ x - v2)))
         e_xx, e_yy, e_xy = m0 @ v1, m1 @ v2, 0.5 * (m1 @ v1 + m0 @ v2)
         reg += cp.sum(cp.multiply(l0, cp.abs(e_xx) + cp.abs(e_yy) + 2 * cp.abs(e_xy)))
-    data = _data_term(f, mask, xs)
+    data = _data_term(f, mask, xs, maps)
     problem = cp.Problem(cp.Minimize(data + reg))
     problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
     assert problem.status == cp.OPTIMAL, problem.status

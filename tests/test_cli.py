@@ -86,7 +86,7 @@ def _hostile_checkpoint(path):
         (lambda d: write_fastmri(d / "nan.h5", np.full((1, 32, 24), np.nan, np.complex64)), 3, "NaN"),
         (lambda d: write_fastmri(d / "zero.h5", np.zeros((1, 32, 24), np.complex64)), 3, "zero"),
         (lambda d: write_fastmri(d / "size.h5", np.ones((1, 16, 24), np.complex64)), 4, "32x24"),
-        (lambda d: write_fastmri(d / "multi.h5", np.ones((1, 2, 32, 24), np.complex64)), 3, "multi-coil"),
+        (lambda d: write_fastmri(d / "multi.h5", np.ones((1, 2, 32, 24), np.complex64)), 4, "single-coil k-space; export it with --coils"),
     ],
 )
 def test_infer_bad_inputs(tmp_path, mri_onnx, make, code, match):

@@ -241,23 +241,42 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @click.option("--center-fraction", default=0.08, show_default=True, type=float)
 @click.option("--seed", type=int, help="Mask seed (default: from the file name and slice).")
 @click.option("--png", is_flag=True, help="Also write OUTPUT.png previews.")
+@click.option("--coils", type=POSITIVE, help="Multi-coil data: SVD-compress to this many virtual coils (latency grows with coils).")
+@click.option("--coil-maps", "coil_maps", default="espirit", show_default=True, type=click.Choice(["espirit", "walsh"]),
+              help="Multi-coil data: how coil maps are estimated from the calibration lines.")
+@click.option("--maps-outside", default="extend", show_default=True, type=click.Choice(["extend", "crop"]),
+              help="Multi-coil data: coil maps outside the object, unit norm (extend) or zero (crop, ESPIRiT's).")
 @EXPECT_SHA256
 @ALLOW_HOST_CODE
-def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, expect_sha256,
-                  allow_engine_host_code) -> None:
+def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, coils, coil_maps,
+                  maps_outside, expect_sha256, allow_engine_host_code) -> None:
     """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL, or denoise images.
 
     MODEL is a bundled name, a .pt checkpoint, an exported .onnx or a TensorRT .plan. Files with a
     'mask' dataset are taken as already undersampled; others are undersampled retrospectively.
+    Multi-coil data (fastMRI (slices, coils, H, W), ISMRMRD raw data) is noise-whitened (ISMRMRD
+    noise scans), cropped of readout oversampling, optionally compressed (--coils), given coil maps
+    from its calibration lines and reconstructed coil-combined (SENSE), cropped to the header's
+    recon matrix; checkpoints run any coil count, an exported model the coils it was exported for.
     Denoising models take images: a real .npy array, a .png, or HDF5 with an 'image' dataset.
     Writes HDF5 with 'reconstruction' (slices, H, W) (complex64 for MRI, float32 for denoising),
     'lambda0', 'lambda1', 'mask' (MRI) and the contract as attributes.
     """
     from pathlib import Path
 
-    from tgv_deploy.cli_io import ImageVolume, MaskOptions, check_task, read_input, slice_masks, write_output, write_png
+    from tgv_deploy.cli_io import (
+        ImageVolume,
+        MaskOptions,
+        check_task,
+        read_input,
+        read_raw_multicoil,
+        slice_masks,
+        write_output,
+        write_png,
+    )
     from tgv_deploy.io_utils import check_output_path
     from tgv_deploy.runtime import Reconstructor, Session
+    from tgv_deploy.runtime.multicoil import MultiCoilPipeline, stack
 
     paths = [Path(p) for p in inputs]
     out = Path(output)
@@ -269,22 +288,28 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         targets = [out]
     for target in targets:
         check_output_path(target)
+    options = MaskOptions(mask_type, acceleration, center_fraction, seed)
     volumes = [read_input(p) for p in paths]  # every input is validated before any work
-    for volume in volumes:
-        if not isinstance(volume, ImageVolume) and volume.multicoil:
-            raise InputError(f"{volume.source}: multi-coil k-space {volume.kspace.shape}; multi-coil reconstruction is not supported yet")
+    raw = [None if isinstance(v, ImageVolume) else read_raw_multicoil(p, v, options) for p, v in zip(paths, volumes)]
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
                       allow_host_code=allow_engine_host_code)
-    for volume in volumes:  # before the first slice runs
+    pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps, outside=maps_outside)
+    for volume, samples in zip(volumes, raw):  # before the first slice runs
         check_task(volume, session.contract.task)
+        if samples is not None:
+            pipeline.check(samples)
+            continue
+        if coils is not None:
+            raise InputError(f"{volume.source}: --coils applies to multi-coil raw data; this input has one coil")
         data = volume.images if isinstance(volume, ImageVolume) else volume.kspace
         Reconstructor(session).check_size(*data.shape[-2:])
-    options = MaskOptions(mask_type, acceleration, center_fraction, seed)
     label = f"{Path(model).name} ({session.backend}, T={session.contract.iterations})"
-    for volume, target in zip(volumes, targets):
+    for volume, samples, target in zip(volumes, raw, targets):
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
-        if isinstance(volume, ImageVolume):
+        if samples is not None:
+            result = stack(pipeline.reconstruct_all(samples, progress))
+        elif isinstance(volume, ImageVolume):
             result = reconstructor.denoise(volume.images)
         else:
             result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
@@ -329,8 +354,10 @@ def train_command(config, out_dir, resume, overwrite) -> None:
 @click.option("--center-fraction", default=0.08, show_default=True, type=float)
 @click.option("--sigma", default=0.0, show_default=True, type=float, help="Noise level (relative, SPEC 4).")
 @click.option("--seed", default=0, show_default=True, type=int)
-def synth_command(output, slices, height, width, acceleration, center_fraction, sigma, seed) -> None:
-    """Write a synthetic single-coil fastMRI file (realistic piecewise-smooth images, not ellipses)."""
+@click.option("--coils", default=1, show_default=True, type=POSITIVE,
+              help="Receive coils: above 1, a multi-coil file (simulated smooth coil maps, 'reconstruction_rss' target).")
+def synth_command(output, slices, height, width, acceleration, center_fraction, sigma, seed, coils) -> None:
+    """Write a synthetic fastMRI file (realistic piecewise-smooth images, not ellipses), single- or multi-coil."""
     import numpy as np
 
     from tgv_deploy.data.fastmri import write_fastmri
@@ -343,6 +370,10 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
         raise InputError(f"synthetic slices must be at least 8x8, got {height}x{width}")
     rng = np.random.default_rng(seed)
     images = np.stack([synthetic_image(rng, height, width) for _ in range(slices)])
+    if coils > 1:
+        from tgv_deploy.data.coil_sim import simulate_coil_maps
+
+        images = images[:, None] * np.stack([simulate_coil_maps(rng, coils, height, width) for _ in range(slices)])
     kspace = fft2c(images)
     mask = None
     if acceleration:
@@ -350,8 +381,10 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
         kspace = np.stack([add_kspace_noise(k, mask, sigma, rng) for k in kspace])
     elif sigma:
         raise InputError("--sigma needs --acceleration (noise is added at sampled locations)")
-    write_fastmri(output, kspace, mask=mask, target=np.abs(images))
-    click.echo(f"wrote {output} ({slices} slices {height}x{width}{'' if mask is None else f', R={acceleration}, sigma={sigma}'})")
+    target = np.sqrt((np.abs(images) ** 2).sum(1)) if coils > 1 else np.abs(images)
+    write_fastmri(output, kspace, mask=mask, target=target)
+    shape = f"{height}x{width}{f', {coils} coils' if coils > 1 else ''}"
+    click.echo(f"wrote {output} ({slices} slices {shape}{'' if mask is None else f', R={acceleration}, sigma={sigma}'})")
 
 
 @cli.command("bench")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +114,30 @@ def read_input(path: Path) -> KSpaceVolume | ImageVolume:
     if is_mrd_file(path):
         return read_mrd(path)
     return read_fastmri(path)
+
+
+def read_raw_multicoil(path: Path, volume: KSpaceVolume, options: MaskOptions) -> list | None:
+    """Raw data that takes the multi-coil path (SPEC 1b), one ``MultiCoilSlice`` per slice, or ``None``.
+
+    ISMRMRD files always do (noise scans, calibration flags and readout oversampling are there, and
+    the acquired lines are the mask); fastMRI files when their k-space has a coil axis. A fastMRI
+    file without a ``mask`` dataset is undersampled retrospectively, as single-coil files are,
+    unless whole phase-encode lines are zero: then it was undersampled already and those lines are
+    its mask (fully sampled data never has an empty line).
+    """
+    from tgv_deploy.data.mrd import is_mrd_file
+    from tgv_deploy.data.multicoil import read_ismrmrd_multicoil, read_fastmri_multicoil
+
+    if is_mrd_file(path):
+        return read_ismrmrd_multicoil(path)
+    if not volume.multicoil:
+        return None
+    samples = read_fastmri_multicoil(path)
+    if volume.mask is None and all(s.mask.all() for s in samples):
+        masks = slice_masks(volume, options)
+        samples = [dataclasses.replace(s, kspace=s.kspace * m.astype(np.float32), mask=m.astype(np.float32))
+                   for s, m in zip(samples, masks)]
+    return samples
 
 
 def check_task(volume: KSpaceVolume | ImageVolume, task: str) -> None:

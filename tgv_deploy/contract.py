@@ -75,6 +75,9 @@ class Contract:
     max_sampled_lines: int | None = None  # MRI graphs transform only this many phase-encode lines
     precision: str = "fp32"  # "fp32", or "fp16-unet": the U-Net runs in float16 inside the graph
     solver: str = "pdhg"  # the unrolled iteration: "pdhg" (SPEC 2) or "admm" (SPEC 2b); older contracts are PDHG
+    #: Receive coils of the graph's k-space (SPEC 1b): 0 single-coil ``kspace (B, 2, H, W)``; C > 0 a
+    #: multi-coil graph with ``kspace`` and ``maps`` ``(B, C, 2, H, W)``; -1 either (checkpoints run by torch).
+    coils: int = 0
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
     normalisation: str = NORMALISATION
@@ -87,20 +90,34 @@ class Contract:
                 return spec
         raise ContractError(f"the contract has no input {name!r}; it has {[s.name for s in self.inputs]}")
 
+    def input_specs(self, multicoil: bool) -> tuple[TensorSpec, ...]:
+        """The inputs of a single- or multi-coil run (they differ only for a ``coils = -1`` contract)."""
+        if multicoil and self.coils == 0:
+            raise ContractError("this model was exported for single-coil k-space; export it with --coils C for multi-coil data")
+        if not multicoil and self.coils > 0:
+            raise ContractError(f"this model was exported for {self.coils}-coil k-space and coil maps; it takes no single-coil input")
+        if self.coils != -1 or not multicoil:
+            return self.inputs
+        coil = TensorSpec("kspace", (-1, -1, 2, -1, -1))
+        return (coil, TensorSpec("maps", coil.shape), TensorSpec("mask", (-1, 1, 1, -1)))
+
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes, shapes and values of ``inputs``; return the batch size."""
-        expected, given = {s.name for s in self.inputs}, set(inputs)
+        specs = self.input_specs("maps" in inputs) if self.coils == -1 else self.inputs
+        expected, given = {s.name for s in specs}, set(inputs)
         if expected != given:
             raise ContractError(f"inputs {sorted(given)} do not match the contract's {sorted(expected)}")
-        first = self.inputs[0]
+        first = specs[0]
         array = inputs[first.name]
         batch = array.shape[0] if isinstance(array, np.ndarray) and array.ndim else None
         if self.batch is not None and batch != self.batch:
             raise ContractError(f"batch {batch} differs from the contract's fixed batch {self.batch}")
-        for spec in self.inputs:
+        for spec in specs:
             spec.check(inputs[spec.name], batch)
             if not np.isfinite(inputs[spec.name]).all():
                 raise InputError(f"input {spec.name!r} contains NaN or Inf")
+        if "maps" in inputs and inputs["maps"].shape != inputs["kspace"].shape:
+            raise ContractError(f"coil maps {inputs['maps'].shape} and k-space {inputs['kspace'].shape} differ in shape")
         if batch is None:  # not reached: spec.check refuses a first input without a batch axis
             raise ContractError(f"input {first.name!r} has no batch dimension")
         if self.solver == "admm" and "mask" in inputs:

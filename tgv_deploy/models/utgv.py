@@ -25,7 +25,9 @@ from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.unet import UNet
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFT_IMPLS, DFTImpl, MaskedFourierOp
+from tgv_deploy.operators.sense import SenseOp
 from tgv_deploy.solvers.admm import DEFAULT_RHO, admm_tgv_channels, admm_tv_channels, require_centre_sampled
+from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL, admm_tgv_sense_channels, admm_tv_sense_channels
 from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
 
 
@@ -56,7 +58,9 @@ class UnrolledModel(nn.Module):
             raise ValueError(f"DFT implementation must be one of {DFT_IMPLS}, got {impl!r}")
         self.dft = cast(DFTImpl, impl)
 
-    def forward_operator(self, f: torch.Tensor, mask: torch.Tensor | None) -> LinearOperator:
+    def forward_operator(self, f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor | None = None) -> LinearOperator:
+        if coil_maps is not None:
+            return self._sense_operator(f, mask, coil_maps)
         channels = self.config.image_channels
         if f.ndim != 4 or f.shape[1] != channels or f.shape[2] < 2 or f.shape[3] < 2:
             layout = "(B, 2, H, W) k-space (real, imaginary)" if channels == 2 else "(B, 1, H, W) image"
@@ -74,6 +78,17 @@ class UnrolledModel(nn.Module):
             raise ValueError(f"mask must be (B, 1, 1, W) or (B, 1, H, W) for k-space {tuple(f.shape)}, got {tuple(mask.shape)}")
         return MaskedFourierOp(mask.to(f.dtype), impl=self.dft)
 
+    def _sense_operator(self, f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor) -> SenseOp:
+        if self.config.task != "mri":
+            raise ValueError("coil maps apply to MRI models only")
+        if f.ndim != 5 or f.shape[2] != 2 or coil_maps.shape != f.shape:
+            raise ValueError(
+                f"multi-coil input must be k-space and coil maps (B, C, 2, H, W) of one shape, got {tuple(f.shape)} and {tuple(coil_maps.shape)}"
+            )
+        if mask is None or mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-1] != f.shape[-1]:
+            raise ValueError(f"multi-coil MRI needs a mask (B, 1, 1, W) or (B, 1, H, W), got {None if mask is None else tuple(mask.shape)}")
+        return SenseOp(coil_maps, mask.to(f.dtype), impl=self.dft)
+
     def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """PDHG's ``(s, t)``."""
         s, t = step_sizes(self.log_step)
@@ -84,7 +99,7 @@ class UnrolledModel(nn.Module):
         return torch.exp(self.log_rho)
 
     def forward(
-        self, f: torch.Tensor, mask: torch.Tensor | None = None, iterations: int | None = None
+        self, f: torch.Tensor, mask: torch.Tensor | None = None, iterations: int | None = None, coil_maps: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruct.
 
@@ -96,13 +111,18 @@ class UnrolledModel(nn.Module):
             MRI only: binary ``(B, 1, 1, W)`` line mask or ``(B, 1, H, W)``.
         iterations
             T; defaults to the configured training T.
+        coil_maps
+            Multi-coil MRI (SPEC 1b): maps ``(B, C, 2, H, W)`` with ``sum_c |S_c|^2 <= 1``; ``f`` is
+            then coil k-space ``(B, C, 2, H, W)``. The U-Net reads the coil-combined ``A^H f``, so the
+            same weights serve both; ADMM models solve it by coil splitting
+            (:mod:`tgv_deploy.solvers.admm_sense`), PDHG models with the SENSE operator.
 
         Returns
         -------
         ``x (B, C, H, W)`` and ``maps (B, M, H, W)``: (L0, L1) for U-TGV, (L,) for U-TV, in the
         units of ``f``.
         """
-        forward_op = self.forward_operator(f, mask)
+        forward_op = self.forward_operator(f, mask, coil_maps)
         iterations = self.config.iterations if iterations is None else iterations
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
@@ -112,7 +132,11 @@ class UnrolledModel(nn.Module):
         if self.config.solver == "admm":
             if mask is not None:
                 require_centre_sampled(mask)
-            x = self._admm(f_normalised, maps, None if mask is None else mask.to(f.dtype), iterations)
+            if coil_maps is not None:
+                assert mask is not None  # checked by forward_operator
+                x = self._admm_sense(f_normalised, coil_maps, mask.to(f.dtype), maps, iterations)
+            else:
+                x = self._admm(f_normalised, maps, None if mask is None else mask.to(f.dtype), iterations)
         else:
             x = self._pdhg(f_normalised, maps, forward_op, iterations)
         return x * scale, maps * scale
@@ -121,6 +145,9 @@ class UnrolledModel(nn.Module):
         raise NotImplementedError
 
     def _admm(self, f, maps, mask, iterations) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _admm_sense(self, f, coil_maps, mask, maps, iterations) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -140,6 +167,13 @@ class UTGV(UnrolledModel):
         )
         return x
 
+    def _admm_sense(self, f, coil_maps, mask, maps, iterations):
+        x, _ = admm_tgv_sense_channels(
+            f, coil_maps, mask, maps[:, 0], maps[:, 1], iterations, self.rho(), self.config.alpha, DEFAULT_RHO_COIL,
+            checkpoint_every=self.checkpoint_every,
+        )
+        return x
+
 
 class UTV(UnrolledModel):
     """U-TV: one map ``L`` from the U-Net, then T TV iterations."""
@@ -151,6 +185,12 @@ class UTV(UnrolledModel):
     def _admm(self, f, maps, mask, iterations):
         return admm_tv_channels(
             f, maps[:, 0], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every
+        )
+
+    def _admm_sense(self, f, coil_maps, mask, maps, iterations):
+        return admm_tv_sense_channels(
+            f, coil_maps, mask, maps[:, 0], iterations, self.rho(), self.config.alpha, DEFAULT_RHO_COIL,
+            checkpoint_every=self.checkpoint_every,
         )
 
 

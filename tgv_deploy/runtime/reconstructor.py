@@ -72,6 +72,57 @@ class Reconstructor:
         image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
         return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width))
 
+    def reconstruct_multicoil(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray) -> Reconstruction:
+        """Multi-coil SENSE reconstruction (SPEC 1b): ``kspace (S, C, H, W)`` and coil ``maps (S, C, H, W)``
+        complex, ``mask (S, W)`` or ``(W,)``; returns the coil-combined image ``(S, H, W)``.
+
+        A graph exported for more coils than the data has gets zero coils appended (a coil with a
+        zero map and zero data adds nothing to the energy, so the result is exact); fewer is refused.
+        """
+        if self.contract.task != "mri":
+            raise InputError("this is a denoising model: it takes no coil data")
+        kspace, maps = np.asarray(kspace), np.asarray(maps)
+        if kspace.ndim != 4 or not np.iscomplexobj(kspace):
+            raise InputError(f"multi-coil k-space must be complex (slices, coils, H, W), got {kspace.dtype} {kspace.shape}")
+        if maps.shape != kspace.shape:
+            raise InputError(f"coil maps {maps.shape} must have the k-space's shape {kspace.shape}")
+        slices, coils, height, width = kspace.shape
+        mask = self._masks(mask, slices, width)
+        if not np.isfinite(kspace).all() or not np.isfinite(maps).all():
+            raise InputError("k-space or coil maps contain NaN or Inf")
+        self.check_size(height, width)
+        self.contract.input_specs(multicoil=True)  # refuses a single-coil graph
+        graph_coils = self.contract.coils
+        if graph_coils > 0:
+            if coils > graph_coils:
+                raise ContractError(
+                    f"the data has {coils} coils, the model was exported for {graph_coils}: compress them (--coils {graph_coils})"
+                )
+            pad = ((0, 0), (0, graph_coils - coils), (0, 0), (0, 0))
+            kspace, maps = np.pad(kspace, pad), np.pad(maps, pad)
+        sampled = kspace * mask[:, None, None, :]
+        empty = np.flatnonzero(~np.any(sampled != 0, axis=(1, 2, 3)))
+        if empty.size:
+            raise InputError(f"slice {int(empty[0])}: all sampled k-space values are zero")
+        inputs = {"kspace": np.stack((sampled.real, sampled.imag), axis=2).astype(np.float32),
+                  "maps": np.stack((maps.real, maps.imag), axis=2).astype(np.float32),
+                  "mask": mask[:, None, None, :]}
+        outputs = self._run_batched(inputs)
+        image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
+        return self._unpack(image, outputs["maps"], [slices], mask)
+
+    @staticmethod
+    def _masks(mask: np.ndarray, slices: int, width: int) -> np.ndarray:
+        """``(W,)`` or ``(S, W)`` binary line masks as ``(S, W)`` float32."""
+        mask = np.asarray(mask)
+        if mask.shape == (width,):
+            mask = np.broadcast_to(mask, (slices, width))
+        if mask.shape != (slices, width):
+            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {mask.shape}")
+        if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
+            raise InputError("mask must contain only 0 and 1")
+        return mask.astype(np.float32)
+
     def denoise(self, images: np.ndarray) -> Reconstruction:
         if self.contract.task != "denoise":
             raise InputError("this is an MRI model: use reconstruct(kspace, mask), not denoise(images)")

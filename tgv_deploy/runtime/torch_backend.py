@@ -42,7 +42,10 @@ class TorchBackend:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.no_grad():
-            if self.contract.task == "mri":
+            if "maps" in inputs:
+                image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]),
+                                         iterations=self.iterations, coil_maps=torch.from_numpy(inputs["maps"]))
+            elif self.contract.task == "mri":
                 image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=self.iterations)
             else:
                 image, maps = self.model(torch.from_numpy(inputs["noisy"]), iterations=self.iterations)

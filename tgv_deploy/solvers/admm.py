@@ -119,6 +119,42 @@ class _Data:
         self.channels = f.shape[1]
 
 
+class FourierTGVSolve:
+    """The exact (x, v) solve for a data weight ``m`` that is diagonal in the loop's DFT basis.
+
+    ``(w1 (B, 2, C, H, W), w2 (B, 3, C, H, W), data_hat (B, H, W) complex) -> (x (B, C, H, W), v (B, 2, C, H, W))``
+    minimising ``1/2 <x, m x> - <x, b> + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2`` where
+    ``data_hat = F(b)`` (single-coil: ``b = A^H f``, ``m`` the mask). Coil splitting passes
+    ``m = rho_coil`` and ``b = rho_coil * sum_c conj(S_c) w3_c`` as an image (``data_image``), whose
+    transform shares the DFT of ``grad^T w1`` instead of costing one of its own.
+    """
+
+    def __init__(self, m: torch.Tensor | float, rho: Scalar, like: torch.Tensor, channels: int):
+        self.rho_images = _per_image(rho, 4)  # against images (B, C, H, W)
+        self.rho = rho = _per_image(rho, 3)  # against spectra (B, H, W)
+        self.const = _constants(like.shape[-2], like.shape[-1], like)
+        self.denominator = m + rho * self.const["s"]
+        self.channels = channels
+        self.grad, self.sym = PeriodicGradient(), PeriodicSymGradient()
+
+    def __call__(
+        self, w1: torch.Tensor, w2: torch.Tensor, data_hat: torch.Tensor | None = None, data_image: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        const, rho = self.const, self.rho
+        first = self.grad.adjoint(w1)
+        if data_image is not None:
+            first = first + data_image / self.rho_images
+        rhs = torch.cat((first[:, None], self.sym.adjoint(w2) - w1), dim=1)  # (B, 3, C, H, W)
+        spectra = _fft2(_to_complex(rhs))
+        g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
+        numerator = rho * (g + const["h0_conj"] * r0 + const["h1_conj"] * r1)
+        x_hat = (numerator if data_hat is None else data_hat + numerator) / self.denominator
+        v0 = const["p11"] * r0 + const["p12"] * r1 + const["h0"] * x_hat
+        v1 = const["p12_conj"] * r0 + const["p22"] * r1 + const["h1"] * x_hat
+        images = _to_channels(_ifft2(torch.stack((x_hat, v0, v1), dim=1)), self.channels)
+        return images[:, 0], images[:, 1:]
+
+
 class TGVStep:
     """The exact (x, v) step: ``(w1 (B, 2, C, H, W), w2 (B, 3, C, H, W)) -> (x (B, C, H, W), v (B, 2, C, H, W))``.
 
@@ -128,21 +164,31 @@ class TGVStep:
 
     def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
         self.data = _Data(f, mask)
-        self.rho = rho = _per_image(rho, 3)  # against spectra (B, H, W)
-        self.const = _constants(f.shape[-2], f.shape[-1], f)
-        self.denominator = self.data.m + rho * self.const["s"]
-        self.grad, self.sym = PeriodicGradient(), PeriodicSymGradient()
+        self.solve = FourierTGVSolve(self.data.m, rho, f, self.data.channels)
+        self.grad, self.sym = self.solve.grad, self.solve.sym
 
     def __call__(self, w1: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        const, rho = self.const, self.rho
-        rhs = torch.cat((self.grad.adjoint(w1)[:, None], self.sym.adjoint(w2) - w1), dim=1)  # (B, 3, C, H, W)
-        spectra = _fft2(_to_complex(rhs))
-        g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
-        x_hat = (self.data.transformed + rho * (g + const["h0_conj"] * r0 + const["h1_conj"] * r1)) / self.denominator
-        v0 = const["p11"] * r0 + const["p12"] * r1 + const["h0"] * x_hat
-        v1 = const["p12_conj"] * r0 + const["p22"] * r1 + const["h1"] * x_hat
-        images = _to_channels(_ifft2(torch.stack((x_hat, v0, v1), dim=1)), self.data.channels)
-        return images[:, 0], images[:, 1:]
+        return self.solve(w1, w2, data_hat=self.data.transformed)
+
+
+class FourierTVSolve:
+    """The exact x solve of TV for a Fourier-diagonal data weight ``m``: ``X = (F(b) + rho F(grad^T w)) / (m + rho |a|^2)``,
+    with ``F(b)`` given as ``data_hat`` or ``b`` as ``data_image`` (as in :class:`FourierTGVSolve`)."""
+
+    def __init__(self, m: torch.Tensor | float, rho: Scalar, like: torch.Tensor, channels: int):
+        self.rho_images = _per_image(rho, 4)
+        self.rho = rho = _per_image(rho, 3)
+        self.denominator = m + rho * _constants(like.shape[-2], like.shape[-1], like)["tv"]
+        self.channels = channels
+        self.grad = PeriodicGradient()
+
+    def __call__(self, w: torch.Tensor, data_hat: torch.Tensor | None = None, data_image: torch.Tensor | None = None) -> torch.Tensor:
+        rhs = self.grad.adjoint(w)
+        if data_image is not None:
+            rhs = rhs + data_image / self.rho_images
+        numerator = self.rho * _fft2(_to_complex(rhs))
+        x_hat = (numerator if data_hat is None else data_hat + numerator) / self.denominator
+        return _to_channels(_ifft2(x_hat), self.channels)
 
 
 class TVStep:
@@ -151,13 +197,11 @@ class TVStep:
 
     def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
         self.data = _Data(f, mask)
-        self.rho = rho = _per_image(rho, 3)
-        self.denominator = self.data.m + rho * _constants(f.shape[-2], f.shape[-1], f)["tv"]
-        self.grad = PeriodicGradient()
+        self.solve = FourierTVSolve(self.data.m, rho, f, self.data.channels)
+        self.grad = self.solve.grad
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        x_hat = (self.data.transformed + self.rho * _fft2(_to_complex(self.grad.adjoint(w)))) / self.denominator
-        return _to_channels(_ifft2(x_hat), self.data.channels)
+        return self.solve(w, data_hat=self.data.transformed)
 
 
 def admm_tgv_channels(
