@@ -467,6 +467,86 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
     click.echo(f"evaluated {len(outcomes)} slices; wrote {out_dir}/results.csv, results.md and figures")
 
 
+def _mrd_streams(input_path: str | None, output_path: str | None):
+    """The binary input and output of a stream command: files, or standard input and output."""
+    import contextlib
+    from pathlib import Path
+    from typing import BinaryIO
+
+    from tgv_deploy.io_utils import check_output_path
+
+    if input_path is not None and not Path(input_path).is_file():
+        raise InputError(f"input not found: {input_path}")
+    if output_path is not None:
+        check_output_path(output_path)
+    stack = contextlib.ExitStack()
+    source: BinaryIO = sys.stdin.buffer
+    sink: BinaryIO = sys.stdout.buffer
+    if input_path is not None:
+        source = stack.enter_context(open(input_path, "rb"))
+    if output_path is not None:
+        sink = stack.enter_context(open(output_path, "wb"))
+    return stack, source, sink, input_path or "standard input"
+
+
+@cli.command("mrd")
+@click.argument("model")
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), help="MRD v2 binary stream (default: standard input).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Image stream (default: standard output).")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
+              help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
+@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints; an exported model's T is fixed by its contract.")
+@click.option("--coils", type=POSITIVE, help="SVD-compress to this many virtual coils.")
+@click.option("--coil-maps", "coil_maps", default="espirit", show_default=True, type=click.Choice(["espirit", "walsh"]))
+@EXPECT_SHA256
+def mrd_command(model, input_path, output_path, backend, iterations, coils, coil_maps, expect_sha256) -> None:
+    """Reconstruct an MRD v2 raw-data stream into MRD v2 images, each slice as its last line arrives.
+
+    Reads mrd-python's binary stream (header, then acquisitions), writes the same header and one
+    float32 magnitude image per slice (recon matrix and FOV, the slice's position and directions,
+    the model in the image meta), flushed as written. Noise scans whiten every later slice;
+    calibration flags and the header's phase-encode centre are honoured; a slice ends on its
+    LAST_IN_SLICE line. A stream that ends inside a slice, a header without encoding or lines
+    outside the matrix stop with one line on stderr (exit 3); the images already written stay a
+    valid stream. Progress goes to stderr.
+    """
+    _require("mrd", "mrd", "tgv-deploy mrd")
+    from tgv_deploy.runtime import Reconstructor, Session
+    from tgv_deploy.runtime.multicoil import MultiCoilPipeline
+    from tgv_deploy.stream.mrd2 import reconstruct_stream
+
+    session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256)
+    pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps)
+    stack, source, sink, name = _mrd_streams(input_path, output_path)
+    with stack:
+        _echo(f"tgv-deploy mrd: {session.path.name} ({session.backend}, T={session.contract.iterations}), reading {name}")
+        report = reconstruct_stream(pipeline, model, source, sink, name=name, say=_echo)
+    _echo(f"wrote {report.images} images from {report.acquisitions} acquisitions")
+
+
+@cli.command("mrd-undersample")
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), help="MRD v2 binary stream (default: standard input).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Output stream (default: standard output).")
+@click.option("--acceleration", default=4.0, show_default=True, type=click.FloatRange(min=1))
+@click.option("--center-fraction", default=0.08, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]))
+@click.option("--seed", default=0, show_default=True, type=int, help="Mask seed.")
+def mrd_undersample_command(input_path, output_path, acceleration, center_fraction, mask_type, seed) -> None:
+    """Keep only the phase-encode lines a line mask selects in an MRD v2 stream (retrospective undersampling).
+
+    Noise scans and everything else pass unchanged; the kept lines of the fully sampled centre are
+    flagged IS_PARALLEL_CALIBRATION_AND_IMAGING, and a dropped line's LAST_IN_* flags move to the
+    last kept line of its slice. Writes the stream to standard output by default.
+    """
+    _require("mrd", "mrd", "tgv-deploy mrd-undersample")
+    from tgv_deploy.stream.mrd2 import undersample_stream
+
+    stack, source, sink, name = _mrd_streams(input_path, output_path)
+    with stack:
+        undersample_stream(source, sink, acceleration, center_fraction, seed=seed, mask_type=mask_type, name=name, say=_echo)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group and turns user errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
