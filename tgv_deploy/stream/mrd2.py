@@ -22,7 +22,6 @@ import contextlib
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -42,9 +41,7 @@ from tgv_deploy.stream.assembly import (
     encoding_from_mrd,
     line_from_mrd,
 )
-
-#: The series of every image this package writes (DICOM SeriesNumber); image_index counts from 1 within it.
-SERIES_INDEX = 1
+from tgv_deploy.stream.images import SERIES_INDEX, describe_model, pixel_fov, progress_line, slice_meta
 
 
 def _mrd() -> Any:
@@ -137,22 +134,6 @@ def image_meta(mrd: Any, values: dict[str, Any]) -> dict[str, list[Any]]:
             for name, value in values.items()}
 
 
-def pixel_fov(encoding: Encoding, rows: int, columns: int) -> tuple[float, float, float]:
-    """The field of view (mm) of an image of ``rows`` readout x ``columns`` phase-encode pixels.
-
-    Cropping in image space keeps the pixel size of the encoded matrix (encoded FOV / encoded
-    matrix), so this is the header's recon FOV whenever the image has the recon matrix, and stays
-    right where it does not (a recon matrix above the encoded one is not interpolated up to).
-    """
-    geometry = encoding.geometry
-    height, width = encoding.shape
-    encoded_x, encoded_y, encoded_z = geometry.encoded_fov_mm
-    recon_x, recon_y, recon_z = geometry.recon_fov_mm
-    fov_x = rows * encoded_x / height if encoded_x > 0 else recon_x
-    fov_y = columns * encoded_y / width if encoded_y > 0 else recon_y
-    return float(fov_x), float(fov_y), float(recon_z if recon_z > 0 else encoded_z)
-
-
 def build_image(mrd: Any, magnitude: np.ndarray, done: CompletedSlice, encoding: Encoding, index: int,
                 meta: dict[str, Any]) -> Any:
     """An ``mrd.Image[float32]`` of ``magnitude (H', W')`` (H' along the readout): data
@@ -174,41 +155,6 @@ def build_image(mrd: Any, magnitude: np.ndarray, done: CompletedSlice, encoding:
     head.image_series_index = SERIES_INDEX
     data = np.ascontiguousarray(magnitude.T, dtype=np.float32)[None, None]
     return mrd.Image[np.float32](head=head, data=data, meta=image_meta(mrd, meta))
-
-
-def describe_model(model: str, session: Any) -> dict[str, Any]:
-    """Image meta that says what made the image (the same in every image of a run)."""
-    from tgv_deploy import __version__
-
-    contract = session.contract
-    return {
-        "DataRole": "Image",
-        "ImageProcessingHistory": ["TGV-DEPLOY"],
-        "SequenceDescriptionAdditional": "TGV",
-        "TgvDeployVersion": __version__,
-        "TgvModel": model,
-        "TgvModelFile": Path(session.path).name,
-        "TgvModelKind": contract.kind,
-        "TgvSolver": contract.solver,
-        "TgvBackend": session.backend,
-        "TgvIterations": int(contract.iterations),
-    }
-
-
-def slice_meta(result: Any, done: CompletedSlice, magnitude: np.ndarray) -> dict[str, Any]:
-    """Image meta of one slice: what was sampled and what it cost."""
-    lines = int(result.prepared.mask.sum())
-    peak = float(magnitude.max()) if magnitude.size else 0.0
-    return {
-        "TgvCoils": int(result.prepared.kspace.shape[0]),
-        "TgvSampledLines": lines,
-        "TgvAcceleration": float(result.prepared.mask.size / max(lines, 1)),
-        "TgvWhitened": int(result.prepared.whitening is not None),
-        "TgvPreprocessSeconds": float(result.preprocess_s),
-        "TgvModelSeconds": float(result.model_s),
-        "WindowCenter": peak / 2,
-        "WindowWidth": peak,
-    }
 
 
 def reconstruct_stream(pipeline: Any, model: str, source: BinaryIO, sink: BinaryIO, name: str = "input",
@@ -236,15 +182,13 @@ def reconstruct_stream(pipeline: Any, model: str, source: BinaryIO, sink: Binary
             result = pipeline.reconstruct(done.sample)
             magnitude = np.abs(result.image).astype(np.float32)
             images += 1
-            meta = {**described, **slice_meta(result, done, magnitude)}
+            peak = float(magnitude.max())
+            meta = {**described, **slice_meta(result), "WindowCenter": peak / 2, "WindowWidth": peak}
             image = build_image(mrd, magnitude, done, encoding, images, meta)
             writer.write_data([mrd.StreamItem.ImageFloat(image)])
             _flush(writer)
             if say is not None:
-                sample = done.sample
-                say(f"slice {sample.slice} repetition {sample.repetition}: image {images} "
-                    f"{magnitude.shape[0]}x{magnitude.shape[1]} from {int(sample.mask.sum())}/{sample.mask.size} lines, "
-                    f"{sample.coils} coils | preprocess {result.preprocess_s:.2f} s, model {result.model_s:.2f} s")
+                say(progress_line(result, images, *magnitude.shape))
         assembler.finish()
     return StreamReport(images, assembler.seen)
 

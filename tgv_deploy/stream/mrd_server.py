@@ -1,0 +1,241 @@
+"""A python-ismrmrd-server (FIRE / OpenRecon style) handler: ``process(connection, config, metadata)``.
+
+The server calls :func:`process` once per connection with an iterable connection (``ismrmrd``
+``Acquisition`` / ``Image`` / ``Waveform`` items, ``None`` at the end), the configuration and the
+MRD header (an ``ismrmrd.xsd`` header object, or its XML text when the server could not parse it).
+Acquisitions are collected per slice by :class:`tgv_deploy.stream.assembly.SliceAssembler` (the same
+rules as ``tgv-deploy mrd``); each slice is reconstructed when its ``ACQ_LAST_IN_SLICE`` line
+arrives and sent at once as one ``ismrmrd.Image``. Images and waveforms sent to the handler are
+not used. The connection is always closed with ``send_close()``; an error is logged and sent to the
+client with ``send_logging`` after the images that were already sent.
+
+Images are int16 magnitudes, as the server's examples send them: each image is scaled so that its
+maximum is ``2**BitsStored - 1`` (the header's ``userParameterLong`` ``BitsStored``, else 12 bits);
+``TgvScale`` in the meta is that factor (pixel value / TgvScale = the model's magnitude), and
+``WindowCenter`` / ``WindowWidth`` span the range.
+
+Configuration, first found wins:
+
+1. the JSON configuration the client sends (``config`` is then a dict, or its text), under
+   ``"parameters"``: ``"model"`` (a bundled name, ``.pt``, ``.onnx`` or ``.plan`` path),
+   ``"backend"``, ``"iterations"``, ``"coils"``, ``"coilmaps"`` (``espirit`` or ``walsh``);
+2. the environment: ``TGV_DEPLOY_MODEL``, ``TGV_DEPLOY_BACKEND``, ``TGV_DEPLOY_ITERATIONS``,
+   ``TGV_DEPLOY_COILS``, ``TGV_DEPLOY_COILMAPS``;
+3. the bundled ``utgv-mri`` (torch backend), ``espirit`` maps, all coils.
+
+A plain config string (the module name the server dispatched on) carries no settings. The model is
+loaded once per server process and setting. The handler itself needs only numpy and ``ismrmrd``;
+torch or ONNX Runtime come in with the model backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+import traceback
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+
+from tgv_deploy.coils.maps import MapMethod
+from tgv_deploy.errors import InputError, TgvDeployError
+from tgv_deploy.stream.assembly import CompletedSlice, Encoding, SliceAssembler, encoding_from_xml, line_from_ismrmrd
+from tgv_deploy.stream.images import SERIES_INDEX, describe_model, pixel_fov, progress_line, slice_meta
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "utgv-mri"
+DEFAULT_BITS = 12
+ENVIRONMENT = {"model": "TGV_DEPLOY_MODEL", "backend": "TGV_DEPLOY_BACKEND", "iterations": "TGV_DEPLOY_ITERATIONS",
+               "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS"}
+# The severity strings of the server's send_logging messages (its constants.MRD_LOGGING_*).
+LOG_INFO, LOG_ERROR = "INFO    ", "ERROR   "
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL
+    backend: str = "auto"
+    iterations: int | None = None
+    coils: int | None = None
+    coilmaps: str = "espirit"
+
+
+def _parameters(config: Any) -> dict[str, Any]:
+    if isinstance(config, bytes):
+        config = config.decode("utf-8", errors="replace")
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return {}  # the name of the handler the server dispatched on
+    if not isinstance(config, dict):
+        return {}
+    parameters = config.get("parameters", config)
+    return parameters if isinstance(parameters, dict) else {}
+
+
+def _positive(name: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"configuration {name!r} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise InputError(f"configuration {name!r} must be a positive integer, got {value!r}")
+    return number
+
+
+def settings_from(config: Any, environ: dict[str, str] | None = None) -> Settings:
+    """The settings of one connection: JSON configuration, then environment, then defaults."""
+    environ = dict(os.environ) if environ is None else environ
+    given = _parameters(config)
+
+    def pick(name: str) -> Any:
+        value = given.get(name)
+        return value if value not in (None, "") else environ.get(ENVIRONMENT[name]) or None
+
+    maps = str(pick("coilmaps") or "espirit")
+    if maps not in ("espirit", "walsh"):
+        raise InputError(f"configuration 'coilmaps' must be espirit or walsh, got {maps!r}")
+    return Settings(model=str(pick("model") or DEFAULT_MODEL), backend=str(pick("backend") or "auto"),
+                    iterations=_positive("iterations", pick("iterations")), coils=_positive("coils", pick("coils")),
+                    coilmaps=maps)
+
+
+@functools.lru_cache(maxsize=2)
+def pipeline_for(settings: Settings) -> Any:
+    """The :class:`~tgv_deploy.runtime.multicoil.MultiCoilPipeline` of ``settings``, loaded once per process."""
+    from tgv_deploy.runtime import Reconstructor, Session
+    from tgv_deploy.runtime.multicoil import MultiCoilPipeline
+
+    session = Session(settings.model, backend=settings.backend, iterations=settings.iterations)
+    maps = cast(MapMethod, settings.coilmaps)  # settings_from admits only the MapMethod names
+    return MultiCoilPipeline(Reconstructor(session), coils=settings.coils, maps=maps)
+
+
+def _header_xml(metadata: Any) -> str:
+    if isinstance(metadata, bytes | str):
+        return metadata.decode("utf-8", errors="replace") if isinstance(metadata, bytes) else metadata
+    if metadata is None:
+        raise InputError("the connection sent no MRD header")
+    import ismrmrd  # type: ignore[import-untyped]
+
+    try:
+        xml = ismrmrd.xsd.ToXML(metadata)
+    except Exception as exc:
+        raise InputError(f"the MRD header could not be serialised ({type(exc).__name__}: {exc})") from None
+    return xml.decode("utf-8") if isinstance(xml, bytes) else str(xml)
+
+
+def bits_stored(xml: str) -> int:
+    """``userParameterLong`` ``BitsStored`` of the header, else 12 (what the server's examples assume)."""
+    try:
+        root = ElementTree.fromstring(xml.strip().rstrip("\x00"))
+    except ElementTree.ParseError:
+        return DEFAULT_BITS
+    for parameter in root.iterfind("{*}userParameters/{*}userParameterLong"):
+        if (parameter.findtext("{*}name") or "").strip() == "BitsStored":
+            try:
+                return min(15, max(1, int((parameter.findtext("{*}value") or "").strip())))
+            except ValueError:
+                return DEFAULT_BITS
+    return DEFAULT_BITS
+
+
+def build_image(magnitude: np.ndarray, done: CompletedSlice, encoding: Encoding, index: int, bits: int,
+                meta: dict[str, Any]) -> Any:
+    """An int16 ``ismrmrd.Image`` of ``magnitude (H', W')`` (H' along the readout): data ``(W', H')``
+    with x along the readout (``read_dir``), placed like the slice's centre line."""
+    import ismrmrd
+
+    top = 2**bits - 1
+    peak = float(magnitude.max())
+    scale = top / peak if peak > 0 else 1.0
+    pixels = np.clip(np.round(magnitude.T * scale), 0, top).astype(np.int16)
+    image = ismrmrd.Image.from_array(np.ascontiguousarray(pixels), transpose=False)
+    ref = done.reference
+    image.image_type = ismrmrd.IMTYPE_MAGNITUDE
+    image.image_index = index
+    image.image_series_index = SERIES_INDEX
+    image.field_of_view[:] = pixel_fov(encoding, *magnitude.shape)
+    image.position[:] = ref.position
+    image.read_dir[:] = ref.read_dir
+    image.phase_dir[:] = ref.phase_dir
+    image.slice_dir[:] = ref.slice_dir
+    image.patient_table_position[:] = ref.patient_table_position
+    image.measurement_uid = ref.measurement_uid
+    image.average, image.slice, image.contrast = ref.average, ref.slice, ref.contrast
+    image.phase, image.repetition, image.set = ref.phase, ref.repetition, ref.set
+    image.acquisition_time_stamp = ref.acquisition_time_stamp
+    stamps = (list(ref.physiology_time_stamp) + [0, 0, 0])[:3]
+    image.physiology_time_stamp[:] = stamps
+    values = {
+        **meta,
+        "WindowCenter": str((top + 1) // 2),
+        "WindowWidth": str(top + 1),
+        "TgvScale": repr(scale),
+        "Keep_image_geometry": 1,
+        "ImageRowDir": [f"{v:.18f}" for v in ref.read_dir],
+        "ImageColumnDir": [f"{v:.18f}" for v in ref.phase_dir],
+    }
+    image.attribute_string = ismrmrd.Meta({k: v if isinstance(v, list) else str(v) for k, v in values.items()}).serialize()
+    return image
+
+
+def _send_logging(connection: Any, level: str, text: str) -> None:
+    send = getattr(connection, "send_logging", None)
+    if send is not None:
+        send(level, text)
+
+
+def process(connection: Any, config: Any, metadata: Any) -> None:
+    """Reconstruct every slice of one connection with tgv-deploy and send it back as it completes."""
+    import ismrmrd
+
+    images = 0
+    start = time.perf_counter()
+    try:
+        settings = settings_from(config)
+        xml = _header_xml(metadata)
+        encoding = encoding_from_xml(xml)
+        bits = bits_stored(xml)
+        pipeline = pipeline_for(settings)
+        described = describe_model(settings.model, pipeline.reconstructor.session)
+        log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images", settings.model, pipeline.reconstructor.session.backend,
+                 pipeline.reconstructor.contract.iterations, bits)
+        assembler = SliceAssembler(encoding, source="connection")
+        for item in connection:
+            if item is None:
+                break
+            if not isinstance(item, ismrmrd.Acquisition):
+                continue
+            done = assembler.add(line_from_ismrmrd(item))
+            if done is None:
+                continue
+            pipeline.check([done.sample])
+            result = pipeline.reconstruct(done.sample)
+            magnitude = np.abs(result.image).astype(np.float32)
+            images += 1
+            image = build_image(magnitude, done, encoding, images, bits, {**described, **slice_meta(result)})
+            connection.send_image([image])
+            line = progress_line(result, images, *magnitude.shape)
+            log.info("tgv-deploy: %s", line)
+            _send_logging(connection, LOG_INFO, f"tgv-deploy: {line}")
+        assembler.finish()
+        log.info("tgv-deploy: sent %d images in %.2f s", images, time.perf_counter() - start)
+    except TgvDeployError as exc:
+        log.error("tgv-deploy: %s (after %d images)", exc, images)
+        _send_logging(connection, LOG_ERROR, f"tgv-deploy: {exc}")
+    except Exception:
+        message = traceback.format_exc()
+        log.error(message)
+        _send_logging(connection, LOG_ERROR, message)
+    finally:
+        connection.send_close()
