@@ -122,7 +122,7 @@ def training_step_ms(ckpt, iterations: int, size: int, batch: int, checkpoint_ev
         return tensor
 
     for step in range(steps + 1):  # the first step warms up
-        f, mask, target = make_batch(source, corruption, list(range(step * batch, (step + 1) * batch)), rng)
+        f, mask, target, _ = make_batch(source, corruption, list(range(step * batch, (step + 1) * batch)), rng)
         saved.clear()
         start = time.perf_counter()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):

@@ -29,7 +29,9 @@ from tgv_deploy.metrics import METRICS
 from tgv_deploy.models.utgv import image_scale
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import MaskedFourierOp
+from tgv_deploy.operators.sense import SenseOp
 from tgv_deploy.solvers.admm import admm_tgv_channels, admm_tv_channels
+from tgv_deploy.solvers.admm_sense import admm_tgv_sense_channels, admm_tv_sense_channels
 
 #: Convergence criterion of the baselines (see the module docstring).
 TOLERANCE = 1e-4
@@ -77,7 +79,9 @@ class Convergence:
         return converged
 
 
-def _forward_op(mask: torch.Tensor | None) -> LinearOperator:
+def _forward_op(mask: torch.Tensor | None, coil_maps: torch.Tensor | None = None) -> LinearOperator:
+    if coil_maps is not None and mask is not None:
+        return SenseOp(coil_maps, mask)
     return IdentityOp() if mask is None else MaskedFourierOp(mask)
 
 
@@ -122,15 +126,17 @@ def best_scalar_tgv(
     ratio_grid: np.ndarray | None = None,
     rounds: int = 2,
     points: int = 5,
+    coil_maps: torch.Tensor | None = None,
 ) -> BaselineResult:
     """Best scalar ``(L0, L1)`` for one image.
 
     ``f`` is ``(1, C, H, W)`` (k-space channels for MRI, with ``mask (1, 1, 1, W)``), ``target``
     the ``(H, W)`` magnitude reference. The grids are log10 values: ``L1 / scale`` and ``L0 / L1``.
+    Multi-coil: ``f`` and ``coil_maps`` ``(1, C, 2, H, W)``, solved by coil-splitting ADMM.
     """
     if criterion not in METRICS:
         raise ValueError(f"criterion must be one of {sorted(METRICS)}, got {criterion!r}")
-    forward_op = _forward_op(mask)
+    forward_op = _forward_op(mask, coil_maps)
     scale = image_scale(forward_op.adjoint(f)).reshape(())
     lambda1_grid = np.linspace(-3.5, -0.5, 7) if lambda1_grid is None else lambda1_grid
     ratio_grid = np.log10([0.5, 1.0, 2.0, 4.0]) if ratio_grid is None else ratio_grid
@@ -142,7 +148,10 @@ def best_scalar_tgv(
         for (weight, ratio), rho in zip(params, _penalties(params[:, 0], f)):
             l1 = torch.tensor(float(weight), dtype=f.dtype).reshape(1, 1, 1) * scale
             stop = Convergence()
-            x, _ = admm_tgv_channels(_image_of(f, mask), l1 * float(ratio), l1, mask, max_iterations, float(rho), callback=stop)
+            if coil_maps is not None and mask is not None:
+                x, _ = admm_tgv_sense_channels(f, coil_maps, mask, l1 * float(ratio), l1, max_iterations, float(rho), callback=stop)
+            else:
+                x, _ = admm_tgv_channels(_image_of(f, mask), l1 * float(ratio), l1, mask, max_iterations, float(rho), callback=stop)
             used[0] = max(used[0], stop.iterations)
             images.append(x)
         return torch.cat(images)
@@ -163,11 +172,12 @@ def best_scalar_tv(
     lambda_grid: np.ndarray | None = None,
     rounds: int = 2,
     points: int = 5,
+    coil_maps: torch.Tensor | None = None,
 ) -> BaselineResult:
     """Best scalar TV weight ``L`` for one image; arguments as :func:`best_scalar_tgv`."""
     if criterion not in METRICS:
         raise ValueError(f"criterion must be one of {sorted(METRICS)}, got {criterion!r}")
-    forward_op = _forward_op(mask)
+    forward_op = _forward_op(mask, coil_maps)
     scale = image_scale(forward_op.adjoint(f)).reshape(())
     lambda_grid = np.linspace(-3.5, -0.5, 9) if lambda_grid is None else lambda_grid
 
@@ -178,7 +188,10 @@ def best_scalar_tv(
         for (weight,), rho in zip(params, _penalties(params[:, 0], f)):
             lam = torch.tensor(float(weight), dtype=f.dtype).reshape(1, 1, 1) * scale
             stop = Convergence()
-            images.append(admm_tv_channels(_image_of(f, mask), lam, mask, max_iterations, float(rho), callback=stop))
+            if coil_maps is not None and mask is not None:
+                images.append(admm_tv_sense_channels(f, coil_maps, mask, lam, max_iterations, float(rho), callback=stop))
+            else:
+                images.append(admm_tv_channels(_image_of(f, mask), lam, mask, max_iterations, float(rho), callback=stop))
             used[0] = max(used[0], stop.iterations)
         return torch.cat(images)
 

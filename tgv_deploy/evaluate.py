@@ -14,7 +14,7 @@ import torch
 
 from tgv_deploy.baselines import CHECK_EVERY, MAX_ITERATIONS, TOLERANCE
 from tgv_deploy.errors import InputError
-from tgv_deploy.evaluation.cases import Case, corrupt, corrupt_images, ground_truth_images, undersampled_cases
+from tgv_deploy.evaluation.cases import Case, corrupt, corrupt_images, corrupt_multicoil, ground_truth_images, undersampled_cases
 from tgv_deploy.evaluation.report import figures, maps_figure, tables, triple_edge_profile
 from tgv_deploy.evaluation.scoring import Outcome, evaluate_case, evaluate_denoise_case, load_model
 from tgv_deploy.io_utils import atomic_write_bytes
@@ -26,12 +26,14 @@ __all__ = ["Case", "Outcome", "maps_figure", "run_evaluation", "triple_edge_prof
 def run_evaluation(
     files: list[Path], synthetic: int, size: tuple[int, int], settings: list[tuple[float, float]], utgv: str | None,
     utv: str | None, out_dir: Path, baseline_max_iterations: int = MAX_ITERATIONS, say: Callable[[str], None] = print,
-    iterations: int | None = None, record: dict | None = None,
+    iterations: int | None = None, record: dict | None = None, coils: int = 1, center_fraction: float | None = None,
 ) -> list[Outcome]:
     """Score every case; write ``results.csv``, ``results.md``, ``results.json`` and figures into ``out_dir``.
 
     ``iterations`` is the models' T (None: each checkpoint's own); the scalar baselines run to
     convergence (at most ``baseline_max_iterations``). ``record`` (e.g. provenance) is stored in the JSON.
+    ``coils`` above 1: multi-coil cases (:func:`corrupt_multicoil`, ``center_fraction`` calibration
+    lines) from the fully sampled inputs instead of single-coil ones.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
@@ -39,6 +41,10 @@ def run_evaluation(
     images = ground_truth_images(files, synthetic, size)
     if denoising:
         groups = [corrupt_images(images, s) for _, s in settings]
+    elif coils > 1:
+        from tgv_deploy.data.masks import default_center_fraction
+
+        groups = [corrupt_multicoil(images, coils, r, center_fraction or default_center_fraction(r), s) for r, s in settings]
     else:
         groups = [corrupt(images, r, s) for r, s in settings] + [undersampled_cases(files)]
     cases = [c for group in groups for c in group]
@@ -56,7 +62,7 @@ def run_evaluation(
     atomic_write_bytes(out_dir / "results.md", (markdown + "\n").encode())
     criterion = f"ADMM until the relative change of x over {CHECK_EVERY} iterations < {TOLERANCE:g} (at most {baseline_max_iterations})"
     payload = {
-        **(record or {}),
+        **(record or {}), "coils": coils,
         "models": {"U-TGV": utgv, "U-TV": utv}, "model_iterations": iterations, "baseline_convergence": criterion,
         "cases": [{"setting": o.case.setting, "case": o.case.name, "scores": {m: list(v) for m, v in o.scores.items()},
                    "params": o.params,

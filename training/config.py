@@ -44,10 +44,17 @@ class DataConfig:
     # truth itself before it is measured, as in real acquisitions, whose fully sampled reference
     # images are noisy too; the part of it the mask samples is then signal to be kept
     target_noise: tuple[float, float] = (0.0, 0.0)
+    # MRI: share of batches that are multi-coil (simulated smooth coil maps, SENSE), coils ~ U{lo..hi}
+    multicoil_fraction: float = 0.0
+    coils: tuple[int, int] = (8, 8)
 
     def __post_init__(self):
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if not 0.0 <= self.multicoil_fraction <= 1.0:
+            raise ValueError(f"multicoil_fraction must be in [0, 1], got {self.multicoil_fraction}")
+        if not 2 <= self.coils[0] <= self.coils[1]:
+            raise ValueError(f"coils must be a range 2 <= lo <= hi, got {list(self.coils)}")
         if not 0.0 <= self.target_noise[0] <= self.target_noise[1]:
             raise ValueError(f"target_noise must be a range 0 <= lo <= hi, got {list(self.target_noise)}")
 

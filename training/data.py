@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from tgv_deploy.data.coil_sim import simulate_coil_maps
 from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
@@ -74,30 +76,59 @@ class Corruption:
     sigma_range: tuple[float, float]
     mask_types: tuple[str, ...]
     target_noise: tuple[float, float] = (0.0, 0.0)
+    #: MRI: share of batches that are multi-coil, and their coil count ~ U{lo..hi} (one per batch).
+    multicoil_fraction: float = 0.0
+    coils: tuple[int, int] = (8, 8)
 
-    def sample(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Returns ``(f, mask, target)`` in model layout: MRI ``(2, H, W)``, ``(1, 1, W)``, ``(2, H, W)``;
-        denoising ``(1, H, W)``, ``None``, ``(1, H, W)``."""
+    def batch_coils(self, rng: np.random.Generator) -> int:
+        """Coils of the next batch: 1, or a multi-coil count (drawn only when asked for, so
+        single-coil configs keep their random streams)."""
+        if self.task != "mri" or self.multicoil_fraction <= 0 or rng.random() >= self.multicoil_fraction:
+            return 1
+        return int(rng.integers(self.coils[0], self.coils[1] + 1))
+
+    def sample(self, image: np.ndarray, rng: np.random.Generator,
+               coils: int = 1) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """Returns ``(f, mask, target, coil maps)`` in model layout: MRI ``(2, H, W)``, ``(1, 1, W)``,
+        ``(2, H, W)``, ``None``; multi-coil MRI (``coils > 1``: simulated smooth maps, normalised)
+        ``f`` and maps ``(C, 2, H, W)``; denoising ``(1, H, W)``, ``None``, ``(1, H, W)``, ``None``."""
         sigma = rng.uniform(*self.sigma_range)
         if self.task == "denoise":
             target = np.abs(image).astype(np.float32)
-            return add_image_noise(target, sigma, rng)[None], None, target[None]
+            return add_image_noise(target, sigma, rng)[None], None, target[None], None
         if self.target_noise[1] > 0:  # drawn only when asked, so other configs keep their random streams
             level = rng.uniform(*self.target_noise) * np.abs(image).max() / np.sqrt(2.0)
             image = (image + level * (rng.standard_normal(image.shape) + 1j * rng.standard_normal(image.shape))).astype(np.complex64)
         acceleration = int(rng.integers(self.accelerations[0], self.accelerations[1] + 1))
         kind = self.mask_types[int(rng.integers(len(self.mask_types)))]
         mask = make_mask(kind, default_center_fraction(acceleration), acceleration)(image.shape[-1], seed=int(rng.integers(2**31)))
+        channels = lambda z, axis=0: np.stack((z.real, z.imag), axis=axis).astype(np.float32)  # noqa: E731
+        if coils > 1:
+            maps = simulate_coil_maps(rng, coils, *image.shape)
+            kspace = add_kspace_noise(fft2c(maps * image[None]), mask, sigma, rng)
+            return channels(kspace, 1), mask[None, None], channels(image), channels(maps, 1)
         kspace = add_kspace_noise(fft2c(image), mask, sigma, rng)
-        channels = lambda z: np.stack((z.real, z.imag)).astype(np.float32)  # noqa: E731
-        return channels(kspace), mask[None, None], channels(image)
+        return channels(kspace), mask[None, None], channels(image), None
 
 
-def make_batch(source, corruption: Corruption, indices: list[int], rng: np.random.Generator, device: str = "cpu"):
-    """Stack corrupted samples into tensors ``f (B, C, H, W)``, ``mask (B, 1, 1, W) | None``, ``target (B, C, H, W)``."""
-    samples = [corruption.sample(source(i), rng) for i in indices]
+class Batch(NamedTuple):
+    """``f (B, C, H, W)`` (multi-coil ``(B, C, 2, H, W)``), ``mask (B, 1, 1, W) | None``,
+    ``target (B, C, H, W)``, ``coil_maps (B, C, 2, H, W) | None``."""
+
+    f: torch.Tensor
+    mask: torch.Tensor | None
+    target: torch.Tensor
+    coil_maps: torch.Tensor | None = None
+
+
+def make_batch(source, corruption: Corruption, indices: list[int], rng: np.random.Generator, device: str = "cpu",
+               coils: int = 1) -> Batch:
+    """Stack corrupted samples (all with ``coils`` coils) into one :class:`Batch`."""
+    samples = [corruption.sample(source(i), rng, coils) for i in indices]
     f = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
     masks = [s[1] for s in samples if s[1] is not None]  # MRI samples all have one, denoising none
     mask = torch.from_numpy(np.stack(masks)).to(device) if masks else None
     target = torch.from_numpy(np.stack([s[2] for s in samples])).to(device)
-    return f, mask, target
+    maps = [s[3] for s in samples if s[3] is not None]
+    coil_maps = torch.from_numpy(np.stack(maps)).to(device) if maps else None
+    return Batch(f, mask, target, coil_maps)

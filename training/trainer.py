@@ -117,8 +117,8 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
 @torch.no_grad()
 def validate(model, batch, iterations: int) -> dict[str, float]:
     """Mean PSNR and SSIM of magnitudes on a fixed validation batch."""
-    f, mask, target = batch
-    x, _ = model(f, mask, iterations=iterations)
+    f, mask, target, coil_maps = batch
+    x, _ = model(f, mask, iterations=iterations, coil_maps=coil_maps)
     recon, truth = magnitude(x).cpu().numpy(), magnitude(target).cpu().numpy()
     return {
         "psnr": float(np.mean([psnr(t, r) for t, r in zip(truth, recon)])),
@@ -174,7 +174,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
 
     data = config.data
     source = _source(config, config.seed)
-    corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types, data.target_noise)
+    corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types, data.target_noise,
+                            data.multicoil_fraction, data.coils)
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
@@ -205,10 +206,10 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
         tick = time.perf_counter()
         rng = np.random.default_rng([config.seed, step, rank])
         indices = [int(i) for i in rng.integers(0, data.train_size, config.batch_size)]
-        f, mask, target = make_batch(source, corruption, indices, rng, device)
+        f, mask, target, coil_maps = make_batch(source, corruption, indices, rng, device, corruption.batch_coils(rng))
         model.train()
         iterations = config.iterations_at(step)
-        x, _ = trained(f, mask, iterations=iterations)
+        x, _ = trained(f, mask, iterations=iterations, coil_maps=coil_maps)
         loss = reconstruction_loss(x, target, config.loss, config.ssim_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -30,12 +30,14 @@ class Outcome:
     params: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | None, max_iterations: int, criterion: str):
+def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | None, max_iterations: int, criterion: str,
+                     coil_maps: torch.Tensor | None = None):
     """The oracle-tuned scalar TV and TGV of one case, on the same search grids for every task."""
     tv = best_scalar_tv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
-                        lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3)
+                        lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3, coil_maps=coil_maps)
     tgv = best_scalar_tgv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
-                          lambda1_grid=np.linspace(-3.5, -0.5, 7), ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3)
+                          lambda1_grid=np.linspace(-3.5, -0.5, 7), ratio_grid=np.log10([1.0, 2.0, 4.0]), rounds=2, points=3,
+                          coil_maps=coil_maps)
     return tv, tgv
 
 
@@ -66,7 +68,9 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
     k = case.kspace
     if case.mask is None:
         raise ValueError(f"MRI case {case.name} has no mask")
-    f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
+    channel_axis = 0 if case.maps is None else 1
+    f = torch.from_numpy(np.stack((k.real, k.imag), axis=channel_axis)[None].astype(np.float32))
+    coil_maps = None if case.maps is None else torch.from_numpy(np.stack((case.maps.real, case.maps.imag), axis=1)[None].astype(np.float32))
     mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
     target = case.target
     out = Outcome(case)
@@ -74,19 +78,22 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
     def crop(x):
         return _crop(np.abs(x), target.shape)
 
-    out.images["zero-filled"] = crop(ifft2c(k * case.mask))
+    zero_filled = ifft2c(k * case.mask)
+    if case.maps is not None:  # coil-combined with the same maps the solvers get
+        zero_filled = (np.conj(case.maps) * zero_filled).sum(0)
+    out.images["zero-filled"] = crop(zero_filled)
 
     def search_target_shape(image_channels: torch.Tensor) -> np.ndarray:
         return crop(np.sqrt((image_channels.numpy() ** 2).sum(0)))
 
-    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape), mask, baseline_max_iterations, criterion)
+    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape[-2:]), mask, baseline_max_iterations, criterion, coil_maps)
     out.images["scalar TV"], out.params["scalar TV"] = search_target_shape(tv.image), {**tv.params, "iterations": tv.iterations}
     out.images["scalar TGV"], out.params["scalar TGV"] = search_target_shape(tgv.image), {**tgv.params, "iterations": tgv.iterations}
     for name, model in (("U-TV", utv), ("U-TGV", utgv)):
         if model is None:
             continue
         with torch.no_grad():
-            x, maps = model(f, mask, iterations=iterations)
+            x, maps = model(f, mask, iterations=iterations, coil_maps=coil_maps)
         out.images[name] = crop(torch.sqrt(x[0].square().sum(0)).numpy())
         if name == "U-TGV":
             out.maps = np.stack([_crop(m, target.shape) for m in maps[0].numpy()])

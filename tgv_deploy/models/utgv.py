@@ -127,7 +127,7 @@ class UnrolledModel(nn.Module):
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
         scale = image_scale(forward_op.adjoint(f))
-        f_normalised = f / scale
+        f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
         maps = self.unet(forward_op.adjoint(f_normalised))
         if self.config.solver == "admm":
             if mask is not None:
