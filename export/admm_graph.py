@@ -139,9 +139,10 @@ class ADMMGraph:
         self.shape_stacked_cols = g.const("admm/shape_stacked_cols", [0, -1, 2 * w, h])
         self.shape_spectra = g.const("admm/shape_spectra", [0, 1, 2 * k, w, h])
         self.shape_spectra_back = g.const("admm/shape_spectra_back", [0, k, 2 * w, h])
-        self.shape_cols_split = g.const("admm/shape_cols_split", [0, k, 2, w, h])
-        self.shape_rows_stacked = g.const("admm/shape_rows_stacked", [0, k, 2 * h, w])
-        self.shape_images = g.const("admm/shape_images", [0, k * c, h, w])
+        # -1 for the image count: the coil-splitting graph transforms C coil images with the same nodes
+        self.shape_cols_split = g.const("admm/shape_cols_split", [0, -1, 2, w, h])
+        self.shape_rows_stacked = g.const("admm/shape_rows_stacked", [0, -1, 2 * h, w])
+        self.shape_images = g.const("admm/shape_images", [0, -1, h, w])
         self._step_constants()
 
     def _two_stage_rows(self, h: int, w: int, n1: int, c: int) -> None:
@@ -247,11 +248,12 @@ class ADMMGraph:
         bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
         return bound, g.op("Neg", [bound], "thr")
 
-    def _step_operator(self, mask: str | None) -> tuple[str, str]:
-        """``1 / den`` ``(B, 1, 1, W, H)`` and ``L = L_fixed + L_data / den`` ``(B|1, 2K, 2K, W, H)``."""
+    def _step_operator(self, mask: str | None, data_weight: float = 1.0) -> tuple[str, str]:
+        """``1 / den`` ``(B, 1, 1, W, H)`` and ``L = L_fixed + L_data / den`` ``(B|1, 2K, 2K, W, H)``;
+        without a mask the data weight ``m`` is the constant ``data_weight``."""
         g, spec = self.g, self.spec
         if mask is None:
-            den = g.op("Add", [self.rho_schur, g.const("admm/one", np.float32(1.0))], "den")
+            den = g.op("Add", [self.rho_schur, g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))], "den")
         else:
             # the centred mask (B, 1, 1, W) in the loop's DFT order, along the spectra's W axis
             order = np.fft.ifftshift(np.arange(spec.width))
@@ -292,3 +294,95 @@ class ADMMGraph:
             u = g.op("Min", [g.op("Max", [t, lower], "u"), upper], "u")
             z = g.op("Sub", [t, u], "z")
         return g.op("Slice", [images, g.const("admm/i0", [0]), g.const(f"admm/i{c}", [c]), g.const("admm/axis1", [1])], "x")
+
+
+class ADMMSenseGraph(ADMMGraph):
+    """Multi-coil iterations: coil splitting (:mod:`tgv_deploy.solvers.admm_sense`) in ONNX nodes.
+
+    Besides ``z`` and ``u``, the state holds the coil images ``y`` and their duals ``u_c``
+    ``(B, C, 2, H, W)`` and the data-free coil's ``y_0`` ``(B, 2, H, W)``. The (x, v) step is the
+    single-coil one with the constant data weight ``rho_coil``; its data, ``rho_coil / rho`` times
+    ``sum_c conj(S_c) (y_c - u_c) + r y_0``, enters as extra input channels of the ``rhs`` convolution
+    (a centre tap). The coil step transforms all C coil images in one channel-batched DFT::
+
+        Y = F(g + u_c) * rho_coil / (m + rho_coil) + F(A_c^H f_c) / (m + rho_coil)
+    """
+
+    def __init__(self, g: GraphBuilder, spec: ADMMSpec, rho_coil: float):
+        super().__init__(g, spec)
+        self.rho_coil = rho_coil
+        c, k, z = spec.channels, spec.images, spec.splits
+        kernel = np.zeros((k * c, z * c + 2, 3, 3))
+        kernel[:, : z * c] = g_value(g, self.rhs_kernel)
+        kernel[0, z * c, 1, 1] = kernel[1, z * c + 1, 1, 1] = rho_coil / spec.rho  # b into the x component, centre tap
+        self.rhs_kernel = g.const("admm/rhs_kernel_sense", kernel)
+
+    def _coil_denominator(self, mask: str) -> tuple[str, str]:
+        """``rho_coil / (m + rho_coil)`` and ``1 / (m + rho_coil)`` ``(B, 1, 2W, 1)`` along the spectra's W axis."""
+        g, spec = self.g, self.spec
+        order = np.fft.ifftshift(np.arange(spec.width))
+        m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], "coil_den", axis=3)
+        m = g.op("Reshape", [m, g.const("admm/shape_mask_w1", [0, 1, spec.width, 1])], "coil_den")
+        m = g.op("Concat", [m, m], "coil_den", axis=2)  # the same factor on the real and imaginary rows
+        inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den")], "coil_den")
+        return g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den"), inv
+
+    def build_sense(self, x0: str, maps: str, mask: str, coil_images: str, coil_forward: str, coil_adjoint: str,
+                    virtual: str) -> str:
+        """Append all iterations; returns the final ``x (B, 2, H, W)`` (inputs as :class:`SensePrologue` names them)."""
+        g, spec = self.g, self.spec
+        upper, lower = self._thresholds(maps)
+        _, operator = self._step_operator(None, self.rho_coil)
+        keep, data_share = self._coil_denominator(mask)
+        coil_data = g.op("Mul", [self._dft(g.op("Reshape", [coil_images, self.shape_images], "coil_data")), data_share], "coil_data")
+        shape_coils = g.const("admm/shape_coils", [0, -1, 2, spec.height, spec.width])
+        alpha = g.const("admm/alpha", np.float32(spec.alpha))
+        one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
+        virtual_alpha = g.op("Mul", [virtual, alpha], "virtual")
+        axis_coils, axis_inner = g.const("admm/axis1", [1]), g.const("admm/axis3", [3])
+        unsqueeze_axes = g.const("admm/axes12", [1, 2])
+
+        def coil_products(x: str) -> str:  # S_c x, (B, C, 2, H, W)
+            return g.op("ReduceSum", [g.op("Mul", [coil_forward, g.op("Unsqueeze", [x, unsqueeze_axes], "sx")], "sx"), axis_inner],
+                        "sx", keepdims=0)
+
+        y = coil_products(x0)
+        u_coil: str | None = None
+        y0 = g.op("Mul", [virtual, x0], "y0")
+        z = self._conv(x0, self.start_kernel, "start")
+        u = None
+        images = x0
+        for _ in range(spec.iterations):
+            w = z if u is None else g.op("Sub", [z, u], "w")
+            w_coil = y if u_coil is None else g.op("Sub", [y, u_coil], "wc")
+            # sum_c conj(S_c) w_c: the adjoint forms times w, summed over coils and the inner axis
+            combined = g.op("ReduceSum", [g.op("Mul", [coil_adjoint, g.op("Unsqueeze", [w_coil, g.const("admm/axis2", [2])], "b")], "b"),
+                                          g.const("admm/axes13", [1, 3])], "b", keepdims=0)
+            b = g.op("Add", [combined, g.op("Mul", [virtual, y0], "b")], "b")
+            rhs = self._conv(g.op("Concat", [w, b], "rhs", axis=1), self.rhs_kernel, "rhs")
+            spectra = g.op("Reshape", [self._dft(rhs), self.shape_spectra], "step")
+            solved = g.op("ReduceSum", [g.op("Mul", [operator, spectra], "step"), g.const("admm/axis2", [2])], "step", keepdims=0)
+            images = self._idft(g.op("Reshape", [solved, self.shape_spectra_back], "step"))
+            x = g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
+            # coil variables: relaxed, then the per-frequency data step
+            relaxed = g.op("Add", [g.op("Mul", [coil_products(x), alpha], "gc"), g.op("Mul", [y, one_minus_alpha], "gc")], "gc")
+            y0 = g.op("Add", [g.op("Mul", [virtual_alpha, x], "y0"), g.op("Mul", [y0, one_minus_alpha], "y0")], "y0")
+            t_coil = relaxed if u_coil is None else g.op("Add", [relaxed, u_coil], "tc")
+            spectra_coil = self._dft(g.op("Reshape", [t_coil, self.shape_images], "yc"))
+            y_hat = g.op("Add", [g.op("Mul", [spectra_coil, keep], "yc"), coil_data], "yc")
+            y = g.op("Reshape", [self._idft(y_hat), shape_coils], "yc")
+            u_coil = g.op("Sub", [t_coil, y], "uc")  # u + g - y
+            # the TGV splits, as in the single-coil loop
+            split = self._conv(images, self.split_kernel, "split")
+            t = g.op("Add", [split, g.op("Mul", [z, one_minus_alpha], "t")], "t")
+            t = t if u is None else g.op("Add", [t, u], "t")
+            u = g.op("Min", [g.op("Max", [t, lower], "u"), upper], "u")
+            z = g.op("Sub", [t, u], "z")
+        return g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
+
+
+def g_value(g: GraphBuilder, name: str) -> np.ndarray:
+    """The array of a registered constant."""
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(g.initializers[name])

@@ -26,10 +26,11 @@ from tgv_deploy.contract import Contract, TensorSpec, weights_sha256
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.dft import row_factors
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
-from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSpec
+from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSenseGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
-from tgv_deploy.export.prologue import Prologue
+from tgv_deploy.export.prologue import Prologue, SensePrologue
+from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL
 from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
 from tgv_deploy.models.checkpoint import Checkpoint
 from tgv_deploy.onnx_graph import graph_sha256, set_contract
@@ -59,6 +60,7 @@ class ExportConfig:
     max_lines: int | None = None  # MRI: most sampled phase-encode lines; None = ceil(W / 2)
     row_dft: str = "auto"  # MRI: "factorised" (two stages), "dense" (one product), "auto" (factorised where H allows)
     unet_fp16: bool = False  # U-Net in float16 inside the graph (for TensorRT 11's strong typing)
+    coils: int = 0  # MRI, ADMM: receive coils of a multi-coil (SENSE) graph; 0 = single-coil
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,17 @@ class ExportResult:
     row_dft: str = "none"  # MRI: "dense" or "two-stage n1 x n2"; "none" for denoising
 
 
-def io_specs(task: str, kind: str, height: int, width: int, batch: int | None) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Input and output tensor specs of an exported model."""
+def io_specs(task: str, kind: str, height: int, width: int, batch: int | None,
+             coils: int = 0) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Input and output tensor specs of an exported model (``coils > 0``: k-space and coil maps ``(B, C, 2, H, W)``)."""
     b = -1 if batch is None else batch
     channels = 2 if task == "mri" else 1
     maps = 2 if kind == "utgv" else 1
     inputs: tuple[TensorSpec, ...]
-    if task == "mri":
+    if coils:
+        coil = TensorSpec("kspace", (b, coils, 2, height, width))
+        inputs = (coil, TensorSpec("coil_maps", coil.shape), TensorSpec("mask", (b, 1, 1, width)))
+    elif task == "mri":
         inputs = (TensorSpec("kspace", (b, 2, height, width)), TensorSpec("mask", (b, 1, 1, width)))
     else:
         inputs = (TensorSpec("noisy", (b, 1, height, width)),)
@@ -106,17 +112,29 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--max-lines must be in 1..{width} (the width), got {config.max_lines}")
     if config.row_dft not in ("auto", "dense", "factorised"):
         raise InputError(f"--row-dft must be auto, dense or factorised, got {config.row_dft!r}")
+    if config.coils and (ckpt.config.task != "mri" or ckpt.config.solver != "admm"):
+        raise InputError("--coils exports a multi-coil graph of an ADMM MRI model; this checkpoint is "
+                         f"{ckpt.config.task}/{ckpt.config.solver}")
+    if not 0 <= config.coils <= 64:
+        raise InputError(f"--coils must be in 1..64, got {config.coils}")
+    if config.coils and config.unet_fp16:
+        raise InputError("--unet-fp16 is not offered for multi-coil graphs")
     if config.row_dft == "factorised" and row_factors(height) is None:
         raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
     return iterations, height, width
 
 
+SENSE_PROLOGUE_OUTPUTS = ["x0", "coil_images", "maps_n", "scale", "coil_forward", "coil_adjoint", "virtual"]
+
+
 def _trace_prologue(
-    model: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str], dynamic: bool, opset: int, unet_fp16: bool
+    model: torch.nn.Module, example: tuple[torch.Tensor, ...], names: list[str], dynamic: bool, opset: int, unet_fp16: bool,
+    multicoil: bool = False,
 ) -> onnx.ModelProto:
-    prologue = Prologue(model, unet_fp16).eval()
+    prologue: torch.nn.Module = (SensePrologue(model) if multicoil else Prologue(model, unet_fp16)).eval()
+    outputs = SENSE_PROLOGUE_OUTPUTS if multicoil else ["x0", "f_n", "maps_n", "scale"]
     buffer = io.BytesIO()
-    dynamic_axes = {n: {0: "batch"} for n in names + ["x0", "f_n", "maps_n", "scale"]} if dynamic else None
+    dynamic_axes = {n: {0: "batch"} for n in names + outputs} if dynamic else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         torch.onnx.export(
@@ -126,7 +144,7 @@ def _trace_prologue(
             dynamo=False,
             opset_version=opset,
             input_names=names,
-            output_names=["x0", "f_n", "maps_n", "scale"],
+            output_names=outputs,
             dynamic_axes=dynamic_axes,
             do_constant_folding=True,
         )
@@ -140,13 +158,13 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     iterations, height, width = _validate(config, ckpt)
     model = ckpt.build()
     task, kind = ckpt.config.task, ckpt.config.kind
-    inputs, outputs = io_specs(task, kind, height, width, config.batch)
+    inputs, outputs = io_specs(task, kind, height, width, config.batch, config.coils)
     trace_batch = config.batch or 2
-    example = example_inputs(task, trace_batch, height, width)
-    say(f"tracing the U-Net and normalisation ({task}, {height}x{width})")
+    example = example_inputs(task, trace_batch, height, width, coils=config.coils)
+    say(f"tracing the U-Net and normalisation ({task}, {height}x{width}{f', {config.coils} coils' if config.coils else ''})")
     prologue = _trace_prologue(
         model, tuple(torch.from_numpy(example[s.name]) for s in inputs), [s.name for s in inputs], config.batch is None, config.opset,
-        config.unet_fp16,
+        config.unet_fp16, multicoil=bool(config.coils),
     )
 
     solver = ckpt.config.solver
@@ -159,7 +177,12 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
                         factors[0] if factors else 0)
         before = len(g.nodes)
-        x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
+        if config.coils:
+            graph_builder = ADMMSenseGraph(g, admm, DEFAULT_RHO_COIL)
+            before = len(g.nodes)
+            x = graph_builder.build_sense("x0", "maps_n", "mask", *SENSE_PROLOGUE_OUTPUTS[1:2], *SENSE_PROLOGUE_OUTPUTS[4:])
+        else:
+            x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
     else:
         sigma, tau = (float(v.detach()) for v in model.step_sizes())
         g = GraphBuilder(prefix="pdhg/")
@@ -190,7 +213,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         task=task, kind=kind, height=height, width=width, batch=config.batch, iterations=iterations,
         inputs=inputs, outputs=outputs, opset=config.opset, package_version=__version__,
         weights_sha256=weights_sha256(state), graph_sha256=graph_sha256(onnx_model), max_sampled_lines=max_lines,
-        precision="fp16-unet" if config.unet_fp16 else "fp32", solver=solver,
+        precision="fp16-unet" if config.unet_fp16 else "fp32", solver=solver, coils=config.coils,
     )
     set_contract(onnx_model, contract)
 
@@ -212,7 +235,10 @@ def torch_reference(ckpt: Checkpoint, inputs: dict[str, np.ndarray], iterations:
     """The PyTorch model's (image, maps) for contract-layout inputs, with the FFT implementation."""
     model = ckpt.build()
     with torch.no_grad():
-        if ckpt.config.task == "mri":
+        if "coil_maps" in inputs:
+            image, maps = model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=iterations,
+                                coil_maps=torch.from_numpy(inputs["coil_maps"]))
+        elif ckpt.config.task == "mri":
             image, maps = model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=iterations)
         else:
             image, maps = model(torch.from_numpy(inputs["noisy"]), iterations=iterations)

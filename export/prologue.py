@@ -34,3 +34,35 @@ class Prologue(nn.Module):
         x0 = x0 / scale
         maps = self.model.unet(x0.half()).float() if self.unet_fp16 else self.model.unet(x0)
         return x0, f / scale, maps, scale
+
+
+class SensePrologue(nn.Module):
+    """Multi-coil: ``(f, maps, mask) -> (x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual)``.
+
+    ``x0 = A^H f / scale`` ``(B, 2, H, W)``; ``coil_images = F^H (M f_c) / scale`` ``(B, C, 2, H, W)``
+    (the coils' data, transformed once more inside the loop); ``coil_forward`` / ``coil_adjoint``
+    ``(B, C, 2, 2, H, W)`` the real 2 x 2 forms of multiplying by ``S_c`` and by ``conj(S_c)``, so each
+    coil product in the loop is one Mul and one ReduceSum; ``virtual (B, 1, H, W)`` the data-free
+    coil's weight ``sqrt(1 - sum_c |S_c|^2)`` (:mod:`tgv_deploy.solvers.admm_sense`).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not isinstance(model, (UTGV, UTV)):
+            raise TypeError(f"SensePrologue wraps a U-TGV or U-TV model, got {type(model).__name__}")
+        self.model = model
+        model.set_dft("matrix")
+
+    def forward(self, f: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
+        f = f * mask[:, None]
+        sense = self.model.forward_operator(f, mask, maps)
+        x0 = sense.adjoint(f)
+        scale = image_scale(x0)
+        x0 = x0 / scale
+        batch, coils, _, height, width = f.shape
+        coil_images = sense.dft.adjoint(f.reshape(batch * coils, 2, height, width)).reshape(f.shape) / scale[:, None]
+        real, imag = maps[:, :, 0], maps[:, :, 1]
+        coil_forward = torch.stack((torch.stack((real, -imag), 2), torch.stack((imag, real), 2)), 2)
+        coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
+        virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
+        return x0, coil_images, self.model.unet(x0), scale, coil_forward, coil_adjoint, virtual

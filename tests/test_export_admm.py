@@ -90,3 +90,43 @@ def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
     a, _ = _run(factorised.model, inputs)
     b, _ = _run(dense.model, inputs)
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-5
+
+
+@pytest.mark.parametrize("kind, size, row_dft", [("utgv", (30, 21), "factorised"), ("utgv", (17, 24), "auto"), ("utv", (30, 21), "dense")])
+def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft):
+    """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the DFT products."""
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm"))
+    result = build_graph(ckpt, ExportConfig(row_dft=row_dft, coils=4))
+    inputs = example_inputs("mri", 1, *size, seed=3, coils=4)
+    image, maps = _run(result.model, inputs)
+    ref_image, ref_maps = torch_reference(ckpt, inputs, 12)
+    assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
+    assert np.linalg.norm(maps - ref_maps) / np.linalg.norm(ref_maps) < 1e-5
+    assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []
+    contract = get_contract(result.model)
+    assert contract.coils == 4 and [s.name for s in contract.inputs] == ["kspace", "coil_maps", "mask"]
+    assert contract.inputs[0].shape == (1, 4, 2, *size)
+    # fewer coils run zero-padded, exactly: a coil with zero map and zero data adds nothing
+    three = {name: value.copy() for name, value in inputs.items()}
+    three["kspace"][:, 3] = 0
+    three["coil_maps"][:, 3] = 0
+    three["coil_maps"] /= np.sqrt((three["coil_maps"] ** 2).sum((1, 2), keepdims=True))
+    padded, _ = _run(result.model, three)
+    reference, _ = torch_reference(ckpt, {k: (v[:, :3] if k != "mask" else v) for k, v in three.items()}, 12)
+    assert np.linalg.norm(padded - reference) / np.linalg.norm(reference) < 1e-5
+
+
+def test_multicoil_graph_grows_linearly(tmp_path):
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, coils=2)).model
+    large = build_graph(ckpt, ExportConfig(iterations=16, verify=False, coils=2)).model
+    per_iteration = (len(large.graph.node) - len(small.graph.node)) / 8
+    # single-coil TGV iteration (46 nodes, two-stage rows) plus the coil step: the same count for any C
+    assert per_iteration == int(per_iteration) and per_iteration <= 90
+    assert len(large.graph.initializer) == len(small.graph.initializer)
+
+
+def test_multicoil_export_refusals(tmp_path):
+    pdhg = load_checkpoint(make_checkpoint(tmp_path / "p.pt", iterations=4, height=16, width=16))
+    with pytest.raises(InputError, match="ADMM MRI"):
+        build_graph(pdhg, ExportConfig(coils=4, verify=False))

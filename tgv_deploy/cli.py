@@ -99,11 +99,14 @@ def models_command(as_json: bool) -> None:
               "auto factorises where H allows.")
 @click.option("--unet-fp16", is_flag=True, help="Run the U-Net in float16 inside the graph (TensorRT 11 reads precision "
               "from the graph); the iterations stay float32. Verified to 1e-2 instead of 1e-5.")
+@click.option("--coils", default=0, show_default=True, type=click.IntRange(0, 64),
+              help="ADMM MRI models: a multi-coil (SENSE) graph for up to this many coils, with k-space and coil maps "
+              "(B, C, 2, H, W) as inputs (fewer coils run zero-padded, exactly); 0: single-coil.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
 @click.option("--triton-repo", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, row_dft, unet_fp16, no_verify, triton_repo,
-                   as_json) -> None:
+def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, row_dft, unet_fp16, coils, no_verify,
+                   triton_repo, as_json) -> None:
     """Export CHECKPOINT (a .pt file or bundled name) to one ONNX graph: U-Net + T iterations.
 
     Writes OUT.onnx and OUT.json (the contract, also stored in the ONNX metadata). By default
@@ -134,7 +137,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     check_output_path(out)
     ckpt = load_checkpoint(path)
     config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify,
-                          max_lines=max_lines, row_dft=row_dft, unet_fp16=unet_fp16)
+                          max_lines=max_lines, row_dft=row_dft, unet_fp16=unet_fp16, coils=coils)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
     triton_name = onnx_path.stem.replace("-", "_")

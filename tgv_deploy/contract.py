@@ -76,7 +76,7 @@ class Contract:
     precision: str = "fp32"  # "fp32", or "fp16-unet": the U-Net runs in float16 inside the graph
     solver: str = "pdhg"  # the unrolled iteration: "pdhg" (SPEC 2) or "admm" (SPEC 2b); older contracts are PDHG
     #: Receive coils of the graph's k-space (SPEC 1b): 0 single-coil ``kspace (B, 2, H, W)``; C > 0 a
-    #: multi-coil graph with ``kspace`` and ``maps`` ``(B, C, 2, H, W)``; -1 either (checkpoints run by torch).
+    #: multi-coil graph with ``kspace`` and ``coil_maps`` ``(B, C, 2, H, W)``; -1 either (checkpoints run by torch).
     coils: int = 0
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
@@ -99,11 +99,11 @@ class Contract:
         if self.coils != -1 or not multicoil:
             return self.inputs
         coil = TensorSpec("kspace", (-1, -1, 2, -1, -1))
-        return (coil, TensorSpec("maps", coil.shape), TensorSpec("mask", (-1, 1, 1, -1)))
+        return (coil, TensorSpec("coil_maps", coil.shape), TensorSpec("mask", (-1, 1, 1, -1)))
 
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes, shapes and values of ``inputs``; return the batch size."""
-        specs = self.input_specs("maps" in inputs) if self.coils == -1 else self.inputs
+        specs = self.input_specs("coil_maps" in inputs) if self.coils == -1 else self.inputs
         expected, given = {s.name for s in specs}, set(inputs)
         if expected != given:
             raise ContractError(f"inputs {sorted(given)} do not match the contract's {sorted(expected)}")
@@ -116,8 +116,8 @@ class Contract:
             spec.check(inputs[spec.name], batch)
             if not np.isfinite(inputs[spec.name]).all():
                 raise InputError(f"input {spec.name!r} contains NaN or Inf")
-        if "maps" in inputs and inputs["maps"].shape != inputs["kspace"].shape:
-            raise ContractError(f"coil maps {inputs['maps'].shape} and k-space {inputs['kspace'].shape} differ in shape")
+        if "coil_maps" in inputs and inputs["coil_maps"].shape != inputs["kspace"].shape:
+            raise ContractError(f"coil maps {inputs['coil_maps'].shape} and k-space {inputs['kspace'].shape} differ in shape")
         if batch is None:  # not reached: spec.check refuses a first input without a batch axis
             raise ContractError(f"input {first.name!r} has no batch dimension")
         if self.solver == "admm" and "mask" in inputs:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise."""
+def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0, coils: int = 0) -> dict[str, np.ndarray]:
+    """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise;
+    ``coils > 0``: multi-coil k-space and simulated ``coil_maps`` ``(B, C, 2, H, W)``."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width] / max(height, width)
     frames = []
@@ -19,6 +20,12 @@ def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0
     if task == "denoise":
         noisy = np.abs(images) + 0.05 * rng.standard_normal(images.shape)
         return {"noisy": noisy[:, None].astype(np.float32)}
+    maps = None
+    if coils:
+        from tgv_deploy.data.coil_sim import simulate_coil_maps
+
+        maps = np.stack([simulate_coil_maps(rng, coils, height, width) for _ in range(batch)])
+        images = maps * images[:, None]
     k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
     k = k + 0.05 * np.abs(k).std() * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
     mask = np.zeros((batch, 1, 1, width), dtype=np.float32)
@@ -26,5 +33,9 @@ def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0
     centre = max(1, round(0.08 * width))
     start = width // 2 - centre // 2  # the block always holds the centre column W // 2 (ADMM needs it)
     mask[..., start : start + centre] = 1
+    if maps is not None:
+        kspace = np.stack((k.real, k.imag), axis=2) * mask[:, None]
+        coil_maps = np.stack((maps.real, maps.imag), axis=2)
+        return {"kspace": kspace.astype(np.float32), "coil_maps": coil_maps.astype(np.float32), "mask": mask}
     kspace = np.stack((k.real, k.imag), axis=1) * mask
     return {"kspace": kspace.astype(np.float32), "mask": mask}

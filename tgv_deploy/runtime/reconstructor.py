@@ -105,7 +105,7 @@ class Reconstructor:
         if empty.size:
             raise InputError(f"slice {int(empty[0])}: all sampled k-space values are zero")
         inputs = {"kspace": np.stack((sampled.real, sampled.imag), axis=2).astype(np.float32),
-                  "maps": np.stack((maps.real, maps.imag), axis=2).astype(np.float32),
+                  "coil_maps": np.stack((maps.real, maps.imag), axis=2).astype(np.float32),
                   "mask": mask[:, None, None, :]}
         outputs = self._run_batched(inputs)
         image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)

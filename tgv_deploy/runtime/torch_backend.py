@@ -42,9 +42,9 @@ class TorchBackend:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.no_grad():
-            if "maps" in inputs:
+            if "coil_maps" in inputs:
                 image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]),
-                                         iterations=self.iterations, coil_maps=torch.from_numpy(inputs["maps"]))
+                                         iterations=self.iterations, coil_maps=torch.from_numpy(inputs["coil_maps"]))
             elif self.contract.task == "mri":
                 image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=self.iterations)
             else:
