@@ -65,4 +65,4 @@ class SensePrologue(nn.Module):
         coil_forward = torch.stack((torch.stack((real, -imag), 2), torch.stack((imag, real), 2)), 2)
         coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
-        return x0, coil_images, self.model.unet(x0), scale, coil_forward, coil_adjoint, virtual
+        return x0, coil_images, self.model.unet(x0) * self.model.coil_gain(), scale, coil_forward, coil_adjoint, virtual

@@ -107,3 +107,27 @@ def test_bad_coil_counts_are_user_errors(tmp_path, coils):
     with pytest.raises(SystemExit) as exit_info:
         main(["infer", "utgv-mri", str(source), "-o", str(out), "--coils", str(coils)])
     assert exit_info.value.code in (1, 2, 3) and not out.exists()
+
+
+def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain():
+    """One coil of ones gives the U-Net the same A^H f as single-coil data; the multi-coil maps are
+    then the single-coil ones times exp(log_coil_gain), which older checkpoints (without the
+    parameter) start at DEFAULT_COIL_GAIN."""
+    from tgv_deploy.models.utgv import DEFAULT_COIL_GAIN
+
+    checkpoint = load_checkpoint(resolve_model("utgv-mri"))
+    assert "log_coil_gain" not in checkpoint.state_dict  # bundled before the parameter existed
+    model = checkpoint.build()
+    assert torch.allclose(model.coil_gain().flatten(), torch.full((2,), DEFAULT_COIL_GAIN))
+    rng = np.random.default_rng(1)
+    k = (rng.standard_normal((24, 20)) + 1j * rng.standard_normal((24, 20))).astype(np.complex64)
+    mask = torch.zeros(1, 1, 1, 20)
+    mask[..., ::2] = 1
+    mask[..., 10] = 1
+    f = _channels(k, 0)[None] * mask
+    ones = torch.zeros(1, 1, 2, 24, 20)
+    ones[:, :, 0] = 1
+    with torch.no_grad():
+        _, single = model(f, mask, iterations=2)
+        _, multi = model(f[:, None], mask, iterations=2, coil_maps=ones)
+    assert torch.allclose(multi, DEFAULT_COIL_GAIN * single, rtol=1e-5, atol=1e-7)

@@ -149,9 +149,10 @@ def test_target_noise_is_measured_with_the_image_and_leaves_other_streams_alone(
     plain = Corruption("mri", (4, 4), (0.05, 0.05), ("equispaced",))
     same = Corruption("mri", (4, 4), (0.05, 0.05), ("equispaced",), target_noise=(0.0, 0.0))
     a, b = plain.sample(image, np.random.default_rng(7)), same.sample(image, np.random.default_rng(7))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # no extra draw when off
+    assert a[3] is None and b[3] is None  # single-coil: no coil maps
+    assert all(np.array_equal(x, y) for x, y in zip(a[:3], b[:3]))  # no extra draw when off
     noisy = Corruption("mri", (4, 4), (0.0, 0.0), ("equispaced",), target_noise=(0.02, 0.02))
-    f, mask, target = noisy.sample(image, np.random.default_rng(7))
+    f, mask, target, _ = noisy.sample(image, np.random.default_rng(7))
     truth = np.stack([image.real, image.imag])
     residual = (target - truth).std() / np.abs(image).max()
     assert 0.012 < residual < 0.016  # 0.02 per complex sample: 0.02 / sqrt(2) per real part

@@ -27,18 +27,19 @@ def run_evaluation(
     files: list[Path], synthetic: int, size: tuple[int, int], settings: list[tuple[float, float]], utgv: str | None,
     utv: str | None, out_dir: Path, baseline_max_iterations: int = MAX_ITERATIONS, say: Callable[[str], None] = print,
     iterations: int | None = None, record: dict | None = None, coils: int = 1, center_fraction: float | None = None,
+    max_slices: int | None = None,
 ) -> list[Outcome]:
     """Score every case; write ``results.csv``, ``results.md``, ``results.json`` and figures into ``out_dir``.
 
     ``iterations`` is the models' T (None: each checkpoint's own); the scalar baselines run to
     convergence (at most ``baseline_max_iterations``). ``record`` (e.g. provenance) is stored in the JSON.
     ``coils`` above 1: multi-coil cases (:func:`corrupt_multicoil`, ``center_fraction`` calibration
-    lines) from the fully sampled inputs instead of single-coil ones.
+    lines) from the fully sampled inputs instead of single-coil ones. ``max_slices``: the first slices of each file only.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
     denoising = any(m is not None and m.config.task == "denoise" for m in models)
-    images = ground_truth_images(files, synthetic, size)
+    images = ground_truth_images(files, synthetic, size, max_slices)
     if denoising:
         groups = [corrupt_images(images, s) for _, s in settings]
     elif coils > 1:

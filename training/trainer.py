@@ -109,7 +109,7 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
             f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
         )
     if theirs.solver == ours.solver:
-        model.load_state_dict(checkpoint.state_dict)
+        model.load_state_dict_compatible(checkpoint.state_dict)
     else:
         model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in checkpoint.state_dict.items() if k.startswith("unet.")})
 
@@ -170,7 +170,14 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     resumed_elapsed = elapsed
     trained: torch.nn.Module = model
     if world > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None)
+        # the multi-coil map gain takes no part in single-coil batches: frozen when there are none,
+        # otherwise DDP must expect a batch that leaves it unused
+        mixed = config.model.task == "mri" and config.data.multicoil_fraction > 0
+        if config.model.task == "mri" and not mixed:
+            model.log_coil_gain.requires_grad_(False)
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None, find_unused_parameters=mixed
+        )
 
     data = config.data
     source = _source(config, config.seed)

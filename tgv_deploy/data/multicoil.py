@@ -386,6 +386,11 @@ def prepare(
             region, _ = calibration_region(calib_kspace, calib_mask, rows=None)
             compression = svd_compression(region, coils)
             kspace, calib_kspace = compression.apply(kspace), compression.apply(calib_kspace)
+    if kspace.shape[0] == 1:  # one coil is reconstructed single-coil: its map would only carry a phase
+        shape = kspace.shape[-2:]
+        coil_maps = CoilMaps(np.ones((1, *shape), np.complex64), np.ones(shape, np.float32), np.ones(shape, bool), "none", "extend")
+        return Prepared(kspace.astype(np.complex64, copy=False), sample.mask.astype(np.float32), coil_maps.maps, coil_maps,
+                        matrix, compression, rows)
     try:
         coil_maps = estimate_maps(calib_kspace, calib_mask, method=maps, outside=outside)
     except ValueError as exc:

@@ -42,7 +42,9 @@ def _crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return image[top : top + th, left : left + tw]
 
 
-def ground_truth_images(files: list[Path], synthetic: int, size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
+def ground_truth_images(files: list[Path], synthetic: int, size: tuple[int, int],
+                        max_slices: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """Truths of fully sampled files (the first ``max_slices`` slices of each, all by default) and synthetic images."""
     images = []
     for path in files:
         volume = read_fastmri(path)
@@ -50,7 +52,7 @@ def ground_truth_images(files: list[Path], synthetic: int, size: tuple[int, int]
             continue  # already undersampled: handled by undersampled_cases
         if volume.multicoil:
             raise InputError(f"{path}: multi-coil evaluation is not supported yet")
-        for s, k in enumerate(volume.kspace):
+        for s, k in enumerate(volume.kspace[:max_slices]):
             image = ifft2c(k)
             images.append((f"{path.name}:{s}", image / np.abs(image).max()))
     for i in range(synthetic):

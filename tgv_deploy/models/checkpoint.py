@@ -21,7 +21,7 @@ import torch
 from tgv_deploy.errors import InputError, IntegrityError
 from tgv_deploy.io_utils import atomic_output
 from tgv_deploy.models.config import ModelConfig
-from tgv_deploy.models.utgv import UnrolledModel, build_model
+from tgv_deploy.models.utgv import OPTIONAL_PARAMETERS, UnrolledModel, build_model
 
 FORMAT = "tgv-deploy-checkpoint"
 FORMAT_VERSION = 1
@@ -36,7 +36,7 @@ class Checkpoint:
     def build(self) -> UnrolledModel:
         """The model with these weights, in eval mode."""
         model = build_model(self.config)
-        model.load_state_dict(self.state_dict)
+        model.load_state_dict_compatible(self.state_dict)
         return model.eval()
 
 
@@ -95,12 +95,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IntegrityError(f"{path}: state_dict missing or not a mapping of tensors")
     expected = build_model(config).state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    # parameters added after a checkpoint was written take their initial value (UnrolledModel.load_state_dict_compatible)
+    missing = set(expected) - set(state) - set(OPTIONAL_PARAMETERS)
+    unexpected = set(state) - set(expected)
     if missing or unexpected:
         raise IntegrityError(
             f"{path}: weights do not match the configuration (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
     for name, tensor in expected.items():
+        if name not in state:
+            continue
         if state[name].shape != tensor.shape:
             raise IntegrityError(f"{path}: weight {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
         if not torch.isfinite(state[name]).all():

@@ -31,6 +31,15 @@ from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL, admm_tgv_sense_chann
 from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_sizes
 
 
+#: Initial multi-coil map gain: with the coil-combined ``A^H f`` as input, the U-Net sees single- and
+#: multi-coil data alike (the zero-filled image is aliased in both), but SENSE resolves most of the
+#: aliasing, so the best maps are weaker; measured on the held-out slices (8 coils, R = 4 and 8),
+#: scaling single-coil-trained maps by 0.25 gained 0.3-2 dB over 1 (benchmarks/README.md).
+DEFAULT_COIL_GAIN = 0.25
+#: Parameters added after models were first bundled, with the value an older checkpoint gets.
+OPTIONAL_PARAMETERS = ("log_coil_gain",)
+
+
 def image_scale(x0: torch.Tensor) -> torch.Tensor:
     """Per-image normalisation scale ``(B, 1, 1, 1)``: the maximum magnitude of ``x0 (B, C, H, W)``."""
     peak = magnitude(x0).flatten(1).amax(1)
@@ -48,6 +57,9 @@ class UnrolledModel(nn.Module):
         else:
             #: ADMM's penalty ``rho = exp(log_rho)``, learned, starts at the solver's default.
             self.log_rho = nn.Parameter(torch.tensor(math.log(DEFAULT_RHO)))
+        if config.task == "mri":
+            #: Multi-coil maps are ``exp(log_coil_gain) * maps`` per channel (learned; see DEFAULT_COIL_GAIN).
+            self.log_coil_gain = nn.Parameter(torch.full((config.map_channels,), math.log(DEFAULT_COIL_GAIN)))
         self.dft: DFTImpl = "fft"
         #: Activation checkpointing of the unrolled loop: keep every k-th state for backward.
         self.checkpoint_every: int | None = None
@@ -89,6 +101,16 @@ class UnrolledModel(nn.Module):
             raise ValueError(f"multi-coil MRI needs a mask (B, 1, 1, W) or (B, 1, H, W), got {None if mask is None else tuple(mask.shape)}")
         return SenseOp(coil_maps, mask.to(f.dtype), impl=self.dft)
 
+    def load_state_dict_compatible(self, state: dict[str, torch.Tensor]) -> None:
+        """Load ``state``; parameters added since the checkpoint was written keep their initial value."""
+        own = self.state_dict()
+        missing = {k: own[k] for k in OPTIONAL_PARAMETERS if k in own and k not in state}
+        self.load_state_dict({**state, **missing})
+
+    def coil_gain(self) -> torch.Tensor:
+        """``(1, M, 1, 1)`` factor of multi-coil maps."""
+        return torch.exp(self.log_coil_gain).reshape(1, -1, 1, 1)
+
     def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """PDHG's ``(s, t)``."""
         s, t = step_sizes(self.log_step)
@@ -129,6 +151,8 @@ class UnrolledModel(nn.Module):
         scale = image_scale(forward_op.adjoint(f))
         f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
         maps = self.unet(forward_op.adjoint(f_normalised))
+        if coil_maps is not None:
+            maps = maps * self.coil_gain()
         if self.config.solver == "admm":
             if mask is not None:
                 require_centre_sampled(mask)

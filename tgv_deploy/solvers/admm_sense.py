@@ -48,8 +48,9 @@ from tgv_deploy.solvers.admm import (
 )
 from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run
 
-#: Coil penalty on data normalised as the models normalise it (benchmarks/convergence_sense.py).
-DEFAULT_RHO_COIL = 1.0
+#: Coil penalty on data normalised as the models normalise it: the fastest to the minimiser at T = 64
+#: and 128 of 0.25 ... 4, extended and cropped maps (benchmarks/results/convergence_sense).
+DEFAULT_RHO_COIL = 0.25
 
 #: How far above 1 ``sum_c |S_c|^2`` may be (float32 round-off of unit-norm maps) before it is refused.
 MAP_NORM_TOLERANCE = 1e-3
