@@ -2,8 +2,8 @@
 
 Each imaging acquisition is one readout line ``(coils, samples)``; ``idx.kspace_encode_step_1``
 places it on the phase-encode axis (W) and ``idx.slice`` selects the slice. Lines never acquired
-form the mask. Noise, calibration-only and navigator acquisitions are skipped. Readout
-oversampling is kept (H = number of samples).
+form the mask. Reading is :mod:`tgv_deploy.data.multicoil`'s (one reader for every ISMRMRD path);
+this module tells ISMRMRD files apart and writes small ones for tests and examples.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import numpy as np
 
 from tgv_deploy.data.fastmri import KSpaceVolume
 from tgv_deploy.errors import BackendUnavailableError, InputError
-
-_SKIP_FLAGS = ("ACQ_IS_NOISE_MEASUREMENT", "ACQ_IS_PARALLEL_CALIBRATION", "ACQ_IS_NAVIGATION_DATA", "ACQ_IS_PHASECORR_DATA")
-
 
 def _ismrmrd():
     try:
@@ -39,47 +36,20 @@ def is_mrd_file(path: str | os.PathLike) -> bool:
 
 
 def read_mrd(path: str | os.PathLike) -> KSpaceVolume:
-    """Read a Cartesian MRD file into ``kspace (S, C, H, W)`` (or ``(S, H, W)`` for one coil) and a mask."""
-    ismrmrd = _ismrmrd()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input not found: {path}")
-    try:
-        dataset = ismrmrd.Dataset(str(path), "/dataset", create_if_needed=False)
-    except Exception:
-        raise InputError(f"{path}: not a readable ISMRMRD file") from None
-    try:
-        header = ismrmrd.xsd.CreateFromDocument(dataset.read_xml_header())
-        width = int(header.encoding[0].encodedSpace.matrixSize.y)
-        count = dataset.number_of_acquisitions()
-        lines = []
-        for i in range(count):
-            acq = dataset.read_acquisition(i)
-            if any(acq.is_flag_set(getattr(ismrmrd, flag)) for flag in _SKIP_FLAGS):
-                continue
-            lines.append((int(acq.idx.slice), int(acq.idx.kspace_encode_step_1), np.asarray(acq.data)))
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: unreadable ISMRMRD content ({type(exc).__name__})") from None
-    finally:
-        dataset.close()
-    if not lines:
-        raise InputError(f"{path}: no imaging acquisitions")
-    coils, samples = lines[0][2].shape
-    if any(data.shape != (coils, samples) for _, _, data in lines):
-        raise InputError(f"{path}: acquisitions differ in coils or samples; only Cartesian data of one size is supported")
-    slices = 1 + max(s for s, _, _ in lines)
-    if width < 2 or any(not 0 <= line < width for _, line, _ in lines):
-        raise InputError(f"{path}: phase-encode indices outside the encoded matrix (width {width})")
-    kspace = np.zeros((slices, coils, samples, width), dtype=np.complex64)
-    mask = np.zeros((slices, width), dtype=np.float32)
-    for s, line, data in lines:
-        kspace[s, :, :, line] = data
-        mask[s, line] = 1
-    if coils == 1:
+    """An ISMRMRD file as one volume: ``kspace (S, C, H, W)`` (or ``(S, H, W)`` for one coil) and its
+    line mask ``(S, W)``, one entry per (repetition, slice). The one ISMRMRD reader is
+    :func:`tgv_deploy.data.multicoil.read_ismrmrd_multicoil` (noise scans, calibration flags,
+    averages, the phase-encode centre); this view of it serves the single-coil checks of ``infer``."""
+    from tgv_deploy.data.multicoil import read_ismrmrd_multicoil
+
+    samples = read_ismrmrd_multicoil(path)
+    shapes = {s.kspace.shape for s in samples}
+    if len(shapes) > 1:
+        raise InputError(f"{path}: slices differ in shape {sorted(shapes)}")
+    kspace = np.stack([s.kspace for s in samples])
+    if kspace.shape[1] == 1:
         kspace = kspace[:, 0]
-    return KSpaceVolume(kspace, mask, None, b"", {"acquisition": "MRD"}, str(path))
+    return KSpaceVolume(kspace, np.stack([s.mask for s in samples]), None, b"", {"acquisition": "MRD"}, str(path))
 
 
 def write_mrd(path: str | os.PathLike, kspace: np.ndarray, mask: np.ndarray) -> Path:
