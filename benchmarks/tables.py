@@ -13,6 +13,10 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``convergence-scan FILE MAPS``: the same file's (rho, alpha) scan, worst relative energy gap
   over the cases with ``MAPS`` ("scalar" or "u-tgv");
 * ``export FILE``: a ``tgv-deploy export --json`` record (graph size, export time, parity);
+* ``convergence-sense FILE``: ``benchmarks/convergence_sense.py``'s JSON (multi-coil schemes against T);
+* ``coil-gain FILE``: ``benchmarks/coil_gain.py``'s JSON (median PSNR per multi-coil map gain);
+* ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
+* ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
 Usage: ``python benchmarks/tables.py [--check]``.
@@ -137,15 +141,65 @@ def export(path: Path) -> str:
             f"{d['parity_rel_l2']:.1e} |")
 
 
+def convergence_sense(path: Path) -> str:
+    data = json.loads(path.read_text())
+    ts = [str(t) for t in data["settings"]["checkpoints"]]
+    per_iteration = data["settings"]["dft_per_iteration"]
+    lines = ["| scheme (extended maps) | DFTs per iteration | " + " | ".join(f"T={t}" for t in ts) + " |",
+             "| --- | --- |" + " --- |" * len(ts)]
+    for scheme, distances in data["median_distance"]["extended"].items():
+        dfts = per_iteration["pdhg_sense"] if scheme.startswith("PDHG") else per_iteration["admm_coil_split"]
+        lines.append(f"| {scheme} | {dfts} | " + " | ".join(f"{distances[t]:.4f}" for t in ts) + " |")
+    lines += ["", "| rho_coil | extended: median / worst gap T=128 | cropped: median / worst gap T=128 |", "| --- | --- | --- |"]
+    for rho in data["energy_gap"]["extended"]:
+        e, c = data["energy_gap"]["extended"][rho], data["energy_gap"]["cropped"].get(rho, {})
+        lines.append(f"| {rho} | {e['median_128']:.1e} / {e['worst_128']:.1e} | "
+                     + (f"{c['median_128']:.1e} / {c['worst_128']:.1e} |" if c else "- |"))
+    return "\n".join(lines)
+
+
+def coil_gain(path: Path) -> str:
+    data = json.loads(path.read_text())
+    medians = data["median_psnr_by_gain"]
+    lines = ["| gain | " + " | ".join(medians) + " |", "| --- |" + " --- |" * len(medians)]
+    lines.append("| median PSNR (dB) | " + " | ".join(f"{v:.2f}" for v in medians.values()) + " |")
+    return "\n".join(lines)
+
+
+def oracle_gap(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = ["| slice | gap T=128 | gap T=2000 | reference: largest energy change over its last third |", "| --- | --- | --- | --- |"]
+    for case in data["cases"]:
+        change = max(run["change_last_third"] for run in case["reference_runs"].values())
+        lines.append(f"| {case['case']} | {case['gap_T128']:.2e} | {case['gap_T2000']:.2e} | {change:.1e} |")
+    return "\n".join(lines)
+
+
+def multicoil_latency(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = [f"| backend | coils | compressed to | ms per slice (median, {data['size']} x {data['size']}, T={data['iterations']}) | "
+             "of which preprocessing | vs single-coil ONNX Runtime |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {r['backend']} | {r['coils']} | {r['compressed_to'] or '-'} | {r['median_ms']:.0f} | {r['preprocess_ms']:.0f} | "
+                     f"{r['ratio_to_single_coil_ort']:.2f} |")
+    pipe = data.get("mrd_pipe")
+    if pipe:
+        lines += ["", f"`mrd` pipe ({pipe['model']}): {pipe['images']} images in {pipe['seconds']:.1f} s, "
+                      f"{pipe['seconds_per_image']:.1f} s per image including start-up"]
+    return "\n".join(lines)
+
+
 def provenance(path: Path) -> str:
     data = json.loads(path.read_text())
+    data = data.get("provenance", data)  # nested by the newer scripts, top level in the older ones
     machine = data.get("machine", {})
     return (f"`{data.get('command', '?')}` at commit `{str(data.get('commit', '?'))[:12]}`, on {machine.get('cpu_model', '?')} "
             f"({machine.get('cpus', '?')} CPUs), torch {machine.get('torch', '-')}, onnxruntime {machine.get('onnxruntime', '-')}")
 
 
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
-         "convergence-scan": convergence_scan, "export": export, "provenance": provenance}
+         "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
+         "coil-gain": coil_gain, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency}
 
 
 def render(spec: str) -> str:

@@ -131,3 +131,25 @@ def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain():
         _, single = model(f, mask, iterations=2)
         _, multi = model(f[:, None], mask, iterations=2, coil_maps=ones)
     assert torch.allclose(multi, DEFAULT_COIL_GAIN * single, rtol=1e-5, atol=1e-7)
+
+
+def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):
+    """fastMRI headers say 640 x 368 encoded, 320 x 320 recon; k-space rebuilt at 320 rows under such
+    a header has no oversampling left to remove (and is cropped to the recon matrix only)."""
+    from tgv_deploy.data.fastmri import write_fastmri
+    from tgv_deploy.data.multicoil import prepare, read_fastmri_multicoil
+
+    header = (b'<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+              b"<encodedSpace><matrixSize><x>64</x><y>40</y><z>1</z></matrixSize>"
+              b"<fieldOfView_mm><x>440</x><y>220</y><z>5</z></fieldOfView_mm></encodedSpace>"
+              b"<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize>"
+              b"<fieldOfView_mm><x>220</x><y>220</y><z>5</z></fieldOfView_mm></reconSpace>"
+              b"</encoding></ismrmrdHeader>")
+    rng = np.random.default_rng(3)
+    maps = simulate_coil_maps(rng, 4, 32, 40)
+    image = rng.standard_normal((32, 40))
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(maps * image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    path = write_fastmri(tmp_path / "rebuilt.h5", kspace[None].astype(np.complex64), header=header)
+    sample = read_fastmri_multicoil(path)[0]
+    assert sample.geometry.readout_oversampling == 2.0
+    assert prepare(sample).kspace.shape == (4, 32, 40)

@@ -356,7 +356,7 @@ def prepare(
     """SPEC 1b on one slice: whiten, remove readout oversampling, compress to ``coils``, estimate maps.
 
     Whitening needs noise scans (skipped without). Oversampling is removed when the header's
-    encoded readout FOV exceeds the recon one. Compression (``coils`` below the channel count) is
+    encoded readout FOV exceeds the recon one and the k-space still has the encoded readout length. Compression (``coils`` below the channel count) is
     computed from the calibration region. Maps come from the flagged calibration lines when there
     are any, else from the fully sampled centre of ``mask``.
     """
@@ -374,7 +374,10 @@ def prepare(
         kspace, calib_kspace = whiten(kspace, matrix), whiten(calib_kspace, matrix)
     factor = sample.geometry.readout_oversampling
     rows = kspace.shape[-2]
-    if factor > 1 + 1e-6:
+    encoded_rows = sample.geometry.encoded_matrix[0]
+    # The header describes the acquisition; k-space that no longer has the encoded readout length
+    # (already cropped, e.g. a file rebuilt from images under a copied header) is not cropped again.
+    if factor > 1 + 1e-6 and encoded_rows in (0, rows):
         rows = max(1, int(round(kspace.shape[-2] / factor)))
         kspace = remove_readout_oversampling(kspace, rows)
         calib_kspace = remove_readout_oversampling(calib_kspace, rows)
