@@ -55,7 +55,7 @@ class SensePrologue(nn.Module):
 
     def forward(self, f: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor):
         f = f * mask[:, None]
-        sense = self.model.forward_operator(f, mask, maps)
+        sense = self.model.sense_operator(f, mask, maps)
         x0 = sense.adjoint(f)
         scale = image_scale(x0)
         x0 = x0 / scale

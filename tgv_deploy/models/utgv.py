@@ -72,7 +72,7 @@ class UnrolledModel(nn.Module):
 
     def forward_operator(self, f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor | None = None) -> LinearOperator:
         if coil_maps is not None:
-            return self._sense_operator(f, mask, coil_maps)
+            return self.sense_operator(f, mask, coil_maps)
         channels = self.config.image_channels
         if f.ndim != 4 or f.shape[1] != channels or f.shape[2] < 2 or f.shape[3] < 2:
             layout = "(B, 2, H, W) k-space (real, imaginary)" if channels == 2 else "(B, 1, H, W) image"
@@ -90,7 +90,8 @@ class UnrolledModel(nn.Module):
             raise ValueError(f"mask must be (B, 1, 1, W) or (B, 1, H, W) for k-space {tuple(f.shape)}, got {tuple(mask.shape)}")
         return MaskedFourierOp(mask.to(f.dtype), impl=self.dft)
 
-    def _sense_operator(self, f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor) -> SenseOp:
+    def sense_operator(self, f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor) -> SenseOp:
+        """The validated SENSE operator of coil k-space ``f`` and ``coil_maps`` ``(B, C, 2, H, W)``."""
         if self.config.task != "mri":
             raise ValueError("coil maps apply to MRI models only")
         if f.ndim != 5 or f.shape[2] != 2 or coil_maps.shape != f.shape:
