@@ -130,3 +130,15 @@ def test_multicoil_export_refusals(tmp_path):
     pdhg = load_checkpoint(make_checkpoint(tmp_path / "p.pt", iterations=4, height=16, width=16))
     with pytest.raises(InputError, match="ADMM MRI"):
         build_graph(pdhg, ExportConfig(coils=4, verify=False))
+
+
+def test_bench_feeds_multicoil_graphs_their_coils(tmp_path):
+    from tgv_deploy.bench import bench
+    from tgv_deploy.export.exporter import write_export
+
+    ckpt_path = make_checkpoint(tmp_path / "m.pt", iterations=2, height=16, width=16, solver="admm")
+    onnx_path, _ = write_export(build_graph(load_checkpoint(ckpt_path), ExportConfig(coils=3, verify=False)), tmp_path / "m3.onnx")
+    rows = bench([str(onnx_path), str(ckpt_path)], runs=1, warmup=0, iterations=2)
+    assert [r.backend for r in rows] == ["onnxruntime", "torch"]
+    with pytest.raises(InputError, match="differs"):
+        bench([str(onnx_path)], runs=1, warmup=0, coils=4)

@@ -67,6 +67,7 @@ def bench(
     progress: Callable[[str], None] | None = None,
     expected_sha256: list[str] | None = None,
     allow_host_code: bool = False,
+    coils: int | None = None,
 ) -> list[BenchRow]:
     """Time ``models`` on one input. ``expected_sha256``: one pinned hash per model, in order.
 
@@ -103,6 +104,12 @@ def bench(
             raise InputError(f"{name}: exported with T={c.iterations}, not --iterations {iterations}")
         if c.batch is not None and c.batch != batch:
             raise InputError(f"{name}: exported for batch {c.batch}, not --batch {batch}")
+    graph_coils = {c.coils for c in contracts.values() if c is not None}
+    if len(graph_coils) > 1:
+        raise InputError(f"the exported models take different coil counts {sorted(graph_coils)}; bench one at a time")
+    coil_count = next(iter(graph_coils), 0) if coils is None else coils
+    if graph_coils and coils is not None and coils != next(iter(graph_coils)):
+        raise InputError(f"--coils {coils} differs from the exported models' {next(iter(graph_coils))}")
     tasks = {c.task for c in contracts.values() if c is not None}
     if len(tasks) > 1:
         raise InputError("all models of one bench run must share a task (MRI or denoising)")
@@ -120,7 +127,7 @@ def bench(
     h, w = (height, width) if height and width else (next(iter(sizes)) if sizes else (None, None))
     if h is None or w is None:
         raise InputError("pass --height and --width (no exported model fixes the matrix size)")
-    inputs = example_inputs(tasks.pop(), batch, h, w)
+    inputs = example_inputs(tasks.pop(), batch, h, w, coils=coil_count)
     times: list[list[float]] = [[] for _ in sessions]
     for session in sessions:
         say(f"warming up {session.path} ({session.backend}, T={session.contract.iterations})")

@@ -403,8 +403,10 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
 @click.option("--expect-sha256", multiple=True, metavar="HEX",
               help="Refuse a model file unless its SHA-256 is HEX (exit 5); repeat once per model, in order.")
 @ALLOW_HOST_CODE
+@click.option("--coils", type=click.IntRange(1, 64), help="Multi-coil inputs with this many coils (default: the exported "
+              "models' coil count; single-coil for checkpoints alone).")
 def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path, expect_sha256,
-                  allow_engine_host_code) -> None:
+                  allow_engine_host_code, coils) -> None:
     """Time MODELS (bundled names, .pt, .onnx, .plan) on the same inputs, interleaved after warm-up.
 
     Reports p50/p90/p99/mean latency and throughput, and each row's p50 ratio to the torch eager
@@ -418,7 +420,7 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
     if json_path:
         check_output_path(json_path)
     rows = bench(list(models), backend, iterations, height, width, batch, runs, warmup, progress=_echo,
-                 expected_sha256=list(expect_sha256) or None, allow_host_code=allow_engine_host_code)
+                 expected_sha256=list(expect_sha256) or None, allow_host_code=allow_engine_host_code, coils=coils or None)
     click.echo(rows_to_markdown(rows))
     if json_path:
         command = "tgv-deploy " + " ".join(sys.argv[1:])
