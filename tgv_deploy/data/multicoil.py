@@ -12,8 +12,9 @@ ISMRMRD v1 (``/dataset/xml`` + ``/dataset/data``, read through the ``ismrmrd`` p
 * ``ACQ_IS_PARALLEL_CALIBRATION`` lines go to the calibration k-space only (a separate reference
   scan, not used as data); ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING`` lines to both;
 * navigator and phase-correction acquisitions are skipped;
-* ``idx.slice`` and ``idx.repetition`` select the sample; lines acquired more than once in one
-  sample (averages) are averaged;
+* ``idx.repetition``, ``slice``, ``contrast``, ``phase`` and ``set`` select the sample; lines acquired
+  more than once in one sample (averages) are averaged (the rules are
+  :class:`tgv_deploy.stream.assembly.SliceAssembler`'s, shared with MRD streams);
 * a readout shorter than the encoded matrix (asymmetric echo) is placed by ``center_sample``; the
   phase-encode index is shifted so that ``encodingLimits.kspace_encoding_step_1.center`` lands on
   line ``W // 2`` (the centred convention);
@@ -200,34 +201,16 @@ def _ismrmrd():
     return ismrmrd
 
 
-@dataclass
-class _Accumulator:
-    """Running sums of one (slice, repetition): averages lines acquired more than once."""
-
-    shape: tuple[int, int, int]
-    geometry: tuple[Triple, Triple, Triple, Triple]  # position and direction cosines of the first line
-    data: np.ndarray = field(init=False)
-    counts: np.ndarray = field(init=False)
-    calib: np.ndarray = field(init=False)
-    calib_counts: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.data = np.zeros(self.shape, dtype=np.complex128)
-        self.calib = np.zeros(self.shape, dtype=np.complex128)
-        self.counts = np.zeros(self.shape[-1], dtype=np.int64)
-        self.calib_counts = np.zeros(self.shape[-1], dtype=np.int64)
-
-    @staticmethod
-    def _mean(total: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        return (total / np.maximum(counts, 1)).astype(np.complex64)
-
-
-def _triple(values) -> Triple:
-    return (float(values[0]), float(values[1]), float(values[2]))
-
-
 def read_ismrmrd_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:
-    """Read ISMRMRD v1 Cartesian 2D raw data into one sample per (repetition, slice), sorted that way."""
+    """Read ISMRMRD v1 Cartesian 2D raw data into one sample per image (repetition, slice, contrast,
+    phase, set), in that order, with :class:`tgv_deploy.stream.assembly.SliceAssembler`'s rules.
+
+    Every noise scan of the file whitens every slice; ``LAST_IN_SLICE`` flags are not needed (the
+    file is complete), so lines of one image are averaged wherever they lie in the file. A header
+    without a phase-encode centre places the lines as numbered (centre ``W // 2``).
+    """
+    from tgv_deploy.stream.assembly import IS_NOISE_MEASUREMENT, LAST_IN_SLICE, SliceAssembler, checked_encoding, line_from_ismrmrd
+
     ismrmrd = _ismrmrd()
     path = Path(path)
     if not path.is_file():
@@ -237,88 +220,25 @@ def read_ismrmrd_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:
     dataset = ismrmrd.Dataset(str(path), "/dataset", create_if_needed=False)
     try:
         geometry, centre = parse_header(dataset.read_xml_header())
-        height, width, partitions = geometry.encoded_matrix
-        if height < 2 or width < 2:
-            raise InputError(f"{path}: header has no encoded matrix (got {geometry.encoded_matrix})")
-        if partitions > 1:
-            raise InputError(f"{path}: 3D encoding ({partitions} partitions) is not supported; 2D multi-slice only")
-        line_shift = width // 2 - centre if centre is not None else 0
-        noise: list[np.ndarray] = []
-        groups: dict[tuple[int, int], _Accumulator] = {}
-        skip = (ismrmrd.ACQ_IS_NAVIGATION_DATA, ismrmrd.ACQ_IS_PHASECORR_DATA)
-        coils: int | None = None
-        for i in range(dataset.number_of_acquisitions()):
-            acq = dataset.read_acquisition(i)
-            data = np.asarray(acq.data)
-            if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
-                noise.append(data)
-                continue
-            if any(acq.is_flag_set(flag) for flag in skip):
-                continue
-            if coils is None:
-                coils = data.shape[0]
-            if data.shape[0] != coils:
-                raise InputError(f"{path}: acquisition {i} has {data.shape[0]} channels, earlier ones {coils}")
-            samples = data.shape[1]
-            offset = 0 if samples == height else height // 2 - int(acq.center_sample)
-            if offset < 0 or offset + samples > height:
-                raise InputError(
-                    f"{path}: acquisition {i}: {samples} samples (centre {acq.center_sample}) "
-                    f"do not fit the encoded readout of {height}"
-                )
-            line = int(acq.idx.kspace_encode_step_1) + line_shift
-            if not 0 <= line < width:
-                raise InputError(
-                    f"{path}: acquisition {i}: phase-encode line {line} outside the encoded matrix (width {width})"
-                )
-            key = (int(acq.idx.repetition), int(acq.idx.slice))
-            if key not in groups:
-                position, read_dir = _triple(acq.position), _triple(acq.read_dir)
-                placement = (position, read_dir, _triple(acq.phase_dir), _triple(acq.slice_dir))
-                groups[key] = _Accumulator((coils, height, width), placement)
-            group = groups[key]
-            calibration = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
-            both = acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-            if calibration or both:
-                group.calib[:, offset : offset + samples, line] += data
-                group.calib_counts[line] += 1
-            if not calibration or both:
-                group.data[:, offset : offset + samples, line] += data
-                group.counts[line] += 1
+        width = geometry.encoded_matrix[1]
+        try:
+            encoding = checked_encoding(geometry, width // 2 if centre is None else centre)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        lines = [line_from_ismrmrd(dataset.read_acquisition(i)) for i in range(dataset.number_of_acquisitions())]
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"{path}: unreadable ISMRMRD content ({type(exc).__name__}: {exc})") from None
     finally:
         dataset.close()
-    if not groups:
+    assembler = SliceAssembler(encoding, source=str(path))
+    for line in sorted(lines, key=lambda line: not line.has(IS_NOISE_MEASUREMENT)):  # noise first, otherwise in file order
+        assembler.add(dataclasses.replace(line, flags=line.flags & ~LAST_IN_SLICE))
+    samples = [done.sample for done in assembler.complete_all()]
+    if not samples:
         raise InputError(f"{path}: no imaging acquisitions")
-    noise_samples = None
-    if noise:
-        if any(n.shape[0] != coils for n in noise):
-            raise InputError(f"{path}: noise scans have a different channel count than the imaging data ({coils})")
-        noise_samples = np.concatenate(noise, axis=1).astype(np.complex64)
-    result = []
-    for (repetition, slice_index), group in sorted(groups.items()):
-        position, read_dir, phase_dir, slice_dir = group.geometry
-        slice_geometry = dataclasses.replace(
-            geometry, position=position, read_dir=read_dir, phase_dir=phase_dir, slice_dir=slice_dir
-        )
-        has_calib = bool(group.calib_counts.any())
-        result.append(
-            MultiCoilSlice(
-                kspace=_Accumulator._mean(group.data, group.counts),
-                mask=(group.counts > 0).astype(np.float32),
-                geometry=slice_geometry,
-                slice=slice_index,
-                repetition=repetition,
-                calibration_kspace=_Accumulator._mean(group.calib, group.calib_counts) if has_calib else None,
-                calibration_mask=(group.calib_counts > 0).astype(np.float32) if has_calib else None,
-                noise=noise_samples,
-                source=str(path),
-            )
-        )
-    return result
+    return samples
 
 
 def read_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:

@@ -2,12 +2,12 @@
 
 MRD v2 (``mrd.Acquisition``, header fields under ``.head``) and ISMRMRD v1 (``ismrmrd.Acquisition``,
 the same fields on the object) acquisitions are adapted into one :class:`Line` record; the flags
-are the same bit masks in both. :class:`SliceAssembler` then follows the rules of
-:func:`tgv_deploy.data.multicoil.read_ismrmrd_multicoil`, so a stream and the file it was saved as
+are the same bit masks in both. :class:`SliceAssembler` is the one place lines become slices, for
+streams, the server handler and ISMRMRD HDF5 files alike, so a stream and the file it was saved as
 reconstruct alike:
 
 * noise scans (``IS_NOISE_MEASUREMENT``) are kept for the whole stream and whiten every slice that
-  completes after them;
+  completes after them (a file's noise scans whiten all of its slices);
 * ``IS_PARALLEL_CALIBRATION`` lines go to the calibration k-space only, ``..._AND_IMAGING`` lines to
   both; navigators, phase correction, feedback, dummy and phase-stabilisation scans are skipped;
 * a readout shorter than the encoded matrix is placed by ``center_sample`` (after
@@ -18,7 +18,8 @@ reconstruct alike:
 A group is complete, and reconstructed at once, when the line flagged ``LAST_IN_SLICE`` arrives.
 Lines still pending when the stream ends are an error (:meth:`SliceAssembler.finish`), not an
 image: a slice whose end never came may be missing lines anywhere, and a plausible-looking image of
-a partial slice is worse than none.
+a partial slice is worse than none. A file is read whole instead (:meth:`SliceAssembler.complete_all`,
+used by :func:`tgv_deploy.data.multicoil.read_ismrmrd_multicoil`).
 """
 
 from __future__ import annotations
@@ -323,6 +324,11 @@ class SliceAssembler:
             source=self.source,
         )
         return CompletedSlice(sample, ref, acquisitions)
+
+    def complete_all(self) -> list[CompletedSlice]:
+        """Every pending image as complete, in key order: for a file, where all lines are present
+        and the ``LAST_IN_SLICE`` flags (often absent from files) are not needed."""
+        return [self._complete(key) for key in sorted(self._groups)]
 
     def pending(self) -> list[tuple[Key, int]]:
         """The incomplete images and how many acquisitions each holds, in arrival order."""
