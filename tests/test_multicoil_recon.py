@@ -165,3 +165,19 @@ def test_a_narrow_calibration_region_still_gives_maps(tmp_path):
         target, kspace, image = src["reconstruction_rss"][0], src["kspace"][0], result["reconstruction"][0]
     zero_filled = np.sqrt((np.abs(ifft2c(kspace)) ** 2).sum(0))
     assert psnr(target, np.abs(image)) > psnr(target, zero_filled) + 2.0
+
+
+def test_images_are_cropped_to_the_recon_matrix_like_fastmri_targets():
+    """fastMRI: 640 x 368 acquired, 320 x 320 recon; after the readout crop (320 x 368) the image is
+    centre-cropped in the phase-encode direction as fastMRI's own center_crop does."""
+    from tgv_deploy.data.multicoil import Geometry, MultiCoilSlice
+    from tgv_deploy.runtime.multicoil import crop_to_recon
+
+    geometry = Geometry((640, 368, 1), (320, 320, 1), (440.0, 220.0, 5.0), (220.0, 220.0, 5.0))
+    sample = MultiCoilSlice(np.zeros((2, 640, 368), np.complex64), np.ones(368, np.float32), geometry)
+    image = np.arange(320 * 368, dtype=np.float32).reshape(320, 368)
+    cropped = crop_to_recon(image, sample)
+    assert cropped.shape == (320, 320)
+    np.testing.assert_array_equal(cropped, image[:, 24:344])
+    small = np.zeros((200, 300), np.float32)  # smaller than the recon matrix: left alone
+    assert crop_to_recon(small, sample).shape == (200, 300)
