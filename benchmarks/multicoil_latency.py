@@ -92,7 +92,10 @@ def pipe_time(size: int, model: str, say) -> dict:
     reader = mrd.BinaryMrdReader(io.BytesIO(output))
     reader.read_header()
     images = sum(1 for item in reader.read_data() if isinstance(item, mrd.StreamItem.ImageFloat))
-    return {"command": " | ".join(" ".join(c) for c in (phantom, undersample, recon)), "seconds": seconds, "images": images,
+    # the command as a user types it: no interpreter or temporary paths of this machine in the record
+    readable = " | ".join(" ".join(c[2:] if c[:2] == [sys.executable, "-m"] else c) for c in (phantom, undersample, recon))
+    readable = readable.replace("tgv_deploy ", "tgv-deploy ").replace(model, Path(model).name)
+    return {"command": readable, "seconds": seconds, "images": images,
             "seconds_per_image": seconds / max(images, 1)}
 
 
