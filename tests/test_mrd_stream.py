@@ -182,6 +182,22 @@ def test_export_png_images_reads_the_output(piped):
     assert len(pngs) == REPETITIONS and Image.open(pngs[0]).size == (MATRIX, MATRIX)
 
 
+def test_the_exported_multicoil_graph_serves_the_stream_like_the_checkpoint(piped, tmp_path):
+    """The deployment artefact in the pipe: a 4-coil graph at the recon matrix gives the checkpoint's images."""
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) runs exported graphs")
+    graph = tmp_path / "utgv-mri-4c.onnx"
+    export = _run([*TGV, "export", "utgv-mri", "--coils", str(COILS), "--height", str(MATRIX), "--width", str(MATRIX),
+                   "-o", str(graph)])
+    assert export.returncode == 0, export.stderr.decode()
+    result = _run([*TGV, "mrd", str(graph)], stdin=piped["undersampled"])
+    assert result.returncode == 0, result.stderr.decode()
+    onnx_images = [i.value.data for i in _read(result.stdout)[1]]
+    torch_images = [i.value.data for i in _read(piped["images"])[1]]
+    assert len(onnx_images) == len(torch_images) == REPETITIONS
+    for a, b in zip(onnx_images, torch_images):
+        assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-4  # float32 graph vs float32 eager, same preprocessing
+
+
 # --- broken streams: one line on stderr, exit 3, the images before the break stay a valid stream ------
 
 
