@@ -187,9 +187,9 @@ def test_the_exported_multicoil_graph_serves_the_stream_like_the_checkpoint(pipe
     pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) runs exported graphs")
     graph = tmp_path / "utgv-mri-4c.onnx"
     export = _run([*TGV, "export", "utgv-mri", "--coils", str(COILS), "--height", str(MATRIX), "--width", str(MATRIX),
-                   "-o", str(graph)])
+                   "-o", str(graph)], cwd=tmp_path)  # outside the source tree, which would shadow the installed package
     assert export.returncode == 0, export.stderr.decode()
-    result = _run([*TGV, "mrd", str(graph)], stdin=piped["undersampled"])
+    result = _run([*TGV, "mrd", str(graph)], stdin=piped["undersampled"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()
     onnx_images = [i.value.data for i in _read(result.stdout)[1]]
     torch_images = [i.value.data for i in _read(piped["images"])[1]]
