@@ -136,6 +136,8 @@ def test_runtime_works_without_torch(mri_onnx, tmp_path):
         import numpy as np
         from tgv_deploy.runtime import Reconstructor, Session
         import tgv_deploy.contract, tgv_deploy.onnx_graph, tgv_deploy.cli_io, tgv_deploy.export.trt_check
+        from tgv_deploy.runtime import MultiCoilPipeline  # multi-coil preprocessing is torch-free too
+        import tgv_deploy.coils, tgv_deploy.data.multicoil, tgv_deploy.stream.mrd2, tgv_deploy.stream.mrd_server
         """
     )
     code += textwrap.dedent(
