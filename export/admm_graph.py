@@ -248,6 +248,13 @@ class ADMMGraph:
         bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
         return bound, g.op("Neg", [bound], "thr")
 
+    def _mask_along_w(self, mask: str, hint: str) -> str:
+        """The centred line mask ``(B, 1, 1, W)`` in the loop's DFT order, as ``(B, 1, W, 1)`` along the spectra's W axis."""
+        g, width = self.g, self.spec.width
+        order = np.fft.ifftshift(np.arange(width))
+        m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], hint, axis=3)
+        return g.op("Reshape", [m, g.const("admm/shape_mask_wh", [0, 1, width, 1])], hint)
+
     def _step_operator(self, mask: str | None, data_weight: float = 1.0) -> tuple[str, str]:
         """``1 / den`` ``(B, 1, 1, W, H)`` and ``L = L_fixed + L_data / den`` ``(B|1, 2K, 2K, W, H)``;
         without a mask the data weight ``m`` is the constant ``data_weight``."""
@@ -255,11 +262,7 @@ class ADMMGraph:
         if mask is None:
             den = g.op("Add", [self.rho_schur, g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))], "den")
         else:
-            # the centred mask (B, 1, 1, W) in the loop's DFT order, along the spectra's W axis
-            order = np.fft.ifftshift(np.arange(spec.width))
-            m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], "den", axis=3)
-            m = g.op("Reshape", [m, g.const("admm/shape_mask_wh", [0, 1, spec.width, 1])], "den")
-            den = g.op("Add", [m, self.rho_schur], "den")
+            den = g.op("Add", [self._mask_along_w(mask, "den"), self.rho_schur], "den")
         inv = g.op("Unsqueeze", [g.op("Reciprocal", [den], "den"), g.const("admm/axis2", [2])], "den")  # (B, 1, 1, W, H)
         operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
         return inv, operator
@@ -319,10 +322,8 @@ class ADMMSenseGraph(ADMMGraph):
 
     def _coil_denominator(self, mask: str) -> tuple[str, str]:
         """``rho_coil / (m + rho_coil)`` and ``1 / (m + rho_coil)`` ``(B, 1, 2W, 1)`` along the spectra's W axis."""
-        g, spec = self.g, self.spec
-        order = np.fft.ifftshift(np.arange(spec.width))
-        m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], "coil_den", axis=3)
-        m = g.op("Reshape", [m, g.const("admm/shape_mask_w1", [0, 1, spec.width, 1])], "coil_den")
+        g = self.g
+        m = self._mask_along_w(mask, "coil_den")
         m = g.op("Concat", [m, m], "coil_den", axis=2)  # the same factor on the real and imaginary rows
         inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den")], "coil_den")
         return g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den"), inv

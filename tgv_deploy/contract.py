@@ -101,6 +101,16 @@ class Contract:
         coil = TensorSpec("kspace", (-1, -1, 2, -1, -1))
         return (coil, TensorSpec("coil_maps", coil.shape), TensorSpec("mask", (-1, 1, 1, -1)))
 
+    def check_coils(self, coils: int, multicoil: bool | None = None) -> None:
+        """Refuse data with ``coils`` receive coils this model cannot run: multi-coil data (by default,
+        more than one coil) on a single-coil graph, more coils than a multi-coil graph was exported
+        for (fewer are zero-padded)."""
+        if coils > 1 if multicoil is None else multicoil:
+            self.input_specs(multicoil=True)
+        if self.coils > 0 and coils > self.coils:
+            raise ContractError(f"the data has {coils} coils, the model was exported for {self.coils}: "
+                                f"compress them (--coils {self.coils})")
+
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes, shapes and values of ``inputs``; return the batch size."""
         specs = self.input_specs("coil_maps" in inputs) if self.coils == -1 else self.inputs

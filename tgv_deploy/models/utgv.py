@@ -149,9 +149,10 @@ class UnrolledModel(nn.Module):
         iterations = self.config.iterations if iterations is None else iterations
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-        scale = image_scale(forward_op.adjoint(f))
+        x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)
+        scale = image_scale(x0)
         f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
-        maps = self.unet(forward_op.adjoint(f_normalised))
+        maps = self.unet(x0 / scale)
         if coil_maps is not None:
             maps = maps * self.coil_gain()
         if self.config.solver == "admm":

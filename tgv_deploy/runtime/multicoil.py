@@ -15,7 +15,7 @@ import numpy as np
 
 from tgv_deploy.coils.maps import MapMethod, Outside
 from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, prepare
-from tgv_deploy.errors import ContractError, InputError
+from tgv_deploy.errors import InputError
 from tgv_deploy.runtime.reconstructor import Reconstruction, Reconstructor
 
 
@@ -44,22 +44,17 @@ class MultiCoilPipeline:
     takes the single-coil path (no maps), so a single-coil graph serves it.
     """
 
-    def check(self, samples: Iterable[MultiCoilSlice]) -> None:
-        """Refuse, before any work, data this session cannot run (multi-coil data on a single-coil graph)."""
-        coils = max((self.coils or s.coils) if s.coils > 1 else 1 for s in samples)
-        contract = self.reconstructor.contract
-        if coils > 1:
-            contract.input_specs(multicoil=True)
-        if contract.coils > 0 and coils > contract.coils:
-            raise ContractError(f"the data has {coils} coils, the model was exported for {contract.coils}: "
-                                f"compress them (--coils {contract.coils})")
-
     def __init__(self, reconstructor: Reconstructor, coils: int | None = None, maps: MapMethod = "espirit",
                  outside: Outside = "extend"):
         self.reconstructor = reconstructor
         self.coils = coils
         self.maps: MapMethod = maps
         self.outside: Outside = outside
+
+    def check(self, samples: Iterable[MultiCoilSlice]) -> None:
+        """Refuse, before any work, data this session cannot run (multi-coil data on a single-coil
+        graph, more coils than the graph takes)."""
+        self.reconstructor.contract.check_coils(max((self.coils or s.coils) if s.coils > 1 else 1 for s in samples))
 
     def reconstruct(self, sample: MultiCoilSlice) -> SliceReconstruction:
         start = time.perf_counter()

@@ -51,18 +51,10 @@ class Reconstructor:
         *lead, height, width = kspace.shape
         kspace = kspace.reshape(-1, height, width)
         slices = kspace.shape[0]
-        mask = np.asarray(mask)
-        if mask.shape == (width,):
-            mask = np.broadcast_to(mask, (slices, width))
-        mask = mask.reshape(-1, mask.shape[-1]) if mask.ndim >= 1 else mask
-        if mask.shape != (slices, width):
-            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {np.asarray(mask).shape}")
-        if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
-            raise InputError("mask must contain only 0 and 1")
+        mask = self._masks(mask, slices, width)
         if not np.isfinite(kspace).all():
             raise InputError("k-space contains NaN or Inf")
         self.check_size(height, width)
-        mask = mask.astype(np.float32)
         sampled = kspace * mask[:, None, :]
         empty = np.flatnonzero(~np.any(sampled != 0, axis=(1, 2)))
         if empty.size:
@@ -91,13 +83,9 @@ class Reconstructor:
         if not np.isfinite(kspace).all() or not np.isfinite(maps).all():
             raise InputError("k-space or coil maps contain NaN or Inf")
         self.check_size(height, width)
-        self.contract.input_specs(multicoil=True)  # refuses a single-coil graph
+        self.contract.check_coils(coils, multicoil=True)
         graph_coils = self.contract.coils
         if graph_coils > 0:
-            if coils > graph_coils:
-                raise ContractError(
-                    f"the data has {coils} coils, the model was exported for {graph_coils}: compress them (--coils {graph_coils})"
-                )
             pad = ((0, 0), (0, graph_coils - coils), (0, 0), (0, 0))
             kspace, maps = np.pad(kspace, pad), np.pad(maps, pad)
         sampled = kspace * mask[:, None, None, :]
@@ -113,12 +101,12 @@ class Reconstructor:
 
     @staticmethod
     def _masks(mask: np.ndarray, slices: int, width: int) -> np.ndarray:
-        """``(W,)`` or ``(S, W)`` binary line masks as ``(S, W)`` float32."""
-        mask = np.asarray(mask)
-        if mask.shape == (width,):
-            mask = np.broadcast_to(mask, (slices, width))
+        """``(W,)`` or ``(..., W)`` (one per slice) binary line masks as ``(S, W)`` float32."""
+        given = np.asarray(mask)
+        mask = np.broadcast_to(given, (slices, width)) if given.shape == (width,) else given
+        mask = mask.reshape(-1, mask.shape[-1]) if mask.ndim >= 1 else mask
         if mask.shape != (slices, width):
-            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {mask.shape}")
+            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {given.shape}")
         if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
             raise InputError("mask must contain only 0 and 1")
         return mask.astype(np.float32)
