@@ -271,8 +271,7 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         ImageVolume,
         MaskOptions,
         check_task,
-        read_input,
-        read_raw_multicoil,
+        read_infer_input,
         slice_masks,
         write_output,
         write_png,
@@ -292,8 +291,8 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     for target in targets:
         check_output_path(target)
     options = MaskOptions(mask_type, acceleration, center_fraction, seed)
-    volumes = [read_input(p) for p in paths]  # every input is validated before any work
-    raw = [None if isinstance(v, ImageVolume) else read_raw_multicoil(p, v, options) for p, v in zip(paths, volumes)]
+    read = [read_infer_input(p, options) for p in paths]  # every input is validated before any work
+    volumes, raw = [volume for volume, _ in read], [samples for _, samples in read]
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
                       allow_host_code=allow_engine_host_code)
     pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps, outside=maps_outside)

@@ -116,28 +116,31 @@ def read_input(path: Path) -> KSpaceVolume | ImageVolume:
     return read_fastmri(path)
 
 
-def read_raw_multicoil(path: Path, volume: KSpaceVolume, options: MaskOptions) -> list | None:
-    """Raw data that takes the multi-coil path (SPEC 1b), one ``MultiCoilSlice`` per slice, or ``None``.
+def read_infer_input(path: Path, options: MaskOptions) -> tuple[KSpaceVolume | ImageVolume, list | None]:
+    """:func:`read_input`'s volume, and for raw data that takes the multi-coil path (SPEC 1b) its
+    ``MultiCoilSlice`` s (else ``None``); every file is read once.
 
-    ISMRMRD files always do (noise scans, calibration flags and readout oversampling are there, and
-    the acquired lines are the mask); fastMRI files when their k-space has a coil axis. A fastMRI
+    ISMRMRD files always take it (noise scans, calibration flags and readout oversampling are there,
+    and the acquired lines are the mask); fastMRI files when their k-space has a coil axis. A fastMRI
     file without a ``mask`` dataset is undersampled retrospectively, as single-coil files are,
     unless whole phase-encode lines are zero: then it was undersampled already and those lines are
     its mask (fully sampled data never has an empty line).
     """
-    from tgv_deploy.data.mrd import is_mrd_file
-    from tgv_deploy.data.multicoil import read_ismrmrd_multicoil, read_fastmri_multicoil
+    from tgv_deploy.data.mrd import is_mrd_file, volume_of_slices
+    from tgv_deploy.data.multicoil import fastmri_multicoil_slices, read_ismrmrd_multicoil
 
-    if is_mrd_file(path):
-        return read_ismrmrd_multicoil(path)
-    if not volume.multicoil:
-        return None
-    samples = read_fastmri_multicoil(path)
+    if path.suffix.lower() not in (".npy", ".png") and is_mrd_file(path):
+        samples = read_ismrmrd_multicoil(path)
+        return volume_of_slices(samples, path), samples
+    volume = read_input(path)
+    if isinstance(volume, ImageVolume) or not volume.multicoil:
+        return volume, None
+    samples = fastmri_multicoil_slices(volume)
     if volume.mask is None and all(s.mask.all() for s in samples):
         masks = slice_masks(volume, options)
         samples = [dataclasses.replace(s, kspace=s.kspace * m.astype(np.float32), mask=m.astype(np.float32))
                    for s, m in zip(samples, masks)]
-    return samples
+    return volume, samples
 
 
 def check_task(volume: KSpaceVolume | ImageVolume, task: str) -> None:

@@ -42,7 +42,11 @@ def read_mrd(path: str | os.PathLike) -> KSpaceVolume:
     averages, the phase-encode centre); this view of it serves the single-coil checks of ``infer``."""
     from tgv_deploy.data.multicoil import read_ismrmrd_multicoil
 
-    samples = read_ismrmrd_multicoil(path)
+    return volume_of_slices(read_ismrmrd_multicoil(path), path)
+
+
+def volume_of_slices(samples: list, path: str | os.PathLike) -> KSpaceVolume:
+    """The :class:`KSpaceVolume` view of an ISMRMRD file's ``MultiCoilSlice`` s (see :func:`read_mrd`)."""
     shapes = {s.kspace.shape for s in samples}
     if len(shapes) > 1:
         raise InputError(f"{path}: slices differ in shape {sorted(shapes)}")

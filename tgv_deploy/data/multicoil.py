@@ -42,7 +42,7 @@ from tgv_deploy.coils.compression import Compression, svd_compression
 from tgv_deploy.coils.maps import CoilMaps, MapMethod, Outside, calibration_region, estimate_maps
 from tgv_deploy.coils.oversampling import remove_readout_oversampling
 from tgv_deploy.coils.whitening import noise_covariance, whiten, whitening_matrix
-from tgv_deploy.data.fastmri import read_fastmri
+from tgv_deploy.data.fastmri import KSpaceVolume, read_fastmri
 from tgv_deploy.data.mrd import is_mrd_file
 from tgv_deploy.errors import BackendUnavailableError, InputError
 
@@ -175,6 +175,12 @@ def read_fastmri_multicoil(path: str | os.PathLike) -> list[MultiCoilSlice]:
     volume = read_fastmri(path)
     if not volume.multicoil:
         raise InputError(f"{path}: single-coil k-space {volume.kspace.shape}; expected (slices, coils, H, W)")
+    return fastmri_multicoil_slices(volume)
+
+
+def fastmri_multicoil_slices(volume: KSpaceVolume) -> list[MultiCoilSlice]:
+    """The slices of an already read multi-coil fastMRI volume (see :func:`read_fastmri_multicoil`)."""
+    path = volume.source
     geometry, _ = parse_header(volume.header)
     samples = []
     for index in range(volume.num_slices):
