@@ -42,3 +42,42 @@ def test_evaluation_runs_the_models_at_the_requested_T(tmp_path):
         scores[t] = outcomes[0].scores["U-TGV"]
     assert scores[None] == scores[4]  # the default is the checkpoint's own T
     assert scores[1] != scores[4]
+
+
+@pytest.mark.parametrize("task", ["mri", "denoise"])
+def test_recorded_baselines_are_solved_again_not_searched(tmp_path, task):
+    from tgv_deploy.errors import InputError
+
+    utgv = make_checkpoint(tmp_path / "utgv.pt", task=task, iterations=4)
+    first = run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "a", baseline_max_iterations=100, say=lambda m: None)
+    recorded = tmp_path / "a" / "results.json"
+    again = run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "b", baseline_max_iterations=100,
+                           say=lambda m: None, baselines_from=recorded)
+    for old, new in zip(first, again):
+        for method in ("scalar TV", "scalar TGV"):  # "iterations": this one solve's, the search's most of any
+            assert {k: v for k, v in new.params[method].items() if k != "iterations"} == {
+                k: v for k, v in old.params[method].items() if k != "iterations"}
+        for method in ("scalar TV", "scalar TGV"):
+            assert abs(new.scores[method][0] - old.scores[method][0]) < 1e-3
+            np.testing.assert_allclose(new.images[method], old.images[method], atol=1e-4)
+    assert '"baselines_from"' in (tmp_path / "b" / "results.json").read_text()
+    # a record of other data (its corrupted input scores otherwise), another convergence criterion,
+    # missing cases or a file that is no record: refused
+    import json
+
+    data = json.loads(recorded.read_text())
+    data["cases"][1]["scores"]["zero-filled" if task == "mri" else "noisy input"][0] += 0.01
+    (tmp_path / "other.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="synthetic:1 .* not the same case"):
+        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
+                       say=lambda m: None, baselines_from=tmp_path / "other.json")
+    with pytest.raises(InputError, match="stop at"):
+        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=50,
+                       say=lambda m: None, baselines_from=recorded)
+    with pytest.raises(InputError, match="no record of synthetic:2"):
+        run_evaluation([], 3, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
+                       say=lambda m: None, baselines_from=recorded)
+    (tmp_path / "bad.json").write_text("[]")
+    with pytest.raises(InputError, match="not an evaluate results.json"):
+        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
+                       say=lambda m: None, baselines_from=tmp_path / "bad.json")

@@ -22,7 +22,7 @@ from tgv_deploy.dft import fft2c
 from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
 from tgv_deploy.training.model_card import card
 from tgv_deploy.metrics import ssim
-from tgv_deploy.training.trainer import _source, lr_factor, reconstruction_loss, ssim_torch, train, validate, warm_start
+from tgv_deploy.training.trainer import _source, lr_factor, parameter_groups, reconstruction_loss, ssim_torch, train, validate, warm_start
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 
@@ -163,6 +163,33 @@ def test_target_noise_is_measured_with_the_image_and_leaves_other_streams_alone(
         config_from_dict({"data": {"target_noise": [0.03, 0.01]}})
     with pytest.raises(InputError, match="MRI only"):
         config_from_dict({"model": {"task": "denoise"}, "data": {"target_noise": [0.0, 0.01]}})
+
+
+def test_log_uniform_sigma_prior_is_scale_invariant():
+    uniform = Corruption("mri", (4, 4), (0.01, 0.2), ("equispaced",))
+    log_uniform = Corruption("mri", (4, 4), (0.01, 0.2), ("equispaced",), sigma_prior="log-uniform")
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    a = np.array([uniform.draw_sigma(rng_a) for _ in range(4000)])
+    b = np.array([log_uniform.draw_sigma(rng_b) for _ in range(4000)])
+    assert a.min() >= 0.01 and a.max() <= 0.2 and b.min() >= 0.01 and b.max() <= 0.2
+    # equal mass per octave: [0.01, 0.02] and [0.1, 0.2] each hold log(2)/log(20) = 23% of it
+    low, high = np.mean((b >= 0.01) & (b < 0.02)), np.mean((b >= 0.1) & (b <= 0.2))
+    assert abs(low - 0.231) < 0.03 and abs(high - 0.231) < 0.03
+    assert np.mean(a < 0.05) < 0.25 < np.mean(b < 0.05)  # the uniform prior puts most draws at high noise
+    with pytest.raises(InputError, match="sigma_prior"):
+        config_from_dict({"data": {"sigma_prior": "gamma"}})
+    with pytest.raises(InputError, match="0 < lo"):
+        config_from_dict({"data": {"sigma_prior": "log-uniform", "sigma_range": [0.0, 0.2]}})
+
+
+def test_coil_gain_gets_its_own_rate_and_no_weight_decay():
+    config = config_from_dict({"learning_rate": 1e-4, "coil_gain_learning_rate": 3e-3})
+    model = build_model(config.model)
+    groups = parameter_groups(model, config)
+    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 1, 1]
+    assert groups[1]["params"][0] is model.log_coil_gain and groups[1]["lr"] == 3e-3 and groups[1]["weight_decay"] == 0.0
+    denoiser = build_model(config_from_dict({"model": {"task": "denoise", "kind": "utv"}}).model)
+    assert len(parameter_groups(denoiser, config)) == 1  # no coils, no gain
 
 
 def test_lr_schedule_warms_up_then_decays():

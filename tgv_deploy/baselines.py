@@ -90,6 +90,54 @@ def _image_of(f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return f if mask is None else f * mask
 
 
+def _solve_tgv(f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor | None, lambda1: torch.Tensor | float,
+               lambda0: torch.Tensor | float, scale: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, int]:
+    """Scalar TGV ``(L0, L1)`` (units of ``f``) solved to convergence: the image ``(1, C, H, W)`` and
+    the iterations it took."""
+    rho = float(_penalties(np.array([float(lambda1 / scale)]), f)[0])
+    l1 = torch.as_tensor(lambda1, dtype=f.dtype).reshape(1, 1, 1)
+    l0 = torch.as_tensor(lambda0, dtype=f.dtype).reshape(1, 1, 1)
+    stop = Convergence()
+    if coil_maps is not None and mask is not None:
+        x, _ = admm_tgv_sense_channels(f, coil_maps, mask, l0, l1, max_iterations, rho, callback=stop)
+    else:
+        x, _ = admm_tgv_channels(_image_of(f, mask), l0, l1, mask, max_iterations, rho, callback=stop)
+    return x, stop.iterations
+
+
+def _solve_tv(f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor | None, lam: torch.Tensor | float,
+              scale: torch.Tensor, max_iterations: int) -> tuple[torch.Tensor, int]:
+    """Scalar TV ``L`` solved to convergence, as :func:`_solve_tgv`."""
+    rho = float(_penalties(np.array([float(lam / scale)]), f)[0])
+    weight = torch.as_tensor(lam, dtype=f.dtype).reshape(1, 1, 1)
+    stop = Convergence()
+    if coil_maps is not None and mask is not None:
+        x = admm_tv_sense_channels(f, coil_maps, mask, weight, max_iterations, rho, callback=stop)
+    else:
+        x = admm_tv_channels(_image_of(f, mask), weight, mask, max_iterations, rho, callback=stop)
+    return x, stop.iterations
+
+
+@torch.no_grad()
+def scalar_tgv_at(f: torch.Tensor, target: np.ndarray, lambda0: float, lambda1: float, mask: torch.Tensor | None = None,
+                  max_iterations: int = MAX_ITERATIONS, criterion: str = "psnr", coil_maps: torch.Tensor | None = None) -> BaselineResult:
+    """Scalar TGV at given ``(L0, L1)`` (units of ``f``, e.g. an earlier search's result), solved as the search solves."""
+    scale = image_scale(_forward_op(mask, coil_maps).adjoint(f)).reshape(())
+    x, iterations = _solve_tgv(f, mask, coil_maps, lambda1, lambda0, scale, max_iterations)
+    score = METRICS[criterion](target, magnitude(x)[0].numpy())
+    return BaselineResult({"lambda0": lambda0, "lambda1": lambda1}, x[0], float(score), criterion, 1, iterations)
+
+
+@torch.no_grad()
+def scalar_tv_at(f: torch.Tensor, target: np.ndarray, lam: float, mask: torch.Tensor | None = None,
+                 max_iterations: int = MAX_ITERATIONS, criterion: str = "psnr", coil_maps: torch.Tensor | None = None) -> BaselineResult:
+    """Scalar TV at a given ``L``, as :func:`scalar_tgv_at`."""
+    scale = image_scale(_forward_op(mask, coil_maps).adjoint(f)).reshape(())
+    x, iterations = _solve_tv(f, mask, coil_maps, lam, scale, max_iterations)
+    score = METRICS[criterion](target, magnitude(x)[0].numpy())
+    return BaselineResult({"lambda": lam}, x[0], float(score), criterion, 1, iterations)
+
+
 def _search(solve, log_grids: list[np.ndarray], rounds: int, points: int, target: np.ndarray, criterion: str):
     """Maximise ``criterion`` over parameters whose log10 values span ``log_grids``.
 
@@ -145,14 +193,9 @@ def best_scalar_tgv(
 
     def solve(params: np.ndarray) -> torch.Tensor:
         images = []
-        for (weight, ratio), rho in zip(params, _penalties(params[:, 0], f)):
-            l1 = torch.tensor(float(weight), dtype=f.dtype).reshape(1, 1, 1) * scale
-            stop = Convergence()
-            if coil_maps is not None and mask is not None:
-                x, _ = admm_tgv_sense_channels(f, coil_maps, mask, l1 * float(ratio), l1, max_iterations, float(rho), callback=stop)
-            else:
-                x, _ = admm_tgv_channels(_image_of(f, mask), l1 * float(ratio), l1, mask, max_iterations, float(rho), callback=stop)
-            used[0] = max(used[0], stop.iterations)
+        for weight, ratio in params:
+            x, iterations = _solve_tgv(f, mask, coil_maps, float(weight) * scale, float(weight * ratio) * scale, scale, max_iterations)
+            used[0] = max(used[0], iterations)
             images.append(x)
         return torch.cat(images)
 
@@ -185,14 +228,10 @@ def best_scalar_tv(
 
     def solve(params: np.ndarray) -> torch.Tensor:
         images = []
-        for (weight,), rho in zip(params, _penalties(params[:, 0], f)):
-            lam = torch.tensor(float(weight), dtype=f.dtype).reshape(1, 1, 1) * scale
-            stop = Convergence()
-            if coil_maps is not None and mask is not None:
-                images.append(admm_tv_sense_channels(f, coil_maps, mask, lam, max_iterations, float(rho), callback=stop))
-            else:
-                images.append(admm_tv_channels(_image_of(f, mask), lam, mask, max_iterations, float(rho), callback=stop))
-            used[0] = max(used[0], stop.iterations)
+        for (weight,) in params:
+            x, iterations = _solve_tv(f, mask, coil_maps, float(weight) * scale, scale, max_iterations)
+            used[0] = max(used[0], iterations)
+            images.append(x)
         return torch.cat(images)
 
     (score, logp, image), evaluations = _search(solve, [lambda_grid], rounds, points, target, criterion)

@@ -443,9 +443,12 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
               help="Above 1: multi-coil test data (simulated coil maps, ESPIRiT maps from the calibration lines, SENSE).")
 @click.option("--center-fraction", type=float, help="Calibration lines of the multi-coil masks (default: fastMRI's for R).")
 @click.option("--max-slices", type=POSITIVE, help="Evaluate only the first N slices of each fully sampled file.")
+@click.option("--baselines-from", type=click.Path(exists=True, dir_okay=False),
+              help="An earlier run's results.json: solve its tuned scalar TV/TGV parameters again instead of searching "
+              "(the oracle does not depend on the models; every case must be in it and reproduce its recorded scores).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for tables and figures.")
 def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, baseline_max_iterations, coils, center_fraction,
-                     max_slices, out_dir) -> None:
+                     max_slices, baselines_from, out_dir) -> None:
     """Compare zero-filled, best scalar TV, best scalar TGV, U-TV and U-TGV (PSNR, SSIM).
 
     The scalar baselines are tuned per image on the ground truth (an oracle) and solved to
@@ -472,7 +475,8 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
     models = {name: str(resolve_model(value)) for name, value in (("U-TGV", none(utgv)), ("U-TV", none(utv))) if value}
     outcomes = run_evaluation([Path(f) for f in files], synthetic, (size, size), parsed, none(utgv), none(utv), Path(out_dir),
                               baseline_max_iterations, say=_echo, iterations=iterations, record={"provenance": provenance(models)},
-                              coils=coils, center_fraction=center_fraction, max_slices=max_slices)
+                              coils=coils, center_fraction=center_fraction, max_slices=max_slices,
+                              baselines_from=Path(baselines_from) if baselines_from else None)
     click.echo((Path(out_dir) / "results.md").read_text())
     click.echo(f"evaluated {len(outcomes)} slices; wrote {out_dir}/results.csv, results.md and figures")
 

@@ -22,12 +22,31 @@ from tgv_deploy.io_utils import atomic_write_bytes
 __all__ = ["Case", "Outcome", "maps_figure", "run_evaluation", "triple_edge_profile"]
 
 
+def _recorded_baselines(path: Path, cases: list[Case], criterion: str) -> tuple[dict[tuple[str, str], dict], dict]:
+    """The case records of an earlier ``results.json``, checked to cover ``cases`` with the same
+    convergence criterion before any work starts, and where they come from (for the new record)."""
+    try:
+        data = json.loads(path.read_text())
+        records = {(c["setting"], c["case"]): c for c in data["cases"]}
+        for c in records.values():
+            float(c["params"]["scalar TV"]["lambda"]), float(c["params"]["scalar TGV"]["lambda0"]), float(c["params"]["scalar TGV"]["lambda1"])
+            float(c["scores"]["scalar TGV"][0])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--baselines-from {path}: not an evaluate results.json ({type(exc).__name__})") from None
+    if data.get("baseline_convergence") != criterion:
+        raise InputError(f"--baselines-from {path}: its baselines stop at {data.get('baseline_convergence')!r}, this run at {criterion!r}")
+    missing = [f"{c.name} ({c.setting})" for c in cases if (c.setting, c.name) not in records]
+    if missing:
+        raise InputError(f"--baselines-from {path}: no record of {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    return records, {"file": path.name, "commit": data.get("provenance", data).get("commit")}
+
+
 @torch.no_grad()
 def run_evaluation(
     files: list[Path], synthetic: int, size: tuple[int, int], settings: list[tuple[float, float]], utgv: str | None,
     utv: str | None, out_dir: Path, baseline_max_iterations: int = MAX_ITERATIONS, say: Callable[[str], None] = print,
     iterations: int | None = None, record: dict | None = None, coils: int = 1, center_fraction: float | None = None,
-    max_slices: int | None = None,
+    max_slices: int | None = None, baselines_from: Path | None = None,
 ) -> list[Outcome]:
     """Score every case; write ``results.csv``, ``results.md``, ``results.json`` and figures into ``out_dir``.
 
@@ -35,6 +54,8 @@ def run_evaluation(
     convergence (at most ``baseline_max_iterations``). ``record`` (e.g. provenance) is stored in the JSON.
     ``coils`` above 1: multi-coil cases (:func:`corrupt_multicoil`, ``center_fraction`` calibration
     lines) from the fully sampled inputs instead of single-coil ones. ``max_slices``: the first slices of each file only.
+    ``baselines_from``: an earlier run's ``results.json`` whose tuned scalar parameters are solved again
+    instead of searched (every case must be in it, and must reproduce its recorded scores).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
@@ -51,19 +72,22 @@ def run_evaluation(
     cases = [c for group in groups for c in group]
     if not cases:
         raise InputError("nothing to evaluate: give files or --synthetic N")
+    criterion = f"ADMM until the relative change of x over {CHECK_EVERY} iterations < {TOLERANCE:g} (at most {baseline_max_iterations})"
+    known, origin = _recorded_baselines(baselines_from, cases, criterion) if baselines_from else ({}, None)
     evaluate_one = evaluate_denoise_case if denoising else evaluate_case
     outcomes = []
     for i, case in enumerate(cases):
         say(f"[{i + 1}/{len(cases)}] {case.setting} {case.name}")
-        outcomes.append(evaluate_one(case, *models, baseline_max_iterations, iterations=iterations))
+        outcomes.append(evaluate_one(case, *models, baseline_max_iterations, iterations=iterations,
+                                     known=known.get((case.setting, case.name))))
         best = outcomes[-1].scores
         say("    " + ", ".join(f"{m} {p:.2f} dB {s:.3f}" for m, (p, s) in best.items()))
     csv_text, markdown = tables(outcomes)
     atomic_write_bytes(out_dir / "results.csv", csv_text.encode())
     atomic_write_bytes(out_dir / "results.md", (markdown + "\n").encode())
-    criterion = f"ADMM until the relative change of x over {CHECK_EVERY} iterations < {TOLERANCE:g} (at most {baseline_max_iterations})"
     payload = {
         **(record or {}), "coils": coils,
+        **({"baselines_from": origin} if origin else {}),
         "models": {"U-TGV": utgv, "U-TV": utv}, "model_iterations": iterations, "baseline_convergence": criterion,
         "cases": [{"setting": o.case.setting, "case": o.case.name, "scores": {m: list(v) for m, v in o.scores.items()},
                    "params": o.params,

@@ -19,6 +19,7 @@ else:  # pragma: no cover
 
 
 LOSSES = ("mse", "psnr", "psnr+ssim")
+SIGMA_PRIORS = ("uniform", "log-uniform")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,11 @@ class DataConfig:
     train_size: int = 4096  # synthetic slices per epoch
     val_size: int = 16
     accelerations: tuple[int, int] = (4, 8)  # R ~ U{lo..hi} (MRI)
-    sigma_range: tuple[float, float] = (0.0, 0.2)  # noise level ~ U[lo, hi]
+    sigma_range: tuple[float, float] = (0.0, 0.2)  # noise level drawn from [lo, hi] by sigma_prior
+    # "uniform": sigma ~ U[lo, hi]. "log-uniform": log sigma ~ U[log lo, log hi], the scale-invariant
+    # prior of a scale parameter; a U-Net that cannot read the noise level off the image exactly
+    # regresses towards the prior's centre, and the uniform prior puts 3/4 of its mass above 0.05
+    sigma_prior: str = "uniform"
     mask_types: tuple[str, ...] = ("equispaced", "random", "gaussian")
     val_acceleration: int = 4
     val_sigma: float = 0.05
@@ -49,6 +54,10 @@ class DataConfig:
     coils: tuple[int, int] = (8, 8)
 
     def __post_init__(self):
+        if self.sigma_prior not in SIGMA_PRIORS:
+            raise ValueError(f"sigma_prior must be one of {', '.join(SIGMA_PRIORS)}, got {self.sigma_prior!r}")
+        if self.sigma_prior == "log-uniform" and not 0.0 < self.sigma_range[0] <= self.sigma_range[1]:
+            raise ValueError(f"a log-uniform sigma_prior needs 0 < lo <= hi, got sigma_range {list(self.sigma_range)}")
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
         if not 0.0 <= self.multicoil_fraction <= 1.0:
@@ -69,6 +78,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     learning_rate: float = 1e-3
+    # the multi-coil map gain is one number per map that only multi-coil batches move: with the
+    # U-Net's rate it would barely leave its start value in a fine-tune; 0 = learning_rate
+    coil_gain_learning_rate: float = 0.0
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0

@@ -79,6 +79,12 @@ class Corruption:
     #: MRI: share of batches that are multi-coil, and their coil count ~ U{lo..hi} (one per batch).
     multicoil_fraction: float = 0.0
     coils: tuple[int, int] = (8, 8)
+    sigma_prior: str = "uniform"  # or "log-uniform" (training.config.DataConfig)
+
+    def draw_sigma(self, rng: np.random.Generator) -> float:
+        if self.sigma_prior == "log-uniform":
+            return float(np.exp(rng.uniform(*np.log(self.sigma_range))))
+        return float(rng.uniform(*self.sigma_range))
 
     def batch_coils(self, rng: np.random.Generator) -> int:
         """Coils of the next batch: 1, or a multi-coil count (drawn only when asked for, so
@@ -92,7 +98,7 @@ class Corruption:
         """Returns ``(f, mask, target, coil maps)`` in model layout: MRI ``(2, H, W)``, ``(1, 1, W)``,
         ``(2, H, W)``, ``None``; multi-coil MRI (``coils > 1``: simulated smooth maps, normalised)
         ``f`` and maps ``(C, 2, H, W)``; denoising ``(1, H, W)``, ``None``, ``(1, H, W)``, ``None``."""
-        sigma = rng.uniform(*self.sigma_range)
+        sigma = self.draw_sigma(rng)
         if self.task == "denoise":
             target = np.abs(image).astype(np.float32)
             return add_image_noise(target, sigma, rng)[None], None, target[None], None

@@ -32,6 +32,16 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 
 
+def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """AdamW groups: the multi-coil gain gets its own rate and no weight decay (decay would pull the
+    gain towards 1, not towards a small weight); everything else the configured rate and decay."""
+    gain = [p for name, p in model.named_parameters() if name == "log_coil_gain"]
+    rest = [p for name, p in model.named_parameters() if name != "log_coil_gain"]
+    if not gain:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": gain, "lr": config.coil_gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up to 1, then cosine decay to 0.05 at ``total``."""
     if step < warmup:
@@ -153,7 +163,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
         warm_start(model, config)  # before anything is written: a bad checkpoint leaves no run directory
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps))
     start, elapsed, history = 0, 0.0, []
     state_path = out_dir / STATE_FILE
@@ -182,7 +192,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     data = config.data
     source = _source(config, config.seed)
     corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types, data.target_noise,
-                            data.multicoil_fraction, data.coils)
+                            data.multicoil_fraction, data.coils, data.sigma_prior)
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv
+from tgv_deploy.baselines import best_scalar_tgv, best_scalar_tv, scalar_tgv_at, scalar_tv_at
 from tgv_deploy.dft import ifft2c
+from tgv_deploy.errors import InputError
 from tgv_deploy.evaluation.cases import Case, _crop, _pad_target
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
 METHODS = ("zero-filled", "noisy input", "scalar TV", "scalar TGV", "U-TV", "U-TGV")
+#: A reused baseline must reproduce its recorded PSNR to this many dB: the same converged solve.
+REUSE_TOLERANCE_DB = 0.01
 
 
 @dataclass
@@ -31,8 +34,16 @@ class Outcome:
 
 
 def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | None, max_iterations: int, criterion: str,
-                     coil_maps: torch.Tensor | None = None):
-    """The oracle-tuned scalar TV and TGV of one case, on the same search grids for every task."""
+                     coil_maps: torch.Tensor | None = None, known: dict | None = None):
+    """The oracle-tuned scalar TV and TGV of one case, on the same search grids for every task.
+
+    ``known``: a case record of an earlier ``results.json`` (``params`` of "scalar TV" and "scalar
+    TGV"): its tuned parameters are solved again instead of searched (the oracle does not depend on
+    the models, and the search costs some 50 converged solves)."""
+    if known is not None:
+        tv_params, tgv_params = known["params"]["scalar TV"], known["params"]["scalar TGV"]
+        return (scalar_tv_at(f, target, tv_params["lambda"], mask, max_iterations, criterion, coil_maps),
+                scalar_tgv_at(f, target, tgv_params["lambda0"], tgv_params["lambda1"], mask, max_iterations, criterion, coil_maps))
     tv = best_scalar_tv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
                         lambda_grid=np.linspace(-3.5, -0.5, 7), rounds=2, points=3, coil_maps=coil_maps)
     tgv = best_scalar_tgv(f, target, mask=mask, max_iterations=max_iterations, criterion=criterion,
@@ -41,12 +52,29 @@ def scalar_baselines(f: torch.Tensor, target: np.ndarray, mask: torch.Tensor | N
     return tv, tgv
 
 
+def check_reused(out: Outcome, known: dict | None, methods: tuple[str, ...]) -> None:
+    """Refuse reused baselines unless the case is the recorded one (same zero-filled or noisy-input
+    scores) and the re-solved baselines reproduce their recorded PSNR."""
+    if known is None:
+        return
+    for method in methods:
+        if method not in known["scores"] or method not in out.scores:
+            continue
+        recorded, now = known["scores"][method][0], out.scores[method][0]
+        limit = 1e-6 if method in ("zero-filled", "noisy input") else REUSE_TOLERANCE_DB
+        if abs(recorded - now) > limit:
+            raise InputError(f"--baselines-from: case {out.case.name} ({out.case.setting}) gives {method} {now:.6f} dB, "
+                             f"the recorded run {recorded:.6f} dB: not the same case or solver")
+
+
 def evaluate_denoise_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion: str = "psnr",
-                          iterations: int | None = None) -> Outcome:
+                          iterations: int | None = None, known: dict | None = None) -> Outcome:
     f = torch.from_numpy(case.kspace[None, None].astype(np.float32))
     out = Outcome(case)
     out.images["noisy input"] = case.kspace
-    tv, tgv = scalar_baselines(f, case.target, None, baseline_max_iterations, criterion)
+    out.scores["noisy input"] = (psnr(case.target, case.kspace), ssim(case.target, case.kspace))
+    check_reused(out, known, ("noisy input",))
+    tv, tgv = scalar_baselines(f, case.target, None, baseline_max_iterations, criterion, known=known)
     out.images["scalar TV"], out.params["scalar TV"] = np.abs(tv.image[0].numpy()), {**tv.params, "iterations": tv.iterations}
     out.images["scalar TGV"], out.params["scalar TGV"] = np.abs(tgv.image[0].numpy()), {**tgv.params, "iterations": tgv.iterations}
     for name, model in (("U-TV", utv), ("U-TGV", utgv)):
@@ -59,12 +87,14 @@ def evaluate_denoise_case(case: Case, utgv, utv, baseline_max_iterations: int, c
             out.maps = maps[0].numpy()
     for name, image in out.images.items():
         out.scores[name] = (psnr(case.target, image), ssim(case.target, image))
+    check_reused(out, known, ("scalar TV", "scalar TGV"))
     return out
 
 
 def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion: str = "psnr",
-                  iterations: int | None = None) -> Outcome:
-    """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default)."""
+                  iterations: int | None = None, known: dict | None = None) -> Outcome:
+    """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default);
+    ``known``: reuse the scalar baselines of this case's record in an earlier results.json."""
     k = case.kspace
     if case.mask is None:
         raise ValueError(f"MRI case {case.name} has no mask")
@@ -82,11 +112,13 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
     if case.maps is not None:  # coil-combined with the same maps the solvers get
         zero_filled = (np.conj(case.maps) * zero_filled).sum(0)
     out.images["zero-filled"] = crop(zero_filled)
+    out.scores["zero-filled"] = (psnr(target, out.images["zero-filled"]), ssim(target, out.images["zero-filled"]))
+    check_reused(out, known, ("zero-filled",))
 
     def search_target_shape(image_channels: torch.Tensor) -> np.ndarray:
         return crop(np.sqrt((image_channels.numpy() ** 2).sum(0)))
 
-    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape[-2:]), mask, baseline_max_iterations, criterion, coil_maps)
+    tv, tgv = scalar_baselines(f, _pad_target(target, k.shape[-2:]), mask, baseline_max_iterations, criterion, coil_maps, known)
     out.images["scalar TV"], out.params["scalar TV"] = search_target_shape(tv.image), {**tv.params, "iterations": tv.iterations}
     out.images["scalar TGV"], out.params["scalar TGV"] = search_target_shape(tgv.image), {**tgv.params, "iterations": tgv.iterations}
     for name, model in (("U-TV", utv), ("U-TGV", utgv)):
@@ -99,6 +131,7 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
             out.maps = np.stack([_crop(m, target.shape) for m in maps[0].numpy()])
     for name, image in out.images.items():
         out.scores[name] = (psnr(target, image), ssim(target, image))
+    check_reused(out, known, ("scalar TV", "scalar TGV"))
     return out
 
 
