@@ -50,7 +50,8 @@ def main() -> None:
             mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
             scale = image_scale(SenseOp(coil_maps, mask).adjoint(f * mask[:, None]))
             with torch.no_grad():
-                maps = model.unet(SenseOp(coil_maps, mask).adjoint(f * mask[:, None]) / scale)
+                f_n = f * mask[:, None] / scale.reshape(1, 1, 1, 1, 1)
+                maps = model.unet(model.unet_input(SenseOp(coil_maps, mask).adjoint(f_n), f_n, mask))
                 for gain in GAINS:
                     x, _ = admm_tgv_sense_channels(f / scale.reshape(1, 1, 1, 1, 1), coil_maps, mask, gain * maps[:, 0],
                                                    gain * maps[:, 1], model.config.iterations, model.rho(), model.config.alpha)

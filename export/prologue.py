@@ -32,8 +32,10 @@ class Prologue(nn.Module):
         x0 = forward_op.adjoint(f)
         scale = image_scale(x0)
         x0 = x0 / scale
-        maps = self.model.unet(x0.half()).float() if self.unet_fp16 else self.model.unet(x0)
-        return x0, f / scale, maps, scale
+        f = f / scale
+        unet_input = self.model.unet_input(x0, f, mask)
+        maps = self.model.unet(unet_input.half()).float() if self.unet_fp16 else self.model.unet(unet_input)
+        return x0, f, maps, scale
 
 
 class SensePrologue(nn.Module):
@@ -65,4 +67,5 @@ class SensePrologue(nn.Module):
         coil_forward = torch.stack((torch.stack((real, -imag), 2), torch.stack((imag, real), 2)), 2)
         coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
-        return x0, coil_images, self.model.unet(x0) * self.model.coil_gain(), scale, coil_forward, coil_adjoint, virtual
+        maps_n = self.model.unet(self.model.unet_input(x0, f / scale[:, None], mask)) * self.model.coil_gain()
+        return x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual

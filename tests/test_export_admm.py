@@ -21,14 +21,15 @@ def _run(model, inputs):
     return session.run(["image", "maps"], inputs)
 
 
-@pytest.mark.parametrize("kind, task, size, row_dft", [
-    ("utgv", "mri", (30, 21), "factorised"), ("utgv", "mri", (30, 21), "dense"), ("utv", "mri", (30, 21), "factorised"),
-    ("utgv", "mri", (17, 24), "auto"),  # 17 rows have no two-stage split: dense
-    ("utgv", "denoise", (30, 21), "factorised"), ("utv", "denoise", (19, 16), "auto"),
+@pytest.mark.parametrize("kind, task, size, row_dft, noise_input", [
+    ("utgv", "mri", (30, 21), "factorised", False), ("utgv", "mri", (30, 21), "dense", False), ("utv", "mri", (30, 21), "factorised", False),
+    ("utgv", "mri", (17, 24), "auto", False),  # 17 rows have no two-stage split: dense
+    ("utgv", "denoise", (30, 21), "factorised", False), ("utv", "denoise", (19, 16), "auto", False),
+    ("utgv", "mri", (30, 21), "factorised", True), ("utv", "mri", (17, 24), "auto", True),  # U-Nets that read the noise level
 ])
-def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft):
+def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft, noise_input):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=24, height=size[0], width=size[1],
-                                           solver="admm"))
+                                           solver="admm", noise_input=noise_input))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft))
     assert result.row_dft == ("two-stage 6 x 5" if row_dft == "factorised" else "dense")
     inputs = example_inputs(task, 1, *size, seed=7)
@@ -92,10 +93,14 @@ def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-5
 
 
-@pytest.mark.parametrize("kind, size, row_dft", [("utgv", (30, 21), "factorised"), ("utgv", (17, 24), "auto"), ("utv", (30, 21), "dense")])
-def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft):
+@pytest.mark.parametrize("kind, size, row_dft, noise_input", [
+    ("utgv", (30, 21), "factorised", False), ("utgv", (17, 24), "auto", False), ("utv", (30, 21), "dense", False),
+    ("utgv", (30, 21), "factorised", True),
+])
+def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_input):
     """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the DFT products."""
-    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm"))
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm",
+                                           noise_input=noise_input))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft, coils=4))
     inputs = example_inputs("mri", 1, *size, seed=3, coils=4)
     image, maps = _run(result.model, inputs)

@@ -63,6 +63,8 @@ class ModelConfig:
     iterations: int = 64
     solver: Solver = "admm"
     alpha: float = 1.7
+    #: MRI: the U-Net also reads the k-space noise level (:mod:`tgv_deploy.models.noise_level`)
+    noise_input: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,11 +77,18 @@ class ModelConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
             raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
+        if not isinstance(self.noise_input, bool) or (self.noise_input and self.task != "mri"):
+            raise ValueError(f"noise_input is true or false, and true for MRI models only, got {self.noise_input!r} for {self.task}")
 
     @property
     def image_channels(self) -> int:
         """1 for real (denoising) images, 2 for (real, imaginary) MR images."""
         return 2 if self.task == "mri" else 1
+
+    @property
+    def unet_input_channels(self) -> int:
+        """The image channels, plus the noise level's (constant) channel when the U-Net reads it."""
+        return self.image_channels + int(self.noise_input)
 
     @property
     def map_channels(self) -> int:
@@ -96,7 +105,7 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_input"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG
