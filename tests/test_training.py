@@ -249,8 +249,11 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
 def test_model_card_describes_every_stage(tmp_path):
     stage1 = train(load_config(_write(tmp_path, 2)), tmp_path / "s1", log=lambda _: None)
     stage2_config = tmp_path / "stage2.toml"
-    stage2_config.write_text(f'loss = "psnr+ssim"\ninit_checkpoint = "{stage1}"\n' + TINY.format(steps=2, kind="utgv", task="mri")
-                             .replace("[data]", "[data]\nreal_fraction = 0.5"))
+    stage2_config.write_text(f'loss = "psnr+ssim"\ncoil_gain_learning_rate = 0.003\ninit_checkpoint = "{stage1}"\n'
+                             + TINY.format(steps=2, kind="utgv", task="mri")
+                             .replace("[data]", "[data]\nreal_fraction = 0.5\nsigma_prior = 'log-uniform'\nsigma_range = [0.01, 0.2]\n"
+                                      "multicoil_fraction = 0.5\ncoils = [2, 3]")
+                             .replace("iterations = 5", "iterations = 5\nnoise_input = true"))
     stage2 = train(load_config(stage2_config), tmp_path / "s2", log=lambda _: None)
     text = card(stage2, "tiny", "stage2.toml", [], [], earlier=[(stage1, "stage1.toml")])
     first, second = text.index("Stage 1:"), text.index("Stage 2 (final):")
@@ -259,5 +262,8 @@ def test_model_card_describes_every_stage(tmp_path):
     assert f"starting from `{stage1}`" in text[second:] and "50% of them phase-free" in text[second:]
     assert f"`tgv-deploy train stage1.toml -o {stage1.parent}`" in text  # each stage's run folder is its checkpoint's
     assert "ADMM (SPEC 2b" in text  # the solver the final stage trained through (new models default to ADMM)
+    assert "sigma ~ U[0.0, 0.2]" in text[first:second] and "log sigma ~ U[log 0.01, log 0.2]" in text[second:]
+    assert "50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain learned at rate 0.003)" in text[second:]
+    assert "reads the k-space noise level" in text[second:] and "noise level" not in text[first:second]
     with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])
     assert "<!-- table: quality benchmarks/results/some-eval -->\n<!-- /table -->" in with_eval

@@ -46,8 +46,18 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         f"generated on the fly from the seed; no image from any third-party package or data set was used for training or tuning.",
     ]
     if model.task == "mri":
-        lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, sigma ~ U{data.get('sigma_range')}, "
-                     f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model).")
+        low, high = data.get("sigma_range")
+        sigma = (f"log sigma ~ U[log {low:g}, log {high:g}]" if data.get("sigma_prior") == "log-uniform"
+                 else f"sigma ~ U{data.get('sigma_range')}")
+        multicoil = data.get("multicoil_fraction", 0.0)
+        coils = data.get("coils", (8, 8))
+        lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, {sigma}, "
+                     f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model)"
+                     + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
+                        + (f", multi-coil map gain learned at rate {cfg['coil_gain_learning_rate']:g}" if cfg.get("coil_gain_learning_rate") else "")
+                        + ")" if multicoil else "") + ".")
+        if model.noise_input:
+            lines.append("- The U-Net reads the k-space noise level as a second input (`tgv_deploy.models.noise_level`).")
     else:
         lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
     lines.append(f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
@@ -112,7 +122,7 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         "",
         "## Use and limits",
         "- Research and engineering use; not a medical device, not validated on clinical data.",
-        "- Input: centred single-coil Cartesian k-space with a line mask (MRI), or a real image (denoising); any matrix size.",
+        "- Input: centred Cartesian k-space with a line mask, single-coil or multi-coil with coil maps (MRI), or a real image (denoising); any matrix size.",
         "- Trained on synthetic anatomy-like images: check it on your own data with `tgv-deploy evaluate` before relying on it.",
     ]
     return "\n".join(lines) + "\n"
