@@ -35,7 +35,7 @@ class Prologue(nn.Module):
         f = f / scale
         unet_input = self.model.unet_input(x0, f, mask)
         maps = self.model.unet(unet_input.half()).float() if self.unet_fp16 else self.model.unet(unet_input)
-        return x0, f, maps, scale
+        return x0, f, self.model.noise_scaled(maps, f, mask), scale
 
 
 class SensePrologue(nn.Module):
@@ -67,5 +67,6 @@ class SensePrologue(nn.Module):
         coil_forward = torch.stack((torch.stack((real, -imag), 2), torch.stack((imag, real), 2)), 2)
         coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
-        maps_n = self.model.unet(self.model.unet_input(x0, f / scale[:, None], mask)) * self.model.coil_gain()
+        f_n = f / scale[:, None]
+        maps_n = self.model.noise_scaled(self.model.unet(self.model.unet_input(x0, f_n, mask)), f_n, mask) * self.model.coil_gain()
         return x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual

@@ -84,3 +84,23 @@ def test_noise_input_is_for_mri_models():
         ModelConfig(task="denoise", kind="utv", noise_input=True)
     assert ModelConfig(noise_input=True).unet_input_channels == 3
     assert ModelConfig.from_dict({"kind": "utgv", "task": "mri"}).noise_input is False  # older checkpoints
+
+
+def test_noise_gain_is_a_learned_power_of_the_noise_level(tmp_path):
+    plain = make_checkpoint(tmp_path / "plain.pt", iterations=4, solver="admm")
+    config = config_from_dict({"init_checkpoint": str(plain), "model": {**load_checkpoint(plain).config.to_dict(), "noise_gain": True}})
+    model = build_model(config.model)
+    warm_start(model, config)  # the exponent starts at 0: the checkpoint's own maps
+    reference = load_checkpoint(plain).build()
+    mask = torch.from_numpy(make_mask("equispaced", 0.08, 4)(24, seed=0).astype(np.float32)).reshape(1, 1, 1, -1)
+    f = torch.randn(1, 2, 32, 24) * mask
+    with torch.no_grad():
+        maps_ref = reference(f, mask)[1]
+        torch.testing.assert_close(model(f, mask)[1], maps_ref)
+        model.noise_exponent.copy_(torch.tensor([0.5, -1.0]))
+        maps = model(f, mask)[1]
+        # the scale normalises f first (SPEC 2): the feature is the normalised data's
+        scale = float(torch.sqrt(reference.forward_operator(f, mask).adjoint(f).square().sum(1)).amax())
+        level = float(noise_feature(f / scale, mask))
+        torch.testing.assert_close(maps[:, 0], maps_ref[:, 0] * 10 ** (0.5 * level))
+        torch.testing.assert_close(maps[:, 1], maps_ref[:, 1] * 10 ** (-1.0 * level))

@@ -183,7 +183,7 @@ def test_log_uniform_sigma_prior_is_scale_invariant():
 
 
 def test_coil_gain_gets_its_own_rate_and_no_weight_decay():
-    config = config_from_dict({"learning_rate": 1e-4, "coil_gain_learning_rate": 3e-3})
+    config = config_from_dict({"learning_rate": 1e-4, "gain_learning_rate": 3e-3})
     model = build_model(config.model)
     groups = parameter_groups(model, config)
     assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 1, 1]
@@ -249,7 +249,7 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
 def test_model_card_describes_every_stage(tmp_path):
     stage1 = train(load_config(_write(tmp_path, 2)), tmp_path / "s1", log=lambda _: None)
     stage2_config = tmp_path / "stage2.toml"
-    stage2_config.write_text(f'loss = "psnr+ssim"\ncoil_gain_learning_rate = 0.003\ninit_checkpoint = "{stage1}"\n'
+    stage2_config.write_text(f'loss = "psnr+ssim"\ngain_learning_rate = 0.003\ninit_checkpoint = "{stage1}"\n'
                              + TINY.format(steps=2, kind="utgv", task="mri")
                              .replace("[data]", "[data]\nreal_fraction = 0.5\nsigma_prior = 'log-uniform'\nsigma_range = [0.01, 0.2]\n"
                                       "multicoil_fraction = 0.5\ncoils = [2, 3]")

@@ -78,9 +78,10 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     learning_rate: float = 1e-3
-    # the multi-coil map gain is one number per map that only multi-coil batches move: with the
-    # U-Net's rate it would barely leave its start value in a fine-tune; 0 = learning_rate
-    coil_gain_learning_rate: float = 0.0
+    # the learned per-map gains (multi-coil gain, noise exponent) are one number per map, the
+    # multi-coil one moved only by multi-coil batches: with the U-Net's rate they would barely
+    # leave their start values in a fine-tune; 0 = learning_rate
+    gain_learning_rate: float = 0.0
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0

@@ -54,10 +54,13 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, {sigma}, "
                      f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model)"
                      + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
-                        + (f", multi-coil map gain learned at rate {cfg['coil_gain_learning_rate']:g}" if cfg.get("coil_gain_learning_rate") else "")
+                        + (f", multi-coil map gain learned at rate {_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
                         + ")" if multicoil else "") + ".")
         if model.noise_input:
             lines.append("- The U-Net reads the k-space noise level as a second input (`tgv_deploy.models.noise_level`).")
+        if model.noise_gain:
+            lines.append(f"- The maps are scaled by a learned power of the k-space noise level (`tgv_deploy.models.noise_level`), "
+                         f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g}.")
     else:
         lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
     lines.append(f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
@@ -65,6 +68,11 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
     if meta.get("metadata_note"):
         lines.append(f"- Note: {meta['metadata_note']}.")
     return lines
+
+
+def _gain_rate(cfg: dict) -> float:
+    """The per-map gains' learning rate (recorded as ``coil_gain_learning_rate`` before it also covered the noise exponent)."""
+    return float(cfg.get("gain_learning_rate") or cfg.get("coil_gain_learning_rate") or 0.0)
 
 
 def _learned(ckpt) -> str:

@@ -32,14 +32,18 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 
 
+#: One number per map each, trained at ``gain_learning_rate``.
+GAIN_PARAMETERS = ("log_coil_gain", "noise_exponent")
+
+
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
-    """AdamW groups: the multi-coil gain gets its own rate and no weight decay (decay would pull the
-    gain towards 1, not towards a small weight); everything else the configured rate and decay."""
-    gain = [p for name, p in model.named_parameters() if name == "log_coil_gain"]
-    rest = [p for name, p in model.named_parameters() if name != "log_coil_gain"]
+    """AdamW groups: the per-map gains get their own rate and no weight decay (decay would pull the
+    multi-coil gain towards 1, not towards a small weight); everything else the configured rate and decay."""
+    gain = [p for name, p in model.named_parameters() if name in GAIN_PARAMETERS]
+    rest = [p for name, p in model.named_parameters() if name not in GAIN_PARAMETERS]
     if not gain:
         return [{"params": rest}]
-    return [{"params": rest}, {"params": gain, "lr": config.coil_gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
+    return [{"params": rest}, {"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:

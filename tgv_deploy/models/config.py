@@ -65,6 +65,8 @@ class ModelConfig:
     alpha: float = 1.7
     #: MRI: the U-Net also reads the k-space noise level (:mod:`tgv_deploy.models.noise_level`)
     noise_input: bool = False
+    #: MRI: the maps are scaled by a learned power of the k-space noise level
+    noise_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -77,8 +79,10 @@ class ModelConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
             raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
-        if not isinstance(self.noise_input, bool) or (self.noise_input and self.task != "mri"):
-            raise ValueError(f"noise_input is true or false, and true for MRI models only, got {self.noise_input!r} for {self.task}")
+        for key in ("noise_input", "noise_gain"):
+            value = getattr(self, key)
+            if not isinstance(value, bool) or (value and self.task != "mri"):
+                raise ValueError(f"{key} is true or false, and true for MRI models only, got {value!r} for {self.task}")
 
     @property
     def image_channels(self) -> int:
@@ -105,7 +109,7 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_input"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_input", "noise_gain"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG

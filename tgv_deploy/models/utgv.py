@@ -37,8 +37,9 @@ from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_si
 #: aliasing, so the best maps are weaker; measured on the held-out slices (8 coils, R = 4 and 8),
 #: scaling single-coil-trained maps by 0.25 gained 0.3-2 dB over 1 (benchmarks/README.md).
 DEFAULT_COIL_GAIN = 0.25
-#: Parameters added after models were first bundled, with the value an older checkpoint gets.
-OPTIONAL_PARAMETERS = ("log_coil_gain",)
+#: Parameters added after models were first bundled, with the value an older checkpoint (or a warm
+#: start from one) gets: the multi-coil gain its start, the noise exponent 0 (no noise scaling).
+OPTIONAL_PARAMETERS = ("log_coil_gain", "noise_exponent")
 
 
 def image_scale(x0: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,9 @@ class UnrolledModel(nn.Module):
         else:
             #: ADMM's penalty ``rho = exp(log_rho)``, learned, starts at the solver's default.
             self.log_rho = nn.Parameter(torch.tensor(math.log(DEFAULT_RHO)))
+        if config.noise_gain:
+            #: Maps are multiplied by ``10 ** (noise_exponent * noise feature)`` per channel (learned, starts at 0).
+            self.noise_exponent = nn.Parameter(torch.zeros(config.map_channels))
         if config.task == "mri":
             #: Multi-coil maps are ``exp(log_coil_gain) * maps`` per channel (learned; see DEFAULT_COIL_GAIN).
             self.log_coil_gain = nn.Parameter(torch.full((config.map_channels,), math.log(DEFAULT_COIL_GAIN)))
@@ -112,6 +116,15 @@ class UnrolledModel(nn.Module):
         level = noise_feature(f, mask.to(f.dtype))
         return torch.cat((x0, level.expand(-1, 1, *x0.shape[-2:])), 1)
 
+    def noise_scaled(self, maps: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """With ``noise_gain``: maps ``(B, M, H, W)`` times ``10 ** (noise_exponent * feature)``, a learned
+        power of the noise level of the normalised k-space ``f`` (:func:`noise_feature`); else ``maps``."""
+        if not self.config.noise_gain:
+            return maps
+        assert mask is not None  # noise_gain is for MRI models, which need a mask
+        level = noise_feature(f, mask.to(f.dtype))  # (B, 1, 1, 1)
+        return maps * torch.exp(math.log(10.0) * level * self.noise_exponent.reshape(1, -1, 1, 1))
+
     def load_state_dict_compatible(self, state: dict[str, torch.Tensor]) -> None:
         """Load ``state``; parameters added since the checkpoint was written keep their initial value."""
         own = self.state_dict()
@@ -162,7 +175,7 @@ class UnrolledModel(nn.Module):
         x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)
         scale = image_scale(x0)
         f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
-        maps = self.unet(self.unet_input(x0 / scale, f_normalised, mask))
+        maps = self.noise_scaled(self.unet(self.unet_input(x0 / scale, f_normalised, mask)), f_normalised, mask)
         if coil_maps is not None:
             maps = maps * self.coil_gain()
         if self.config.solver == "admm":
