@@ -17,6 +17,8 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``coil-gain FILE``: ``benchmarks/coil_gain.py``'s JSON (median PSNR per multi-coil map gain);
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
+* ``map-scale FILE``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level);
+* ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
 Usage: ``python benchmarks/tables.py [--check]``.
@@ -175,6 +177,40 @@ def oracle_gap(path: Path) -> str:
     return "\n".join(lines)
 
 
+def map_scale(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    settings = list(dict.fromkeys((r["sigma"], r["acceleration"]) for r in rows))
+    lines = ["| model | " + " | ".join(f"sigma {s:g}, R={a}" for s, a in settings) + " |", "| --- |" + " --- |" * len(settings)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for sigma, acceleration in settings:
+            r = next(r for r in rows if (r["model"], r["sigma"], r["acceleration"]) == (model, sigma, acceleration))
+            best = str(r["best_factor"])
+            cells.append(f"{float(best):g} ({r['psnr'][best] - r['psnr']['1.0']:+.2f} dB)")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def noise_level(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = data["estimate_over_truth"]
+    sigmas = list(dict.fromkeys(r["sigma"] for r in rows))
+    lines = ["| estimate / truth (median, p10-p90) | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
+             "| --- |" + " --- |" * len(sigmas)]
+    for source in dict.fromkeys(r["source"] for r in rows):
+        cells = [next(f"{r['median']:.2f} ({r['p10']:.2f}-{r['p90']:.2f})" for r in rows if (r["source"], r["sigma"]) == (source, s))
+                 for s in sigmas]
+        images = next(r["images"] for r in rows if r["source"] == source)
+        lines.append(f"| {source} ({images} images) | " + " | ".join(cells) + " |")
+    per_file: dict[str, list[float]] = {}
+    for r in data["image_noise_at_R4_sigma0.05"]:
+        per_file.setdefault(r["slice"].split(":")[0], []).append(r["image_noise_per_pixel"])
+    lines += ["", "| held-out file | noise per pixel of the normalised zero-filled image at R = 4, sigma = 0.05 |", "| --- | --- |"]
+    lines += [f"| {name} | {np.min(v):.4f}-{np.max(v):.4f} |" if len(v) > 1 else f"| {name} | {v[0]:.4f} |" for name, v in per_file.items()]
+    return "\n".join(lines)
+
+
 def multicoil_latency(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = [f"| backend | coils | compressed to | ms per slice (median, {data['size']} x {data['size']}, T={data['iterations']}) | "
@@ -199,7 +235,8 @@ def provenance(path: Path) -> str:
 
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
-         "coil-gain": coil_gain, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency}
+         "coil-gain": coil_gain, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
+         "map-scale": map_scale, "noise-level": noise_level}
 
 
 def render(spec: str) -> str:
