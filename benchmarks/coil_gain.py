@@ -51,7 +51,7 @@ def main() -> None:
             scale = image_scale(SenseOp(coil_maps, mask).adjoint(f * mask[:, None]))
             with torch.no_grad():
                 f_n = f * mask[:, None] / scale.reshape(1, 1, 1, 1, 1)
-                maps = model.noise_scaled(model.unet(model.unet_input(SenseOp(coil_maps, mask).adjoint(f_n), f_n, mask)), f_n, mask)
+                maps = model.noise_scaled(model.unet(SenseOp(coil_maps, mask).adjoint(f_n)), f_n, mask)
                 for gain in GAINS:
                     x, _ = admm_tgv_sense_channels(f / scale.reshape(1, 1, 1, 1, 1), coil_maps, mask, gain * maps[:, 0],
                                                    gain * maps[:, 1], model.config.iterations, model.rho(), model.config.alpha)

@@ -33,8 +33,7 @@ class Prologue(nn.Module):
         scale = image_scale(x0)
         x0 = x0 / scale
         f = f / scale
-        unet_input = self.model.unet_input(x0, f, mask)
-        maps = self.model.unet(unet_input.half()).float() if self.unet_fp16 else self.model.unet(unet_input)
+        maps = self.model.unet(x0.half()).float() if self.unet_fp16 else self.model.unet(x0)
         return x0, f, self.model.noise_scaled(maps, f, mask), scale
 
 
@@ -68,5 +67,5 @@ class SensePrologue(nn.Module):
         coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
         f_n = f / scale[:, None]
-        maps_n = self.model.noise_scaled(self.model.unet(self.model.unet_input(x0, f_n, mask)), f_n, mask) * self.model.coil_gain()
+        maps_n = self.model.noise_scaled(self.model.unet(x0), f_n, mask) * self.model.coil_gain()
         return x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual

@@ -21,16 +21,16 @@ def _run(model, inputs):
     return session.run(["image", "maps"], inputs)
 
 
-@pytest.mark.parametrize("kind, task, size, row_dft, noise_input", [
+@pytest.mark.parametrize("kind, task, size, row_dft, noise_gain", [
     ("utgv", "mri", (30, 21), "factorised", False), ("utgv", "mri", (30, 21), "dense", False), ("utv", "mri", (30, 21), "factorised", False),
     ("utgv", "mri", (17, 24), "auto", False),  # 17 rows have no two-stage split: dense
     ("utgv", "denoise", (30, 21), "factorised", False), ("utv", "denoise", (19, 16), "auto", False),
-    # noise-aware: U-Nets that read the noise level, maps scaled by a power of it
-    ("utgv", "mri", (30, 21), "factorised", "input"), ("utv", "mri", (17, 24), "auto", "input"), ("utgv", "mri", (30, 21), "dense", "gain"),
+    # maps scaled by a learned power of the k-space noise level
+    ("utgv", "mri", (30, 21), "factorised", True), ("utv", "mri", (17, 24), "auto", True),
 ])
-def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft, noise_input):
+def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft, noise_gain):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=24, height=size[0], width=size[1],
-                                           solver="admm", noise_input=noise_input == "input", noise_gain=noise_input == "gain"))
+                                           solver="admm", noise_gain=noise_gain))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft))
     assert result.row_dft == ("two-stage 6 x 5" if row_dft == "factorised" else "dense")
     inputs = example_inputs(task, 1, *size, seed=7)
@@ -94,14 +94,14 @@ def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-5
 
 
-@pytest.mark.parametrize("kind, size, row_dft, noise_input", [
+@pytest.mark.parametrize("kind, size, row_dft, noise_gain", [
     ("utgv", (30, 21), "factorised", False), ("utgv", (17, 24), "auto", False), ("utv", (30, 21), "dense", False),
-    ("utgv", (30, 21), "factorised", "input"), ("utv", (17, 24), "dense", "gain"),
+    ("utgv", (30, 21), "factorised", True), ("utv", (17, 24), "dense", True),
 ])
-def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_input):
+def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_gain):
     """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the DFT products."""
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm",
-                                           noise_input=noise_input == "input", noise_gain=noise_input == "gain"))
+                                           noise_gain=noise_gain))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft, coils=4))
     inputs = example_inputs("mri", 1, *size, seed=3, coils=4)
     image, maps = _run(result.model, inputs)

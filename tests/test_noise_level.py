@@ -56,36 +56,6 @@ def test_two_dimensional_masks_coils_and_padding_coils_agree():
     assert 0.8 < float(kspace_noise_std(coils, m)) / 0.2 < 1.0  # three times the samples: closer
 
 
-def test_noise_input_models_warm_start_from_plain_ones_with_the_same_maps(tmp_path):
-    plain = make_checkpoint(tmp_path / "plain.pt", iterations=4, solver="admm")
-    config = config_from_dict({"init_checkpoint": str(plain), "model": {**load_checkpoint(plain).config.to_dict(), "noise_input": True}})
-    model = build_model(config.model)
-    warm_start(model, config)
-    reference = load_checkpoint(plain).build()
-    mask = torch.from_numpy(make_mask("equispaced", 0.08, 4)(24, seed=0).astype(np.float32)).reshape(1, 1, 1, -1)
-    f = torch.randn(1, 2, 32, 24) * mask
-    with torch.no_grad():
-        x, maps = model(f, mask)
-        x_ref, maps_ref = reference(f, mask)
-        torch.testing.assert_close(maps, maps_ref)  # the new channel's weights start at zero
-        torch.testing.assert_close(x, x_ref)
-        model.unet.encoders[0][0].weight[:, 2] = 1.0
-        assert not torch.allclose(model(f, mask)[1], maps_ref)  # and the channel is read
-    back = config_from_dict({"init_checkpoint": str(tmp_path / "noisy.pt"), "model": load_checkpoint(plain).config.to_dict()})
-    from tgv_deploy.models.checkpoint import save_checkpoint
-
-    save_checkpoint(tmp_path / "noisy.pt", model)
-    with pytest.raises(InputError, match="reads the noise level"):
-        warm_start(build_model(back.model), back)
-
-
-def test_noise_input_is_for_mri_models():
-    with pytest.raises(ValueError, match="MRI models only"):
-        ModelConfig(task="denoise", kind="utv", noise_input=True)
-    assert ModelConfig(noise_input=True).unet_input_channels == 3
-    assert ModelConfig.from_dict({"kind": "utgv", "task": "mri"}).noise_input is False  # older checkpoints
-
-
 def test_noise_gain_is_a_learned_power_of_the_noise_level(tmp_path):
     plain = make_checkpoint(tmp_path / "plain.pt", iterations=4, solver="admm")
     config = config_from_dict({"init_checkpoint": str(plain), "model": {**load_checkpoint(plain).config.to_dict(), "noise_gain": True}})
@@ -104,3 +74,9 @@ def test_noise_gain_is_a_learned_power_of_the_noise_level(tmp_path):
         level = float(noise_feature(f / scale, mask))
         torch.testing.assert_close(maps[:, 0], maps_ref[:, 0] * 10 ** (0.5 * level))
         torch.testing.assert_close(maps[:, 1], maps_ref[:, 1] * 10 ** (-1.0 * level))
+
+
+def test_noise_gain_is_for_mri_models():
+    with pytest.raises(ValueError, match="MRI models only"):
+        ModelConfig(task="denoise", kind="utv", noise_gain=True)
+    assert ModelConfig.from_dict({"kind": "utgv", "task": "mri"}).noise_gain is False  # older checkpoints

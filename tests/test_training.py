@@ -253,7 +253,7 @@ def test_model_card_describes_every_stage(tmp_path):
                              + TINY.format(steps=2, kind="utgv", task="mri")
                              .replace("[data]", "[data]\nreal_fraction = 0.5\nsigma_prior = 'log-uniform'\nsigma_range = [0.01, 0.2]\n"
                                       "multicoil_fraction = 0.5\ncoils = [2, 3]")
-                             .replace("iterations = 5", "iterations = 5\nnoise_input = true"))
+                             .replace("iterations = 5", "iterations = 5\nnoise_gain = true"))
     stage2 = train(load_config(stage2_config), tmp_path / "s2", log=lambda _: None)
     text = card(stage2, "tiny", "stage2.toml", [], [], earlier=[(stage1, "stage1.toml")])
     first, second = text.index("Stage 1:"), text.index("Stage 2 (final):")
@@ -264,6 +264,6 @@ def test_model_card_describes_every_stage(tmp_path):
     assert "ADMM (SPEC 2b" in text  # the solver the final stage trained through (new models default to ADMM)
     assert "sigma ~ U[0.0, 0.2]" in text[first:second] and "log sigma ~ U[log 0.01, log 0.2]" in text[second:]
     assert "50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain learned at rate 0.003)" in text[second:]
-    assert "reads the k-space noise level" in text[second:] and "noise level" not in text[first:second]
+    assert "scaled by a learned power of the k-space noise level" in text[second:] and "noise level" not in text[first:second]
     with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])
     assert "<!-- table: quality benchmarks/results/some-eval -->\n<!-- /table -->" in with_eval

@@ -11,8 +11,8 @@ from tgv_deploy.errors import InputError, IntegrityError
 
 #: name -> one-line description; the files are ``tgv_deploy/bundled/<name>.pt`` and ``<name>.md``.
 BUNDLED: dict[str, str] = {
-    "utgv-mri": "U-TGV, single-coil Cartesian MRI (the default)",
-    "utv-mri": "U-TV, single-coil Cartesian MRI (comparison)",
+    "utgv-mri": "U-TGV, Cartesian MRI, single- and multi-coil (the default)",
+    "utv-mri": "U-TV, Cartesian MRI, single- and multi-coil (comparison)",
     "utgv-denoise": "U-TGV, denoising of real-valued images",
     "utgv-mri-pdhg": "U-TGV, MRI, PDHG (SPEC 2): the previous default, kept for comparisons",
 }
@@ -22,8 +22,8 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "ad90359ffd4d8245cc4c44d0685d92321ffa3fb9fae23768cf9fd48e51897ac7",
-    "utv-mri": "684e1b2d14189a5d760ffde9a6455a07da6ad47ea07a771b3ed14501d75584e9",
+    "utgv-mri": "0cf6e06369cc700402dfd86e2c6259dcc3b6d5ef16dc3881cc80bfb07721cec3",
+    "utv-mri": "8d1b3d81e888bb8369658d924ddfee2079ac70222d7ebc604f99a6cd1cef334b",
     "utgv-denoise": "f63b42f8ac649add0f8af33250935bfa5fb6af017096cdca290609cc22dd9af6",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }

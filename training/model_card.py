@@ -56,8 +56,6 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
                      + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
                         + (f", multi-coil map gain learned at rate {_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
                         + ")" if multicoil else "") + ".")
-        if model.noise_input:
-            lines.append("- The U-Net reads the k-space noise level as a second input (`tgv_deploy.models.noise_level`).")
         if model.noise_gain:
             lines.append(f"- The maps are scaled by a learned power of the k-space noise level (`tgv_deploy.models.noise_level`), "
                          f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g}.")

@@ -109,17 +109,12 @@ def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_w
     return loss
 
 
-#: The weights that read the U-Net's input channels ``(out, in, 3, 3)``.
-FIRST_UNET_LAYER = "unet.encoders.0.0.weight"
-
-
 def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
     """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net).
 
     From a checkpoint of the other solver only the U-Net is taken (PDHG's step parameter means
-    nothing to ADMM, whose rho starts at its default): how PDHG models were moved to ADMM. A
-    checkpoint without the noise input warm-starts a model with it: the U-Net's first layer gets
-    zero weights for the new channel, so training starts from the checkpoint's own maps.
+    nothing to ADMM, whose rho starts at its default): how PDHG models were moved to ADMM.
+    Parameters the checkpoint lacks (:data:`OPTIONAL_PARAMETERS`) keep their start values.
     """
     checkpoint = load_checkpoint(config.init_checkpoint)
     theirs, ours = checkpoint.config, config.model
@@ -128,12 +123,7 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
             f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model with {theirs.unet}, "
             f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
         )
-    state = dict(checkpoint.state_dict)
-    if theirs.noise_input != ours.noise_input:
-        if theirs.noise_input:
-            raise InputError(f"init_checkpoint {config.init_checkpoint} reads the noise level, the config's model does not")
-        first = FIRST_UNET_LAYER
-        state[first] = torch.cat((state[first], torch.zeros_like(state[first][:, :1])), 1)
+    state = checkpoint.state_dict
     if theirs.solver == ours.solver:
         model.load_state_dict_compatible(state)
     else:

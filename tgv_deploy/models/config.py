@@ -63,9 +63,7 @@ class ModelConfig:
     iterations: int = 64
     solver: Solver = "admm"
     alpha: float = 1.7
-    #: MRI: the U-Net also reads the k-space noise level (:mod:`tgv_deploy.models.noise_level`)
-    noise_input: bool = False
-    #: MRI: the maps are scaled by a learned power of the k-space noise level
+    #: MRI: the maps are scaled by a learned power of the k-space noise level (:mod:`tgv_deploy.models.noise_level`)
     noise_gain: bool = False
 
     def __post_init__(self) -> None:
@@ -79,20 +77,13 @@ class ModelConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
             raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
-        for key in ("noise_input", "noise_gain"):
-            value = getattr(self, key)
-            if not isinstance(value, bool) or (value and self.task != "mri"):
-                raise ValueError(f"{key} is true or false, and true for MRI models only, got {value!r} for {self.task}")
+        if not isinstance(self.noise_gain, bool) or (self.noise_gain and self.task != "mri"):
+            raise ValueError(f"noise_gain is true or false, and true for MRI models only, got {self.noise_gain!r} for {self.task}")
 
     @property
     def image_channels(self) -> int:
         """1 for real (denoising) images, 2 for (real, imaginary) MR images."""
         return 2 if self.task == "mri" else 1
-
-    @property
-    def unet_input_channels(self) -> int:
-        """The image channels, plus the noise level's (constant) channel when the U-Net reads it."""
-        return self.image_channels + int(self.noise_input)
 
     @property
     def map_channels(self) -> int:
@@ -109,7 +100,7 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_input", "noise_gain"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG

@@ -1,12 +1,11 @@
-"""The noise level of undersampled k-space, as a U-Net input (``ModelConfig.noise_input``).
+"""The noise level of undersampled k-space, for noise-aware models (``ModelConfig.noise_gain``).
 
 A U-Net that reads only the zero-filled image cannot tell the noise level well: trained over a
-range of noise levels it regresses towards the range's centre and over-regularises low-noise data
-(measured on synthetic test images: the best scale of its maps is 0.5 at sigma 0.02-0.05 and 1.4
-at 0.15). The noise is white over the sampled k-space while the signal concentrates at low
-frequencies, so the sampled column with the least power in the outer half of the readout
-frequencies measures the noise from above: on real MR slices within 10% for sigma >= 0.05 (more
-where the signal dominates, i.e. at very low noise). Built from reductions, ``Where`` and ``Log``
+range of noise levels it falls back towards the range's centre (benchmarks/README.md, "The noise
+level"). Noise-gain models scale their maps by a learned power of this estimate. The noise is
+white over the sampled k-space while the signal concentrates at low frequencies, so the sampled column with the least power in the outer half of the readout
+frequencies measures the noise from above (more so where the signal dominates, at low noise;
+measured in benchmarks/results/noise_level.json). Built from reductions, ``Where`` and ``Log``
 only, so the same code exports to ONNX and TensorRT.
 """
 

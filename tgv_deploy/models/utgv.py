@@ -52,7 +52,7 @@ class UnrolledModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.unet = UNet(config.unet_input_channels, config.map_channels, config.unet)
+        self.unet = UNet(config.image_channels, config.map_channels, config.unet)
         if config.solver == "pdhg":
             #: ``b`` of ``s = exp(b)/LK``, ``t = exp(-b)/LK``; learned, starts at 0.
             self.log_step = nn.Parameter(torch.zeros(()))
@@ -106,15 +106,6 @@ class UnrolledModel(nn.Module):
         if mask is None or mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-1] != f.shape[-1]:
             raise ValueError(f"multi-coil MRI needs a mask (B, 1, 1, W) or (B, 1, H, W), got {None if mask is None else tuple(mask.shape)}")
         return SenseOp(coil_maps, mask.to(f.dtype), impl=self.dft)
-
-    def unet_input(self, x0: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """What the U-Net reads: the normalised ``A^H f`` ``(B, C, H, W)``, and with ``noise_input``
-        one more channel holding the noise level of the normalised k-space ``f`` (constant per image)."""
-        if not self.config.noise_input:
-            return x0
-        assert mask is not None  # noise_input is for MRI models, which need a mask
-        level = noise_feature(f, mask.to(f.dtype))
-        return torch.cat((x0, level.expand(-1, 1, *x0.shape[-2:])), 1)
 
     def noise_scaled(self, maps: torch.Tensor, f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """With ``noise_gain``: maps ``(B, M, H, W)`` times ``10 ** (noise_exponent * feature)``, a learned
@@ -175,7 +166,7 @@ class UnrolledModel(nn.Module):
         x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)
         scale = image_scale(x0)
         f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
-        maps = self.noise_scaled(self.unet(self.unet_input(x0 / scale, f_normalised, mask)), f_normalised, mask)
+        maps = self.noise_scaled(self.unet(x0 / scale), f_normalised, mask)
         if coil_maps is not None:
             maps = maps * self.coil_gain()
         if self.config.solver == "admm":
