@@ -91,7 +91,7 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
     lines = [
         f"# Model card: `{name}`",
         "",
-        f"{model.kind.upper()} for {'single-coil Cartesian MRI' if model.task == 'mri' else 'denoising'}: a U-Net "
+        f"{model.kind.upper()} for {'Cartesian MRI (single- and multi-coil)' if model.task == 'mri' else 'denoising'}: a U-Net "
         f"(depth {model.unet.depth}, {model.unet.base_channels} base channels, "
         f"{sum(v.numel() for v in ckpt.state_dict.values())} parameters) predicts the regularisation map(s); "
         f"T unrolled {_SOLVERS[model.solver]} iterations reconstruct ({_learned(ckpt)}). "
