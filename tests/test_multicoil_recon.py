@@ -109,16 +109,21 @@ def test_bad_coil_counts_are_user_errors(tmp_path, coils):
     assert exit_info.value.code in (1, 2, 3) and not out.exists()
 
 
-def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain():
+@pytest.mark.parametrize("name", ["utgv-mri", "utgv-mri-pdhg"])
+def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain(name):
     """One coil of ones gives the U-Net the same A^H f as single-coil data; the multi-coil maps are
-    then the single-coil ones times exp(log_coil_gain), which older checkpoints (without the
-    parameter) start at DEFAULT_COIL_GAIN."""
+    then the single-coil ones times exp(log_coil_gain): learned in ``utgv-mri``, and
+    DEFAULT_COIL_GAIN for checkpoints written before the parameter existed (``utgv-mri-pdhg``)."""
     from tgv_deploy.models.utgv import DEFAULT_COIL_GAIN
 
-    checkpoint = load_checkpoint(resolve_model("utgv-mri"))
-    assert "log_coil_gain" not in checkpoint.state_dict  # bundled before the parameter existed
+    checkpoint = load_checkpoint(resolve_model(name))
     model = checkpoint.build()
-    assert torch.allclose(model.coil_gain().flatten(), torch.full((2,), DEFAULT_COIL_GAIN))
+    if "log_coil_gain" in checkpoint.state_dict:
+        gain = torch.exp(checkpoint.state_dict["log_coil_gain"]).reshape(1, 2, 1, 1)
+        assert not torch.allclose(gain.flatten(), torch.full((2,), DEFAULT_COIL_GAIN))  # it moved in training
+    else:
+        gain = torch.full((1, 2, 1, 1), DEFAULT_COIL_GAIN)
+    assert torch.allclose(model.coil_gain(), gain)
     rng = np.random.default_rng(1)
     k = (rng.standard_normal((24, 20)) + 1j * rng.standard_normal((24, 20))).astype(np.complex64)
     mask = torch.zeros(1, 1, 1, 20)
@@ -130,7 +135,7 @@ def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain():
     with torch.no_grad():
         _, single = model(f, mask, iterations=2)
         _, multi = model(f[:, None], mask, iterations=2, coil_maps=ones)
-    assert torch.allclose(multi, DEFAULT_COIL_GAIN * single, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(multi, gain * single, rtol=1e-5, atol=1e-7)
 
 
 def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):

@@ -123,11 +123,10 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
             f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model with {theirs.unet}, "
             f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
         )
-    state = checkpoint.state_dict
     if theirs.solver == ours.solver:
-        model.load_state_dict_compatible(state)
+        model.load_state_dict_compatible(checkpoint.state_dict)
     else:
-        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")})
+        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in checkpoint.state_dict.items() if k.startswith("unet.")})
 
 
 @torch.no_grad()
