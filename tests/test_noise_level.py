@@ -7,7 +7,6 @@ import torch
 from conftest import make_checkpoint
 from tgv_deploy.data.masks import make_mask
 from tgv_deploy.dft import fft2c
-from tgv_deploy.errors import InputError
 from tgv_deploy.models import load_checkpoint
 from tgv_deploy.models.config import ModelConfig
 from tgv_deploy.models.noise_level import FEATURE_OFFSET, kspace_noise_std, noise_feature

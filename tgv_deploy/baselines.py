@@ -85,6 +85,11 @@ def _forward_op(mask: torch.Tensor | None, coil_maps: torch.Tensor | None = None
     return IdentityOp() if mask is None else MaskedFourierOp(mask)
 
 
+def _scale(f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tensor | None) -> torch.Tensor:
+    """The per-image scale ``max |A^H f|`` (0-d) in whose units the weights are searched."""
+    return image_scale(_forward_op(mask, coil_maps).adjoint(f)).reshape(())
+
+
 def _image_of(f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``f`` as the ADMM solvers take it: pre-masked k-space, or the noisy image."""
     return f if mask is None else f * mask
@@ -118,24 +123,25 @@ def _solve_tv(f: torch.Tensor, mask: torch.Tensor | None, coil_maps: torch.Tenso
     return x, stop.iterations
 
 
+def _score(x: torch.Tensor, target: np.ndarray, criterion: str) -> float:
+    """``criterion`` of the magnitude of one reconstruction ``(1, C, H, W)`` against ``target``."""
+    return float(METRICS[criterion](target, magnitude(x)[0].numpy()))
+
+
 @torch.no_grad()
 def scalar_tgv_at(f: torch.Tensor, target: np.ndarray, lambda0: float, lambda1: float, mask: torch.Tensor | None = None,
                   max_iterations: int = MAX_ITERATIONS, criterion: str = "psnr", coil_maps: torch.Tensor | None = None) -> BaselineResult:
     """Scalar TGV at given ``(L0, L1)`` (units of ``f``, e.g. an earlier search's result), solved as the search solves."""
-    scale = image_scale(_forward_op(mask, coil_maps).adjoint(f)).reshape(())
-    x, iterations = _solve_tgv(f, mask, coil_maps, lambda1, lambda0, scale, max_iterations)
-    score = METRICS[criterion](target, magnitude(x)[0].numpy())
-    return BaselineResult({"lambda0": lambda0, "lambda1": lambda1}, x[0], float(score), criterion, 1, iterations)
+    x, iterations = _solve_tgv(f, mask, coil_maps, lambda1, lambda0, _scale(f, mask, coil_maps), max_iterations)
+    return BaselineResult({"lambda0": lambda0, "lambda1": lambda1}, x[0], _score(x, target, criterion), criterion, 1, iterations)
 
 
 @torch.no_grad()
 def scalar_tv_at(f: torch.Tensor, target: np.ndarray, lam: float, mask: torch.Tensor | None = None,
                  max_iterations: int = MAX_ITERATIONS, criterion: str = "psnr", coil_maps: torch.Tensor | None = None) -> BaselineResult:
     """Scalar TV at a given ``L``, as :func:`scalar_tgv_at`."""
-    scale = image_scale(_forward_op(mask, coil_maps).adjoint(f)).reshape(())
-    x, iterations = _solve_tv(f, mask, coil_maps, lam, scale, max_iterations)
-    score = METRICS[criterion](target, magnitude(x)[0].numpy())
-    return BaselineResult({"lambda": lam}, x[0], float(score), criterion, 1, iterations)
+    x, iterations = _solve_tv(f, mask, coil_maps, lam, _scale(f, mask, coil_maps), max_iterations)
+    return BaselineResult({"lambda": lam}, x[0], _score(x, target, criterion), criterion, 1, iterations)
 
 
 def _search(solve, log_grids: list[np.ndarray], rounds: int, points: int, target: np.ndarray, criterion: str):
@@ -184,8 +190,7 @@ def best_scalar_tgv(
     """
     if criterion not in METRICS:
         raise ValueError(f"criterion must be one of {sorted(METRICS)}, got {criterion!r}")
-    forward_op = _forward_op(mask, coil_maps)
-    scale = image_scale(forward_op.adjoint(f)).reshape(())
+    scale = _scale(f, mask, coil_maps)
     lambda1_grid = np.linspace(-3.5, -0.5, 7) if lambda1_grid is None else lambda1_grid
     ratio_grid = np.log10([0.5, 1.0, 2.0, 4.0]) if ratio_grid is None else ratio_grid
 
@@ -220,8 +225,7 @@ def best_scalar_tv(
     """Best scalar TV weight ``L`` for one image; arguments as :func:`best_scalar_tgv`."""
     if criterion not in METRICS:
         raise ValueError(f"criterion must be one of {sorted(METRICS)}, got {criterion!r}")
-    forward_op = _forward_op(mask, coil_maps)
-    scale = image_scale(forward_op.adjoint(f)).reshape(())
+    scale = _scale(f, mask, coil_maps)
     lambda_grid = np.linspace(-3.5, -0.5, 9) if lambda_grid is None else lambda_grid
 
     used = [0]

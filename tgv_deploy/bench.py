@@ -107,9 +107,10 @@ def bench(
     graph_coils = {c.coils for c in contracts.values() if c is not None}
     if len(graph_coils) > 1:
         raise InputError(f"the exported models take different coil counts {sorted(graph_coils)}; bench one at a time")
-    coil_count = next(iter(graph_coils), 0) if coils is None else coils
-    if graph_coils and coils is not None and coils != next(iter(graph_coils)):
-        raise InputError(f"--coils {coils} differs from the exported models' {next(iter(graph_coils))}")
+    exported_coils = next(iter(graph_coils), None)
+    if exported_coils is not None and coils is not None and coils != exported_coils:
+        raise InputError(f"--coils {coils} differs from the exported models' {exported_coils}")
+    coil_count = (exported_coils or 0) if coils is None else coils
     tasks = {c.task for c in contracts.values() if c is not None}
     if len(tasks) > 1:
         raise InputError("all models of one bench run must share a task (MRI or denoising)")

@@ -282,8 +282,8 @@ def prepare(
     """SPEC 1b on one slice: whiten, remove readout oversampling, compress to ``coils``, estimate maps.
 
     Whitening needs noise scans (skipped without). Oversampling is removed when the header's
-    encoded readout FOV exceeds the recon one and the k-space still has the encoded readout length. Compression (``coils`` below the channel count) is
-    computed from the calibration region. Maps come from the flagged calibration lines when there
+    encoded readout FOV exceeds the recon one and the k-space still has the encoded readout length.
+    Compression (``coils`` below the channel count) is computed from the calibration region. Maps come from the flagged calibration lines when there
     are any, else from the fully sampled centre of ``mask``.
     """
     kspace = sample.kspace

@@ -3,9 +3,10 @@
 A U-Net that reads only the zero-filled image cannot tell the noise level well: trained over a
 range of noise levels it falls back towards the range's centre (benchmarks/README.md, "The noise
 level"). Noise-gain models scale their maps by a learned power of this estimate. The noise is
-white over the sampled k-space while the signal concentrates at low frequencies, so the sampled column with the least power in the outer half of the readout
-frequencies measures the noise from above (more so where the signal dominates, at low noise;
-measured in benchmarks/results/noise_level.json). Built from reductions, ``Where`` and ``Log``
+white over the sampled k-space while the signal concentrates at low frequencies, so the sampled
+column with the least power in the outer half of the readout frequencies measures the noise from
+above (more so where the signal dominates, at low noise; measured in
+benchmarks/results/noise_level.json). Built from reductions, ``Where`` and ``Log``
 only, so the same code exports to ONNX and TensorRT.
 """
 
