@@ -1,9 +1,11 @@
 """The k-space noise estimate of noise-aware models (``tgv_deploy.models.noise_level``) against the truth.
 
-For seeded synthetic images and the fully sampled held-out real slices (``benchmarks/heldout.py``),
-the SPEC 4 noise model at sigma 0.005 ... 0.2 with equispaced, random and Gaussian masks at R = 4
-and 8: the estimate divided by the true per-component standard deviation (median, 10th and 90th
-percentile), and per held-out file the noise per pixel of the normalised zero-filled image at
+For seeded synthetic images (generator versions 2 and 3) and the fully sampled held-out real slices
+(``benchmarks/heldout.py``): the estimate on the noise-free, fully sampled k-space of the
+peak-normalised image (the signal floor: what the estimate reads when there is no noise); under the
+SPEC 4 noise model at sigma 0.005 ... 0.2 with equispaced, random and Gaussian masks at R = 4
+and 8, the estimate divided by the true per-component standard deviation (median, 10th and 90th
+percentile); and per held-out file the noise per pixel of the normalised zero-filled image at
 R = 4, sigma = 0.05 (what the same sigma means on different slices).
 
 Usage: ``python benchmarks/noise_level.py benchmarks/data/*.h5 [--out benchmarks/results/noise_level.json]``
@@ -22,7 +24,7 @@ import torch
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
 from tgv_deploy.data.noise import add_kspace_noise, kspace_noise_std
-from tgv_deploy.data.synthetic import synthetic_image_v2
+from tgv_deploy.data.synthetic import GENERATORS
 from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
@@ -44,9 +46,17 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/noise_level.json")
     args = parser.parse_args()
     real = [(f"{path.name}:{s}", ifft2c(k)) for path in args.files for s, k in enumerate(read_fastmri(path).kspace)]
-    synthetic = [(f"synthetic:{i}", synthetic_image_v2(np.random.default_rng([SEED, i]), 128, 128)) for i in range(args.synthetic)]
+    sources = {f"synthetic v{version}": [(f"synthetic:{i}", GENERATORS[version](np.random.default_rng([SEED, i]), 128, 128))
+                                         for i in range(args.synthetic)] for version in (2, 3)}
+    sources["held-out real"] = real
+    floors = []
+    for source, images in sources.items():
+        full = np.ones(images[0][1].shape[-1], dtype=bool)
+        values = [_estimate(fft2c(image / np.abs(image).max()), full) for _, image in images]
+        floors.append({"source": source, "images": len(images), "median": float(np.median(values)),
+                       "p10": float(np.percentile(values, 10)), "p90": float(np.percentile(values, 90))})
     rows = []
-    for source, images in (("synthetic", synthetic), ("held-out real", real)):
+    for source, images in sources.items():
         for sigma in SIGMAS:
             ratios = []
             for i, (_, image) in enumerate(images):
@@ -65,7 +75,7 @@ def main() -> None:
         clean = fft2c(image)
         zero_filled_peak = np.abs(ifft2c(clean * m)).max()
         per_slice.append({"slice": name, "image_noise_per_pixel": float(kspace_noise_std(clean, m, 0.05) * np.sqrt(m.mean()) / zero_filled_peak)})
-    payload = {"provenance": provenance(), "estimate_over_truth": rows, "image_noise_at_R4_sigma0.05": per_slice}
+    payload = {"provenance": provenance(), "signal_floor": floors, "estimate_over_truth": rows, "image_noise_at_R4_sigma0.05": per_slice}
     atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=1) + "\n").encode())
     print(f"wrote {args.out}", file=sys.stderr)
 

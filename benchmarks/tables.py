@@ -203,6 +203,9 @@ def noise_level(path: Path) -> str:
                  for s in sigmas]
         images = next(r["images"] for r in rows if r["source"] == source)
         lines.append(f"| {source} ({images} images) | " + " | ".join(cells) + " |")
+    if "signal_floor" in data:
+        lines += ["", "| noise-free estimate (median, p10-p90) | signal floor |", "| --- | --- |"]
+        lines += [f"| {r['source']} ({r['images']} images) | {r['median']:.4f} ({r['p10']:.4f}-{r['p90']:.4f}) |" for r in data["signal_floor"]]
     per_file: dict[str, list[float]] = {}
     for r in data["image_noise_at_R4_sigma0.05"]:
         per_file.setdefault(r["slice"].split(":")[0], []).append(r["image_noise_per_pixel"])

@@ -6,7 +6,8 @@ from tgv_deploy.data.fastmri import read_fastmri, write_fastmri
 from tgv_deploy.data.masks import MASK_TYPES, default_center_fraction, make_mask, seed_from_string
 from tgv_deploy.data.mrd import is_mrd_file, read_mrd, write_mrd
 from tgv_deploy.data.noise import add_kspace_noise, kspace_noise_std
-from tgv_deploy.data.synthetic import synthetic_image
+import tgv_deploy.data.synthetic as synthetic
+from tgv_deploy.data.synthetic import synthetic_image, synthetic_image_v2, synthetic_image_v3
 from tgv_deploy.errors import InputError
 
 
@@ -61,6 +62,45 @@ def test_synthetic_images_are_structured_not_flat():
     assert np.std(np.angle(image[inside])) > 0.05  # a real phase
     other = synthetic_image(np.random.default_rng(6), 96, 80)
     assert not np.allclose(np.abs(other), mag)
+
+
+def _outer_band_power(image: np.ndarray) -> float:
+    """What the noise estimate reads on noise-free data: the least column mean power over the
+    outer half of the rows of the centred spectrum, image peak-normalised."""
+    spectrum = np.fft.fftshift(np.fft.fft2(image / np.abs(image).max(), norm="ortho"))
+    h = image.shape[0]
+    return float(np.min(np.mean(np.abs(spectrum[np.abs(np.arange(h) - h // 2) >= h / 4]) ** 2, axis=0)))
+
+
+def test_version_3_images_are_band_limited_like_an_acquisition():
+    images = {version: [generate(np.random.default_rng([11, i]), 64, 72) for i in range(12)]
+              for version, generate in ((2, synthetic_image_v2), (3, synthetic_image_v3))}
+    for image in images[3]:
+        assert image.dtype == np.complex64 and image.shape == (64, 72)
+        assert np.abs(image).max() == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(images[3][0], synthetic_image_v3(np.random.default_rng([11, 0]), 64, 72))
+    # the point of version 3: far less signal where the noise estimate looks (several times, per image)
+    ratio = np.median([_outer_band_power(a) / _outer_band_power(b) for a, b in zip(images[3], images[2])])
+    assert ratio < 0.5
+
+
+@pytest.mark.parametrize("height, width", [(16, 16), (15, 18)])
+def test_version_3_keeps_the_object_where_the_fine_grid_drew_it(monkeypatch, height, width):
+    """A point drawn at fine pixel (2y, 2x) is acquired at pixel (y, x), for odd and even sizes."""
+    y, x = 5, 7
+
+    def point(rng, h, w):
+        image = np.zeros((h, w), np.complex64)
+        image[2 * y, 2 * x] = 1.0
+        return image
+
+    monkeypatch.setattr(synthetic, "synthetic_image_v2", point)
+    monkeypatch.setattr(synthetic, "PSF_WIDTH_RANGE", (0.5, 0.5))
+    image = synthetic.synthetic_image_v3(np.random.default_rng(0), height, width)
+    assert np.unravel_index(np.argmax(np.abs(image)), image.shape) == (y, x)
+    # a constant object stays constant: the crop keeps the zero frequency where the data expects it
+    monkeypatch.setattr(synthetic, "synthetic_image_v2", lambda rng, h, w: np.ones((h, w), np.complex64))
+    np.testing.assert_allclose(synthetic.synthetic_image_v3(np.random.default_rng(0), height, width), 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("multicoil", [False, True])

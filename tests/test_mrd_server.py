@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -169,7 +170,10 @@ def test_process_sends_one_image_per_slice_as_it_completes(as_text):
         assert image.acquisition_time_stamp == 1000 * (number - 1) + centre_line  # the centre line's
         meta = _meta(image)
         assert meta["DataRole"] == "Image" and meta["ImageProcessingHistory"] == "TGV-DEPLOY"
-        assert meta["WindowCenter"] == "2048" and meta["WindowWidth"] == "4096" and image.data.max() == 4095
+        # series scaling: the first image's peak at half of the 12-bit range, one factor for all
+        assert meta["WindowCenter"] == "1024" and meta["WindowWidth"] == "2049"
+        assert meta["TgvScale"] == _meta(connection.images[0])["TgvScale"]
+        assert image.data.max() == 2048 if number == 1 else 0 < image.data.max() < 4095
         assert meta["TgvModel"] == "utgv-mri" and meta["TgvBackend"] == "torch" and meta["TgvWhitened"] == "1"
         magnitude = image.data[0, 0].T / float(meta["TgvScale"])
         truth = _rss(clean, noise)
@@ -180,6 +184,52 @@ def test_process_sends_one_image_per_slice_as_it_completes(as_text):
 
 def _errors(connection) -> list[str]:
     return [text for level, text in connection.logs if "ERROR" in level]
+
+
+def _brightened(acquisitions, factor: float, slice_index: int = 1):
+    """The scan with one slice's lines ``factor`` times brighter (the noise scans untouched)."""
+    out = []
+    for acq in acquisitions:
+        if not acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) and acq.idx.slice == slice_index:
+            acq = copy.deepcopy(acq)
+            acq.data[:] *= np.complex64(factor)
+        out.append(acq)
+    return out
+
+
+def _peaks_and_scales(connection) -> tuple[list[int], list[float]]:
+    return [int(image.data.max()) for image in connection.images], [float(_meta(image)["TgvScale"]) for image in connection.images]
+
+
+def test_series_scaling_keeps_the_slices_relative_intensity_and_reports_clipping():
+    acquisitions, *_ = _scan()
+    base = RecordingConnection(acquisitions)
+    process(base, CONFIG, _header(bits=12))
+    (first, second), scales = _peaks_and_scales(base)
+    assert first == 2048 and len(set(scales)) == 1
+    # 1.5 x brighter: the same factor, so the pixel values are 1.5 x those of the plain scan (to the
+    # int16 rounding and the solver's float32 precision); no clipping below twice the first peak
+    brighter = RecordingConnection(_brightened(acquisitions, 1.5))
+    process(brighter, CONFIG, _header(bits=12))
+    peaks, scales_b = _peaks_and_scales(brighter)
+    assert peaks[0] == 2048 and scales_b == scales
+    assert peaks[1] == pytest.approx(1.5 * second, rel=1e-3, abs=2)
+    assert not [text for level, text in brighter.logs if "WARNING" in level]
+    # 3 x the first slice's brightness: clipped, sent, and said once
+    clipped = RecordingConnection(_brightened(acquisitions, 3.0 * first / second))
+    process(clipped, CONFIG, _header(bits=12))
+    assert [image.data.max() for image in clipped.images] == [2048, 4095] and not _errors(clipped)
+    (warning,) = [text for level, text in clipped.logs if level == "WARNING "]
+    assert "image 2 (slice 1)" in warning and "pixels above the series scale clipped at 4095" in warning
+
+
+def test_image_scaling_fills_the_range_per_image():
+    acquisitions, *_ = _scan()
+    connection = RecordingConnection(acquisitions)
+    process(connection, {"parameters": {**CONFIG["parameters"], "scaling": "image"}}, _header(bits=12))
+    peaks, scales = _peaks_and_scales(connection)
+    assert peaks == [4095, 4095] and scales[0] != scales[1]
+    assert {(_meta(i)["WindowCenter"], _meta(i)["WindowWidth"]) for i in connection.images} == {("2048", "4096")}
 
 
 def test_a_connection_ending_inside_a_slice_keeps_the_sent_images():
@@ -227,6 +277,9 @@ def test_settings_come_from_json_then_environment_then_defaults():
         settings_from({"parameters": {"iterations": "many"}}, {})
     with pytest.raises(InputError, match="coilmaps"):
         settings_from({}, {"TGV_DEPLOY_COILMAPS": "sense"})
+    assert settings_from({}, {"TGV_DEPLOY_SCALING": "image"}).scaling == "image"
+    with pytest.raises(InputError, match="'scaling' must be series or image"):
+        settings_from({"parameters": {"scaling": "window"}}, {})
 
 
 def test_bits_stored_comes_from_the_header():

@@ -9,19 +9,26 @@ arrives and sent at once as one ``ismrmrd.Image``. Images and waveforms sent to 
 not used. The connection is always closed with ``send_close()``; an error is logged and sent to the
 client with ``send_logging`` after the images that were already sent.
 
-Images are int16 magnitudes, as the server's examples send them: each image is scaled so that its
-maximum is ``2**BitsStored - 1`` (the header's ``userParameterLong`` ``BitsStored``, else 12 bits);
-``TgvScale`` in the meta is that factor (pixel value / TgvScale = the model's magnitude), and
-``WindowCenter`` / ``WindowWidth`` span the range.
+Images are int16 magnitudes in ``BitsStored`` bits (the header's ``userParameterLong``, else 12),
+one intensity scale for the whole connection (``"scaling": "series"``, the default): the slices of a
+series share the receiver's units, and a reader comparing slices (or windowing them together) needs
+the pixel values to keep that. Slices arrive one by one, so the first image fixes the scale: its
+peak lands at half the range (:data:`FIRST_PEAK_FRACTION`), which leaves a later slice twice the
+first one's peak before it clips; clipped pixels are counted and reported with ``send_logging``
+(WARNING). ``"scaling": "image"`` scales each image to the full range instead, as the server's
+examples do. ``TgvScale`` in the meta is the factor (pixel value / TgvScale = the model's
+magnitude); ``WindowCenter`` / ``WindowWidth`` span zero to the first image's peak (image scaling:
+the full range).
 
 Configuration, first found wins:
 
 1. the JSON configuration the client sends (``config`` is then a dict, or its text), under
    ``"parameters"``: ``"model"`` (a bundled name, ``.pt``, ``.onnx`` or ``.plan`` path),
-   ``"backend"``, ``"iterations"``, ``"coils"``, ``"coilmaps"`` (``espirit`` or ``walsh``);
+   ``"backend"``, ``"iterations"``, ``"coils"``, ``"coilmaps"`` (``espirit`` or ``walsh``),
+   ``"scaling"`` (``series`` or ``image``);
 2. the environment: ``TGV_DEPLOY_MODEL``, ``TGV_DEPLOY_BACKEND``, ``TGV_DEPLOY_ITERATIONS``,
-   ``TGV_DEPLOY_COILS``, ``TGV_DEPLOY_COILMAPS``;
-3. the bundled ``utgv-mri`` (torch backend), ``espirit`` maps, all coils.
+   ``TGV_DEPLOY_COILS``, ``TGV_DEPLOY_COILMAPS``, ``TGV_DEPLOY_SCALING``;
+3. the bundled ``utgv-mri`` (torch backend), ``espirit`` maps, all coils, series scaling.
 
 A plain config string (the module name the server dispatched on) carries no settings. The model is
 loaded once per server process and setting. The handler itself needs only numpy and ``ismrmrd``;
@@ -52,9 +59,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "utgv-mri"
 DEFAULT_BITS = 12
 ENVIRONMENT = {"model": "TGV_DEPLOY_MODEL", "backend": "TGV_DEPLOY_BACKEND", "iterations": "TGV_DEPLOY_ITERATIONS",
-               "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS"}
+               "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS", "scaling": "TGV_DEPLOY_SCALING"}
+SCALINGS = ("series", "image")
+#: Series scaling: where the first image's peak lands in the int16 range.
+FIRST_PEAK_FRACTION = 0.5
 # The severity strings of the server's send_logging messages (its constants.MRD_LOGGING_*).
-LOG_INFO, LOG_ERROR = "INFO    ", "ERROR   "
+LOG_INFO, LOG_WARNING, LOG_ERROR = "INFO    ", "WARNING ", "ERROR   "
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,24 @@ class Settings:
     iterations: int | None = None
     coils: int | None = None
     coilmaps: str = "espirit"
+    scaling: str = "series"
+
+
+class IntensityScale:
+    """Pixel value per unit of reconstructed magnitude, for the images of one connection."""
+
+    def __init__(self, scaling: str, bits: int):
+        self.scaling, self.top = scaling, 2**bits - 1
+        self.factor: float | None = None
+        self.window_top = self.top  # what WindowCenter / WindowWidth span
+
+    def for_image(self, magnitude: np.ndarray) -> float:
+        """The factor for ``magnitude``: its own (image scaling) or the first image's (series)."""
+        if self.scaling == "image" or self.factor is None:
+            peak = float(magnitude.max())
+            self.window_top = round(FIRST_PEAK_FRACTION * self.top) if self.scaling == "series" else self.top
+            self.factor = self.window_top / peak if peak > 0 else 1.0
+        return self.factor
 
 
 def _parameters(config: Any) -> dict[str, Any]:
@@ -104,9 +132,12 @@ def settings_from(config: Any, environ: dict[str, str] | None = None) -> Setting
     maps = str(pick("coilmaps") or "espirit")
     if maps not in ("espirit", "walsh"):
         raise InputError(f"configuration 'coilmaps' must be espirit or walsh, got {maps!r}")
+    scaling = str(pick("scaling") or "series")
+    if scaling not in SCALINGS:
+        raise InputError(f"configuration 'scaling' must be series or image, got {scaling!r}")
     return Settings(model=str(pick("model") or DEFAULT_MODEL), backend=str(pick("backend") or "auto"),
                     iterations=_positive("iterations", pick("iterations")), coils=_positive("coils", pick("coils")),
-                    coilmaps=maps)
+                    coilmaps=maps, scaling=scaling)
 
 
 @functools.lru_cache(maxsize=2)
@@ -149,16 +180,17 @@ def bits_stored(xml: str) -> int:
     return DEFAULT_BITS
 
 
-def build_image(magnitude: np.ndarray, done: CompletedSlice, encoding: Encoding, index: int, bits: int,
-                meta: dict[str, Any]) -> Any:
+def build_image(magnitude: np.ndarray, done: CompletedSlice, encoding: Encoding, index: int, intensity: IntensityScale,
+                meta: dict[str, Any]) -> tuple[Any, int]:
     """An int16 ``ismrmrd.Image`` of ``magnitude (H', W')`` (H' along the readout): data ``(W', H')``
-    with x along the readout (``read_dir``), placed like the slice's centre line."""
+    with x along the readout (``read_dir``), placed like the slice's centre line; and how many of its
+    pixels were clipped at the top of the range."""
     import ismrmrd
 
-    top = 2**bits - 1
-    peak = float(magnitude.max())
-    scale = top / peak if peak > 0 else 1.0
-    pixels = np.clip(np.round(magnitude.T * scale), 0, top).astype(np.int16)
+    scale, top = intensity.for_image(magnitude), intensity.top
+    values = np.round(magnitude.T * scale)
+    clipped = int(np.count_nonzero(values > top))
+    pixels = np.clip(values, 0, top).astype(np.int16)
     image = ismrmrd.Image.from_array(np.ascontiguousarray(pixels), transpose=False)
     ref = done.reference
     image.image_type = ismrmrd.IMTYPE_MAGNITUDE
@@ -178,15 +210,15 @@ def build_image(magnitude: np.ndarray, done: CompletedSlice, encoding: Encoding,
     image.physiology_time_stamp[:] = stamps
     values = {
         **meta,
-        "WindowCenter": str((top + 1) // 2),
-        "WindowWidth": str(top + 1),
+        "WindowCenter": str((intensity.window_top + 1) // 2),
+        "WindowWidth": str(intensity.window_top + 1),
         "TgvScale": repr(scale),
         "Keep_image_geometry": 1,
         "ImageRowDir": [f"{v:.18f}" for v in ref.read_dir],
         "ImageColumnDir": [f"{v:.18f}" for v in ref.phase_dir],
     }
     image.attribute_string = ismrmrd.Meta({k: v if isinstance(v, list) else str(v) for k, v in values.items()}).serialize()
-    return image
+    return image, clipped
 
 
 def _send_logging(connection: Any, level: str, text: str) -> None:
@@ -206,10 +238,11 @@ def process(connection: Any, config: Any, metadata: Any) -> None:
         xml = _header_xml(metadata)
         encoding = encoding_from_xml(xml)
         bits = bits_stored(xml)
+        intensity = IntensityScale(settings.scaling, bits)
         pipeline = pipeline_for(settings)
         described = describe_model(settings.model, pipeline.reconstructor.session)
-        log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images", settings.model, pipeline.reconstructor.session.backend,
-                 pipeline.reconstructor.contract.iterations, bits)
+        log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images, %s scaling", settings.model,
+                 pipeline.reconstructor.session.backend, pipeline.reconstructor.contract.iterations, bits, settings.scaling)
         assembler = SliceAssembler(encoding, source="connection")
         for item in connection:
             if item is None:
@@ -223,8 +256,13 @@ def process(connection: Any, config: Any, metadata: Any) -> None:
             result = pipeline.reconstruct(done.sample)
             magnitude = np.abs(result.image).astype(np.float32)
             images += 1
-            image = build_image(magnitude, done, encoding, images, bits, {**described, **slice_meta(result)})
+            image, clipped = build_image(magnitude, done, encoding, images, intensity, {**described, **slice_meta(result)})
             connection.send_image([image])
+            if clipped:
+                warning = (f"tgv-deploy: image {images} (slice {done.reference.slice}): {clipped} pixels above the series "
+                           f"scale clipped at {intensity.top}; 'scaling': 'image' scales each image alone")
+                log.warning(warning)
+                _send_logging(connection, LOG_WARNING, warning)
             line = progress_line(result, images, *magnitude.shape)
             log.info("tgv-deploy: %s", line)
             _send_logging(connection, LOG_INFO, f"tgv-deploy: {line}")
