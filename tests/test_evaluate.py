@@ -72,12 +72,13 @@ def test_recorded_baselines_are_solved_again_not_searched(tmp_path, task):
         run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
                        say=lambda m: None, baselines_from=tmp_path / "other.json")
     with pytest.raises(InputError, match="stop at"):
-        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=50,
+        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "d", baseline_max_iterations=50,
                        say=lambda m: None, baselines_from=recorded)
     with pytest.raises(InputError, match="no record of synthetic:2"):
-        run_evaluation([], 3, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
+        run_evaluation([], 3, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "d", baseline_max_iterations=100,
                        say=lambda m: None, baselines_from=recorded)
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(InputError, match="not an evaluate results.json"):
-        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "c", baseline_max_iterations=100,
+        run_evaluation([], 2, (24, 24), [(4.0, 0.05)], str(utgv), None, tmp_path / "d", baseline_max_iterations=100,
                        say=lambda m: None, baselines_from=tmp_path / "bad.json")
+    assert not (tmp_path / "d").exists()  # refused before any work: no output directory

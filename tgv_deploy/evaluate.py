@@ -57,7 +57,6 @@ def run_evaluation(
     ``baselines_from``: an earlier run's ``results.json`` whose tuned scalar parameters are solved again
     instead of searched (every case must be in it, and must reproduce its recorded scores).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     models = load_model(utgv), load_model(utv)
     denoising = any(m is not None and m.config.task == "denoise" for m in models)
     images = ground_truth_images(files, synthetic, size, max_slices)
@@ -74,6 +73,7 @@ def run_evaluation(
         raise InputError("nothing to evaluate: give files or --synthetic N")
     criterion = f"ADMM until the relative change of x over {CHECK_EVERY} iterations < {TOLERANCE:g} (at most {baseline_max_iterations})"
     known, origin = _recorded_baselines(baselines_from, cases, criterion) if baselines_from else ({}, None)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after every check: a refused run leaves no directory behind
     evaluate_one = evaluate_denoise_case if denoising else evaluate_case
     outcomes = []
     for i, case in enumerate(cases):
