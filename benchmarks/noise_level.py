@@ -51,8 +51,7 @@ def main() -> None:
     sources["held-out real"] = real
     floors = []
     for source, images in sources.items():
-        full = np.ones(images[0][1].shape[-1], dtype=bool)
-        values = [_estimate(fft2c(image / np.abs(image).max()), full) for _, image in images]
+        values = [_estimate(fft2c(image / np.abs(image).max()), np.ones(image.shape[-1], dtype=bool)) for _, image in images]
         floors.append({"source": source, "images": len(images), "median": float(np.median(values)),
                        "p10": float(np.percentile(values, 10)), "p90": float(np.percentile(values, 90))})
     rows = []
