@@ -160,6 +160,41 @@ def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):
     assert prepare(sample).kspace.shape == (4, 32, 40)
 
 
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_single_coil_fastmri_under_an_oversampled_header_comes_back_at_the_recon_matrix(tmp_path, with_mask):
+    """fastMRI single-coil knee files: 640 x 368 acquired, 320 x 320 recon (reconstruction_esc). The
+    readout oversampling is removed and the image cropped to the recon matrix, so the output is the
+    reconstruction of the k-space without the oversampling, cropped (here 64 x 40 -> 32 x 32)."""
+    from tgv_deploy.data.fastmri import write_fastmri
+    from tgv_deploy.dft import fft2c
+
+    header = (b'<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+              b"<encodedSpace><matrixSize><x>64</x><y>40</y><z>1</z></matrixSize>"
+              b"<fieldOfView_mm><x>440</x><y>220</y><z>5</z></fieldOfView_mm></encodedSpace>"
+              b"<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize>"
+              b"<fieldOfView_mm><x>220</x><y>220</y><z>5</z></fieldOfView_mm></reconSpace>"
+              b"</encoding></ismrmrdHeader>")
+    image = SyntheticSlices(32, 40, seed=5, version=2)(0)
+    padded = np.zeros((64, 40), np.complex64)
+    padded[16:48] = image  # the object fills the recon field of view; the oversampled rows are empty
+    mask = np.zeros(40, np.float32)
+    mask[::3] = 1
+    mask[17:23] = 1
+    kwargs = {"mask": mask} if with_mask else {}
+    oversampled = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None] * (mask if with_mask else 1), header=header, **kwargs)
+    direct = write_fastmri(tmp_path / "direct.h5", fft2c(image)[None] * (mask if with_mask else 1), **kwargs)
+    mask_options = [] if with_mask else ["--seed", "3"]
+    assert main(["infer", "utgv-mri", str(oversampled), "-o", str(tmp_path / "a.h5"), "-T", "8", *mask_options]) in (None, 0)
+    assert main(["infer", "utgv-mri", str(direct), "-o", str(tmp_path / "b.h5"), "-T", "8", *mask_options]) in (None, 0)
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        assert a["reconstruction"].shape == (1, 32, 32) and a["lambda1"].shape == (1, 32, 32)
+        np.testing.assert_array_equal(a["mask"][()], b["mask"][()])
+        expected = b["reconstruction"][0][:, 4:36]
+        got = a["reconstruction"][0]
+    # the same data, solved in float32 after a different chain of DFTs
+    assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-4
+
+
 def test_a_narrow_calibration_region_still_gives_maps(tmp_path):
     """8% of 64 lines is 5: ESPIRiT's window shrinks to the region instead of refusing the slice."""
     source, out = tmp_path / "mc.h5", tmp_path / "out.h5"

@@ -121,7 +121,8 @@ def read_infer_input(path: Path, options: MaskOptions) -> tuple[KSpaceVolume | I
     ``MultiCoilSlice`` s (else ``None``); every file is read once.
 
     ISMRMRD files always take it (noise scans, calibration flags and readout oversampling are there,
-    and the acquired lines are the mask); fastMRI files when their k-space has a coil axis. A fastMRI
+    and the acquired lines are the mask); fastMRI files when their k-space has a coil axis, or when
+    their header's recon matrix is smaller than their k-space (one coil). A fastMRI
     file without a ``mask`` dataset is undersampled retrospectively, as single-coil files are,
     unless whole phase-encode lines are zero: then it was undersampled already and those lines are
     its mask (fully sampled data never has an empty line).
@@ -133,14 +134,28 @@ def read_infer_input(path: Path, options: MaskOptions) -> tuple[KSpaceVolume | I
         samples = read_ismrmrd_multicoil(path)
         return volume_of_slices(samples, path), samples
     volume = read_input(path)
-    if isinstance(volume, ImageVolume) or not volume.multicoil:
+    if isinstance(volume, ImageVolume):
         return volume, None
-    samples = fastmri_multicoil_slices(volume)
+    if not volume.multicoil and not _header_crops(volume):
+        return volume, None
+    # one coil under a header with readout oversampling or a smaller recon matrix (fastMRI's
+    # single-coil 640 x 368 -> 320 x 320): the raw-data path removes the oversampling and crops to
+    # the recon matrix, as for multi-coil data, so the output matches reconstruction_esc
+    samples = fastmri_multicoil_slices(volume if volume.multicoil else dataclasses.replace(volume, kspace=volume.kspace[:, None]))
     if volume.mask is None and all(s.mask.all() for s in samples):
         masks = slice_masks(volume, options)
         samples = [dataclasses.replace(s, kspace=s.kspace * m.astype(np.float32), mask=m.astype(np.float32))
                    for s, m in zip(samples, masks)]
     return volume, samples
+
+
+def _header_crops(volume: KSpaceVolume) -> bool:
+    """Whether the file's ISMRMRD header asks for a recon matrix smaller than its k-space."""
+    from tgv_deploy.data.multicoil import parse_header
+
+    rows, columns, _ = parse_header(volume.header)[0].recon_matrix
+    height, width = volume.kspace.shape[-2:]
+    return 0 < rows < height or 0 < columns < width
 
 
 def check_task(volume: KSpaceVolume | ImageVolume, task: str) -> None:
