@@ -19,6 +19,15 @@ from tgv_deploy.solvers.admm_sense import admm_tgv_sense_channels
 from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
 
 
+#: A fastMRI-like header scaled down: 64 x 40 encoded with 2x readout oversampling, 32 x 32 recon.
+OVERSAMPLED_HEADER = (b'<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
+                      b"<encodedSpace><matrixSize><x>64</x><y>40</y><z>1</z></matrixSize>"
+                      b"<fieldOfView_mm><x>440</x><y>220</y><z>5</z></fieldOfView_mm></encodedSpace>"
+                      b"<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize>"
+                      b"<fieldOfView_mm><x>220</x><y>220</y><z>5</z></fieldOfView_mm></reconSpace>"
+                      b"</encoding></ismrmrdHeader>")
+
+
 def _channels(z: np.ndarray, axis: int) -> torch.Tensor:
     return torch.from_numpy(np.stack((z.real, z.imag), axis=axis).astype(np.float32))
 
@@ -144,17 +153,11 @@ def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):
     from tgv_deploy.data.fastmri import write_fastmri
     from tgv_deploy.data.multicoil import prepare, read_fastmri_multicoil
 
-    header = (b'<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
-              b"<encodedSpace><matrixSize><x>64</x><y>40</y><z>1</z></matrixSize>"
-              b"<fieldOfView_mm><x>440</x><y>220</y><z>5</z></fieldOfView_mm></encodedSpace>"
-              b"<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize>"
-              b"<fieldOfView_mm><x>220</x><y>220</y><z>5</z></fieldOfView_mm></reconSpace>"
-              b"</encoding></ismrmrdHeader>")
     rng = np.random.default_rng(3)
     maps = simulate_coil_maps(rng, 4, 32, 40)
     image = rng.standard_normal((32, 40))
     kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(maps * image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-    path = write_fastmri(tmp_path / "rebuilt.h5", kspace[None].astype(np.complex64), header=header)
+    path = write_fastmri(tmp_path / "rebuilt.h5", kspace[None].astype(np.complex64), header=OVERSAMPLED_HEADER)
     sample = read_fastmri_multicoil(path)[0]
     assert sample.geometry.readout_oversampling == 2.0
     assert prepare(sample).kspace.shape == (4, 32, 40)
@@ -168,12 +171,6 @@ def test_single_coil_fastmri_under_an_oversampled_header_comes_back_at_the_recon
     from tgv_deploy.data.fastmri import write_fastmri
     from tgv_deploy.dft import fft2c
 
-    header = (b'<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding>'
-              b"<encodedSpace><matrixSize><x>64</x><y>40</y><z>1</z></matrixSize>"
-              b"<fieldOfView_mm><x>440</x><y>220</y><z>5</z></fieldOfView_mm></encodedSpace>"
-              b"<reconSpace><matrixSize><x>32</x><y>32</y><z>1</z></matrixSize>"
-              b"<fieldOfView_mm><x>220</x><y>220</y><z>5</z></fieldOfView_mm></reconSpace>"
-              b"</encoding></ismrmrdHeader>")
     image = SyntheticSlices(32, 40, seed=5, version=2)(0)
     padded = np.zeros((64, 40), np.complex64)
     padded[16:48] = image  # the object fills the recon field of view; the oversampled rows are empty
@@ -181,7 +178,7 @@ def test_single_coil_fastmri_under_an_oversampled_header_comes_back_at_the_recon
     mask[::3] = 1
     mask[17:23] = 1
     kwargs = {"mask": mask} if with_mask else {}
-    oversampled = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None] * (mask if with_mask else 1), header=header, **kwargs)
+    oversampled = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None] * (mask if with_mask else 1), header=OVERSAMPLED_HEADER, **kwargs)
     direct = write_fastmri(tmp_path / "direct.h5", fft2c(image)[None] * (mask if with_mask else 1), **kwargs)
     mask_options = [] if with_mask else ["--seed", "3"]
     assert main(["infer", "utgv-mri", str(oversampled), "-o", str(tmp_path / "a.h5"), "-T", "8", *mask_options]) in (None, 0)
