@@ -18,6 +18,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
 * ``map-scale FILE``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level);
+* ``penalty-ratio FILE``: ``benchmarks/penalty_ratio.py``'s JSON (U-TGV by the penalty of its ``E v`` constraint);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
@@ -214,6 +215,20 @@ def noise_level(path: Path) -> str:
     return "\n".join(lines)
 
 
+def penalty_ratio(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    sigmas = list(dict.fromkeys(r["sigma"] for r in rows))
+    lines = ["| solver | T | " + " | ".join(f"sigma {s:g}: PSNR / SSIM (background / object)" for s in sigmas) + " |",
+             "| --- | --- |" + " --- |" * len(sigmas)]
+    for solver, iterations in dict.fromkeys((r["solver"], r["iterations"]) for r in rows):
+        cells = [next(f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})" for r in rows
+                      if (r["solver"], r["iterations"], r["sigma"]) == (solver, iterations, s)) for s in sigmas]
+        name = solver if solver == "U-TV" else f"U-TGV, {solver}"
+        lines.append(f"| {name} | {iterations} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def multicoil_latency(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = [f"| backend | coils | compressed to | ms per slice (median, {data['size']} x {data['size']}, T={data['iterations']}) | "
@@ -239,7 +254,7 @@ def provenance(path: Path) -> str:
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
-         "map-scale": map_scale, "noise-level": noise_level}
+         "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio}
 
 
 def render(spec: str) -> str:

@@ -48,6 +48,7 @@ class ADMMSpec:
     rho: float
     alpha: float
     row_blocks: int = 0  # n1 of a two-stage row DFT (H = n1 * n2); 0 = one dense product
+    penalty_ratio: float = 1.0  # U-TGV: the E v constraint's penalty over rho (ModelConfig.penalty_ratio)
 
     @property
     def channels(self) -> int:
@@ -110,7 +111,8 @@ class ADMMGraph:
             w1 = parts[:, :2]
             if spec.kind == "utv":
                 return grad.adjoint(w1)
-            return torch.cat((grad.adjoint(w1)[:, None], sym.adjoint(parts[:, 2:]) - w1), 1).reshape(1, k * c, *wt.shape[-2:])
+            r = spec.penalty_ratio * sym.adjoint(parts[:, 2:]) - w1
+            return torch.cat((grad.adjoint(w1)[:, None], r), 1).reshape(1, k * c, *wt.shape[-2:])
 
         def split(xv: torch.Tensor) -> torch.Tensor:  # (1, kC, ...) -> alpha (grad x - v, E v) (1, zC, ...)
             parts = xv.reshape(1, k, c, *xv.shape[-2:])
@@ -174,7 +176,7 @@ class ADMMGraph:
         t = lambda a: np.ascontiguousarray(np.asarray(a).T[:, self.order])  # noqa: E731  (H, W) -> (W, H), row frequencies in the spectra's order
         rho = spec.rho
         if spec.kind == "utgv":
-            c = tgv_step_constants(spec.height, spec.width)
+            c = tgv_step_constants(spec.height, spec.width, spec.penalty_ratio)
             h0, h1 = t(c.h0), t(c.h1)
             schur = t(c.s)
             # L = L_const + L_data / den: V = P R + h X,  X = (M f + rho (G + h^H R)) / den
@@ -236,12 +238,14 @@ class ADMMGraph:
         return g.op("Reshape", [rows, self.shape_images], "idft")
 
     def _thresholds(self, maps: str) -> tuple[str, str]:
-        """``L / rho`` per channel of ``z`` ``(B, 5C, H, W)`` (L1 on z1, L0 on z2) and its negative."""
+        """``L / rho`` per channel of ``z`` ``(B, 5C, H, W)`` (L1 on z1, L0 / kappa on z2) and its negative."""
         g, spec, c = self.g, self.spec, self.spec.channels
         inv_rho = g.const("admm/inv_rho", np.float32(1.0 / spec.rho))
         if spec.kind == "utgv":
             l0 = g.op("Slice", [maps, g.const("admm/i0", [0]), g.const("admm/i1", [1]), g.const("admm/axis1", [1])], "thr")
             l1 = g.op("Slice", [maps, g.const("admm/i1", [1]), g.const("admm/i2", [2]), g.const("admm/axis1", [1])], "thr")
+            if spec.penalty_ratio != 1.0:  # z2's penalty is kappa rho
+                l0 = g.op("Mul", [l0, g.const("admm/inv_penalty_ratio", np.float32(1.0 / spec.penalty_ratio))], "thr")
             parts = [l1] * (2 * c) + [l0] * (3 * c)
         else:
             parts = [maps] * (2 * c)

@@ -175,7 +175,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         g = GraphBuilder(prefix="admm/")
         factors = row_factors(height) if config.row_dft != "dense" else None
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
-                        factors[0] if factors else 0)
+                        factors[0] if factors else 0, ckpt.config.penalty_ratio)
         before = len(g.nodes)
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, DEFAULT_RHO_COIL)

@@ -72,7 +72,10 @@ def _dense(apply, n):
 
 @pytest.mark.parametrize("size", [(6, 6), (5, 7), (4, 5)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("kind", ["denoise", "mri", "mri-full"])
-def test_exact_step_equals_dense_solve_of_normal_equations(kind, size):
+@pytest.mark.parametrize("kappa", [1.0, 16.0])
+def test_exact_step_equals_dense_solve_of_normal_equations(kind, size, kappa):
+    """The (x, v) step against a dense solve, for SPEC 2b's single penalty (kappa = 1) and for the
+    E v constraint's penalty kappa rho (``penalty_ratio``)."""
     h, w = size
     f, mask = _data(kind.split("-")[0], h, w, full_mask=kind == "mri-full")
     f_ch, m, forward_op = _channels(kind.split("-")[0], f, mask)
@@ -87,14 +90,14 @@ def test_exact_step_equals_dense_solve_of_normal_equations(kind, size):
         x, v = z[:nx].reshape(1, c, h, w), z[nx:].reshape(1, 2, c, h, w)
         residual = grad(x) - v
         top = forward_op.adjoint(forward_op(x)) + rho * grad.adjoint(residual)
-        bottom = -rho * residual + rho * sym.adjoint(sym(v))
+        bottom = -rho * residual + kappa * rho * sym.adjoint(sym(v))
         return torch.cat((top.flatten(), bottom.flatten())).numpy()
 
     rhs = torch.cat(
-        ((forward_op.adjoint(f_ch) + rho * grad.adjoint(w1)).flatten(), (-rho * w1 + rho * sym.adjoint(w2)).flatten())
+        ((forward_op.adjoint(f_ch) + rho * grad.adjoint(w1)).flatten(), (-rho * w1 + kappa * rho * sym.adjoint(w2)).flatten())
     ).numpy()
     expected = np.linalg.solve(_dense(normal, nx + nv), rhs)
-    x, v = TGVStep(f_ch, m, rho)(w1, w2)
+    x, v = TGVStep(f_ch, m, rho, kappa)(w1, w2)
     got = torch.cat((x.flatten(), v.flatten())).numpy()
     assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-10
 
@@ -113,14 +116,15 @@ def _maps(shape, seed):
     return 0.02 + 0.1 * rng.random(shape), 0.01 + 0.05 * rng.random(shape)
 
 
-@pytest.mark.parametrize("kind", ["denoise", "mri"])
-def test_converges_to_periodic_tgv_minimum(kind):
+@pytest.mark.parametrize("kind, kappa", [("denoise", 1.0), ("mri", 1.0), ("mri", 64.0)])
+def test_converges_to_periodic_tgv_minimum(kind, kappa):
+    """To the CVXPY minimum; with the E v constraint's own penalty (kappa) to the same one."""
     f, mask = _data(kind, 8, 7, seed=5)
     lam0, lam1 = _maps(f.shape, seed=6)
     exact = exact_tgv_minimum(f[0], lam0[0], lam1[0], None if mask is None else mask[0], periodic=True)
     gaps = []
     for iterations in (25, 100, 400, 1600):
-        x, v = admm_tgv(f, lam0, lam1, mask=mask, iterations=iterations, return_v=True)
+        x, v = admm_tgv(f, lam0, lam1, mask=mask, iterations=iterations, return_v=True, penalty_ratio=kappa)
         energy = float(tgv_energy(x, v, f, lam0, lam1, mask=mask, periodic=True)[0])
         assert energy >= exact - 1e-7 * abs(exact), "ADMM below the exact minimum: the energies disagree"
         gaps.append((energy - exact) / exact)
@@ -172,6 +176,7 @@ def test_mask_shapes_users_have_are_accepted():
         (dict(rho=0.0), "rho must be positive"),
         (dict(alpha=2.0), "alpha"),
         (dict(iterations=0), "iterations"),
+        (dict(penalty_ratio=0.0), "penalty_ratio must be a positive number"),
     ],
 )
 def test_bad_settings_refused_in_one_line(kwargs, match):

@@ -27,10 +27,13 @@ def _run(model, inputs):
     ("utgv", "denoise", (30, 21), "factorised", False), ("utv", "denoise", (19, 16), "auto", False),
     # maps scaled by a learned power of the k-space noise level
     ("utgv", "mri", (30, 21), "factorised", True), ("utv", "mri", (17, 24), "auto", True),
+    # the E v constraint with its own penalty (penalty_ratio 64)
+    ("utgv-kappa", "mri", (30, 21), "factorised", True), ("utgv-kappa", "denoise", (19, 16), "auto", False),
 ])
 def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_path, kind, task, size, row_dft, noise_gain):
+    kind, kappa = ("utgv", 64.0) if kind == "utgv-kappa" else (kind, 1.0)
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=24, height=size[0], width=size[1],
-                                           solver="admm", noise_gain=noise_gain))
+                                           solver="admm", noise_gain=noise_gain, penalty_ratio=kappa))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft))
     assert result.row_dft == ("two-stage 6 x 5" if row_dft == "factorised" else "dense")
     inputs = example_inputs(task, 1, *size, seed=7)
@@ -96,12 +99,13 @@ def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
 
 @pytest.mark.parametrize("kind, size, row_dft, noise_gain", [
     ("utgv", (30, 21), "factorised", False), ("utgv", (17, 24), "auto", False), ("utv", (30, 21), "dense", False),
-    ("utgv", (30, 21), "factorised", True), ("utv", (17, 24), "dense", True),
+    ("utgv", (30, 21), "factorised", True), ("utv", (17, 24), "dense", True), ("utgv-kappa", (30, 21), "factorised", True),
 ])
 def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_gain):
     """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the DFT products."""
+    kind, kappa = ("utgv", 64.0) if kind == "utgv-kappa" else (kind, 1.0)
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm",
-                                           noise_gain=noise_gain))
+                                           noise_gain=noise_gain, penalty_ratio=kappa))
     result = build_graph(ckpt, ExportConfig(row_dft=row_dft, coils=4))
     inputs = example_inputs("mri", 1, *size, seed=3, coils=4)
     image, maps = _run(result.model, inputs)

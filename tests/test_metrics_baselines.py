@@ -5,7 +5,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tgv_deploy.baselines import CHECK_EVERY, TOLERANCE, Convergence, best_scalar_tgv, best_scalar_tv
 from tgv_deploy.layout import complex_to_channels
-from tgv_deploy.metrics import psnr, ssim
+from tgv_deploy.metrics import psnr, ssim, ssim_map
 from tgv_deploy.operators import CentredDFT
 
 
@@ -25,6 +25,9 @@ def test_metrics_match_scikit_image(seed):
     assert ssim(target, estimate) == pytest.approx(expected, rel=1e-10)
     complex_estimate = estimate * np.exp(1j * 0.4)
     assert ssim(target, complex_estimate) == pytest.approx(expected, rel=1e-10)
+    # the local map is scikit-image's full map inside the 3-pixel border it leaves out of the mean
+    _, full = structural_similarity(target, estimate, data_range=target.max(), win_size=7, full=True)
+    np.testing.assert_allclose(ssim_map(target, estimate), full[3:-3, 3:-3], rtol=1e-10)
 
 
 def test_metrics_reject_mismatched_shapes():

@@ -180,6 +180,15 @@ def test_config_validation():
         UNetConfig(depth=0)
     config = ModelConfig(kind="utv", task="denoise", unet=TINY, iterations=9)
     assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="penalty_ratio must be a positive number"):
+        ModelConfig(penalty_ratio=0.0)
+    with pytest.raises(ValueError, match="penalty_ratio applies to ADMM U-TGV models only"):
+        ModelConfig(kind="utv", penalty_ratio=4.0)
+    with pytest.raises(ValueError, match="penalty_ratio applies to ADMM U-TGV models only"):
+        ModelConfig(solver="pdhg", penalty_ratio=4.0)
+    # checkpoints written before the ratio existed load with SPEC 2b's single penalty
+    older = {k: v for k, v in ModelConfig(unet=TINY).to_dict().items() if k != "penalty_ratio"}
+    assert ModelConfig.from_dict(older).penalty_ratio == 1.0
 
 
 @pytest.mark.parametrize("solver", ["pdhg", "admm"])

@@ -53,16 +53,22 @@ class TGVStepConstants:
 
 
 @functools.lru_cache(maxsize=16)
-def tgv_step_constants(height: int, width: int) -> TGVStepConstants:
-    """The constants of :class:`TGVStepConstants` for an ``height x width`` image (float64/complex128)."""
+def tgv_step_constants(height: int, width: int, penalty_ratio: float = 1.0) -> TGVStepConstants:
+    """The constants of :class:`TGVStepConstants` for an ``height x width`` image (float64/complex128).
+
+    ``penalty_ratio`` ``kappa``: the ``E v`` constraint's penalty is ``kappa rho`` (1: SPEC 2b's
+    single rho); then ``Q = I + kappa E^* E`` and the right-hand side is ``R = F(-w1 + kappa E^* w2)``.
+    """
+    if not penalty_ratio > 0:
+        raise ValueError(f"penalty_ratio must be positive, got {penalty_ratio!r}")
     a0 = np.broadcast_to(difference_symbol(height)[:, None], (height, width))
     a1 = np.broadcast_to(difference_symbol(width)[None, :], (height, width))
     b0, b1 = -np.conj(a0), -np.conj(a1)  # symbols of D-
     # E^* E under the symmetric-tensor inner product (xy counted twice):
     # E V = (b0 V1, b1 V2, (b1 V1 + b0 V2) / 2),  E^* w = (conj(b0) w_xx + conj(b1) w_xy, conj(b1) w_yy + conj(b0) w_xy)
-    q11 = 1.0 + np.abs(b0) ** 2 + 0.5 * np.abs(b1) ** 2
-    q22 = 1.0 + np.abs(b1) ** 2 + 0.5 * np.abs(b0) ** 2
-    q12 = 0.5 * np.conj(b1) * b0
+    q11 = 1.0 + penalty_ratio * (np.abs(b0) ** 2 + 0.5 * np.abs(b1) ** 2)
+    q22 = 1.0 + penalty_ratio * (np.abs(b1) ** 2 + 0.5 * np.abs(b0) ** 2)
+    q12 = penalty_ratio * 0.5 * np.conj(b1) * b0
     det = q11 * q22 - np.abs(q12) ** 2
     p11, p22, p12 = q22 / det, q11 / det, -q12 / det
     h0 = p11 * a0 + p12 * a1

@@ -42,6 +42,20 @@ def ssim(
     k2: float = 0.03,
 ) -> float:
     """Structural similarity of magnitude images ``(H, W)`` (scikit-image conventions)."""
+    return float(ssim_map(target, estimate, data_range, win_size, k1, k2).mean())
+
+
+def ssim_map(
+    target: np.ndarray,
+    estimate: np.ndarray,
+    data_range: float | None = None,
+    win_size: int = 7,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> np.ndarray:
+    """The local SSIM of every window inside the image, ``(H - win_size + 1, W - win_size + 1)``:
+    entry ``(i, j)`` is the window centred on pixel ``(i + win_size // 2, j + win_size // 2)``;
+    :func:`ssim` is its mean."""
     target, estimate = _check_pair(target, estimate)
     if min(target.shape) < win_size:
         raise ValueError(f"SSIM needs images of at least {win_size}x{win_size}, got {target.shape}")
@@ -53,8 +67,7 @@ def ssim(
     uxy = _box_mean(target * estimate, win_size)
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    return float(s.mean())
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
 
 
 METRICS = {"psnr": psnr, "ssim": ssim}

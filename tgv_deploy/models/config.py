@@ -65,6 +65,9 @@ class ModelConfig:
     alpha: float = 1.7
     #: MRI: the maps are scaled by a learned power of the k-space noise level (:mod:`tgv_deploy.models.noise_level`)
     noise_gain: bool = False
+    #: ADMM U-TGV: the ``E v`` constraint's penalty over rho (1: SPEC 2b's single rho; see
+    #: :func:`tgv_deploy.solvers.admm.admm_tgv_channels`)
+    penalty_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -77,6 +80,10 @@ class ModelConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
             raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
+        if isinstance(self.penalty_ratio, bool) or not isinstance(self.penalty_ratio, int | float) or not self.penalty_ratio > 0:
+            raise ValueError(f"penalty_ratio must be a positive number, got {self.penalty_ratio!r}")
+        if self.penalty_ratio != 1.0 and (self.kind != "utgv" or self.solver != "admm"):
+            raise ValueError(f"penalty_ratio applies to ADMM U-TGV models only, got {self.penalty_ratio!r} for {self.kind}/{self.solver}")
         if not isinstance(self.noise_gain, bool) or (self.noise_gain and self.task != "mri"):
             raise ValueError(f"noise_gain is true or false, and true for MRI models only, got {self.noise_gain!r} for {self.task}")
 
@@ -100,7 +107,7 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain", "penalty_ratio"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG

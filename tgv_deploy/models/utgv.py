@@ -203,14 +203,15 @@ class UTGV(UnrolledModel):
 
     def _admm(self, f, maps, mask, iterations):
         x, _ = admm_tgv_channels(
-            f, maps[:, 0], maps[:, 1], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every
+            f, maps[:, 0], maps[:, 1], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every,
+            penalty_ratio=self.config.penalty_ratio,
         )
         return x
 
     def _admm_sense(self, f, coil_maps, mask, maps, iterations):
         x, _ = admm_tgv_sense_channels(
             f, coil_maps, mask, maps[:, 0], maps[:, 1], iterations, self.rho(), self.config.alpha, DEFAULT_RHO_COIL,
-            checkpoint_every=self.checkpoint_every,
+            checkpoint_every=self.checkpoint_every, penalty_ratio=self.config.penalty_ratio,
         )
         return x
 

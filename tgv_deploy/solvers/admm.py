@@ -37,12 +37,12 @@ DEFAULT_ALPHA = 1.9
 _CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
 
 
-def _constants(height: int, width: int, like: torch.Tensor) -> dict[str, torch.Tensor]:
+def _constants(height: int, width: int, like: torch.Tensor, penalty_ratio: float = 1.0) -> dict[str, torch.Tensor]:
     """The step constants as tensors of ``like``'s precision and device (complex, ``s`` real)."""
     complex_dtype = torch.complex128 if like.dtype == torch.float64 else torch.complex64
-    key = (height, width, like.dtype, like.device)
+    key = (height, width, like.dtype, like.device, penalty_ratio)
     if key not in _CONSTANTS:
-        c = tgv_step_constants(height, width)
+        c = tgv_step_constants(height, width, penalty_ratio)
         tensors = {name: torch.as_tensor(getattr(c, name), dtype=complex_dtype, device=like.device)
                    for name in ("p11", "p22", "p12", "h0", "h1")}
         # the conjugates the step needs, stored resolved (a lazy conj view is slower in products)
@@ -123,16 +123,18 @@ class FourierTGVSolve:
     """The exact (x, v) solve for a data weight ``m`` that is diagonal in the loop's DFT basis.
 
     ``(w1 (B, 2, C, H, W), w2 (B, 3, C, H, W), data_hat (B, H, W) complex) -> (x (B, C, H, W), v (B, 2, C, H, W))``
-    minimising ``1/2 <x, m x> - <x, b> + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2`` where
+    minimising ``1/2 <x, m x> - <x, b> + rho/2 ||grad x - v - w1||^2 + kappa rho/2 ||E v - w2||^2`` where
     ``data_hat = F(b)`` (single-coil: ``b = A^H f``, ``m`` the mask). Coil splitting passes
     ``m = rho_coil`` and ``b = rho_coil * sum_c conj(S_c) w3_c`` as an image (``data_image``), whose
-    transform shares the DFT of ``grad^T w1`` instead of costing one of its own.
+    transform shares the DFT of ``grad^T w1`` instead of costing one of its own. ``kappa`` is
+    ``penalty_ratio`` (1: SPEC 2b).
     """
 
-    def __init__(self, m: torch.Tensor | float, rho: Scalar, like: torch.Tensor, channels: int):
+    def __init__(self, m: torch.Tensor | float, rho: Scalar, like: torch.Tensor, channels: int, penalty_ratio: float = 1.0):
         self.rho_images = _per_image(rho, 4)  # against images (B, C, H, W)
         self.rho = rho = _per_image(rho, 3)  # against spectra (B, H, W)
-        self.const = _constants(like.shape[-2], like.shape[-1], like)
+        self.const = _constants(like.shape[-2], like.shape[-1], like, penalty_ratio)
+        self.penalty_ratio = penalty_ratio
         self.denominator = m + rho * self.const["s"]
         self.channels = channels
         self.grad, self.sym = PeriodicGradient(), PeriodicSymGradient()
@@ -144,7 +146,8 @@ class FourierTGVSolve:
         first = self.grad.adjoint(w1)
         if data_image is not None:
             first = first + data_image / self.rho_images
-        rhs = torch.cat((first[:, None], self.sym.adjoint(w2) - w1), dim=1)  # (B, 3, C, H, W)
+        ratio = self.penalty_ratio
+        rhs = torch.cat((first[:, None], (self.sym.adjoint(w2) if ratio == 1.0 else ratio * self.sym.adjoint(w2)) - w1), dim=1)  # (B, 3, C, H, W)
         spectra = _fft2(_to_complex(rhs))
         g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
         numerator = rho * (g + const["h0_conj"] * r0 + const["h1_conj"] * r1)
@@ -158,13 +161,13 @@ class FourierTGVSolve:
 class TGVStep:
     """The exact (x, v) step: ``(w1 (B, 2, C, H, W), w2 (B, 3, C, H, W)) -> (x (B, C, H, W), v (B, 2, C, H, W))``.
 
-    Minimises ``1/2 ||A x - f||^2 + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2`` (the E-term
-    under the symmetric-tensor norm) for the data and ``rho`` it was built with.
+    Minimises ``1/2 ||A x - f||^2 + rho/2 ||grad x - v - w1||^2 + kappa rho/2 ||E v - w2||^2`` (the
+    E-term under the symmetric-tensor norm) for the data, ``rho`` and ``kappa`` it was built with.
     """
 
-    def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar):
+    def __init__(self, f: torch.Tensor, mask: torch.Tensor | None, rho: Scalar, penalty_ratio: float = 1.0):
         self.data = _Data(f, mask)
-        self.solve = FourierTGVSolve(self.data.m, rho, f, self.data.channels)
+        self.solve = FourierTGVSolve(self.data.m, rho, f, self.data.channels, penalty_ratio)
         self.grad, self.sym = self.solve.grad, self.solve.sym
 
     def __call__(self, w1: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,18 +217,23 @@ def admm_tgv_channels(
     alpha: float = DEFAULT_ALPHA,
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
+    penalty_ratio: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``iterations`` ADMM iterations of periodic TGV; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
 
     ``f``: centred k-space ``(B, 2, H, W)`` with ``mask`` ``(B, 1, 1|H, W)`` (sampling the
     centre), or a denoising image ``(B, 1, H, W)`` with ``mask=None``; ``lambda0`` / ``lambda1``
     ``(B, H, W)`` or broadcastable; ``rho`` a number, a 0-d tensor or one per image ``(B,)``.
-    ``callback(k, x, v)`` runs after iteration ``k`` (True stops).
+    ``callback(k, x, v)`` runs after iteration ``k`` (True stops). ``penalty_ratio`` ``kappa``
+    gives the ``z2 = E v`` constraint the penalty ``kappa rho`` (its scaled dual and threshold
+    ``L0 / (kappa rho)`` follow); 1 is SPEC 2b's single penalty. Every ``kappa`` has the same
+    minimiser; a larger one flattens strongly regularised regions in fewer iterations
+    (benchmarks/README.md, "The penalty of the E v constraint").
     """
-    xv_step = TGVStep(f, mask, rho)
+    xv_step = TGVStep(f, mask, rho, penalty_ratio)
     grad, sym = xv_step.grad, xv_step.sym
     rho_fields = _per_image(rho, 5)  # against (B, K, C, H, W)
-    t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / rho_fields
+    t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / (penalty_ratio * rho_fields)
 
     def step(state):
         _, _, z1, z2, u1, u2 = state

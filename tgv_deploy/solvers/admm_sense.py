@@ -110,17 +110,20 @@ def admm_tgv_sense_channels(
     rho_coil: Scalar = DEFAULT_RHO_COIL,
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
+    penalty_ratio: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``iterations`` coil-splitting ADMM iterations of periodic SENSE-TGV; ``(x (B, 2, H, W), v (B, 2, 2, H, W))``.
 
     Maps ``lambda0`` / ``lambda1`` ``(B, H, W)`` or broadcastable; ``rho`` and ``rho_coil`` numbers,
     0-d tensors or one per image ``(B,)``. ``callback(k, x, v)`` after iteration ``k`` (True stops).
+    ``penalty_ratio``: the ``E v`` constraint's penalty over ``rho``, as in
+    :func:`tgv_deploy.solvers.admm.admm_tgv_channels`.
     """
     split = CoilSplit(f, maps, mask, rho_coil)
-    solve = FourierTGVSolve(split.rho_image, rho, f[:, 0], 2)
+    solve = FourierTGVSolve(split.rho_image, rho, f[:, 0], 2, penalty_ratio)
     grad, sym = solve.grad, solve.sym
     rho_fields = _per_image(rho, 5)
-    t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / rho_fields
+    t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / (penalty_ratio * rho_fields)
 
     def step(state):
         _, _, z1, z2, u1, u2, y, u, y0 = state

@@ -229,6 +229,7 @@ def admm_tgv(
     alpha: float = DEFAULT_ALPHA,
     *,
     return_v: bool = False,
+    penalty_ratio: float = 1.0,
 ) -> Any:
     """Minimise the periodic TGV energy of SPEC 2b by ``iterations`` ADMM steps with an exact Fourier-domain step.
 
@@ -240,6 +241,9 @@ def admm_tgv(
     ``rho`` (penalty, positive; a tensor for a learned one) and ``alpha`` (relaxation in [1, 2))
     default to values that converge fast at every intensity scale (the iterates are positively
     homogeneous in ``(f, lambda0, lambda1)``); see ``benchmarks/README.md`` ("Convergence").
+    ``penalty_ratio`` (positive; 1 is SPEC 2b) gives the ``E v`` constraint the penalty
+    ``penalty_ratio * rho``: the same minimiser, reached faster where the maps are large
+    (benchmarks/README.md, "The penalty of the E v constraint").
 
     Returns ``x (B, H, W)`` (and ``v (B, 2, H, W)`` with ``return_v``) in f's precision and array
     type; differentiable in the maps and in ``rho``.
@@ -247,7 +251,9 @@ def admm_tgv(
     problem = _problem(f, mask, "fft")
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
-    x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha)
+    if isinstance(penalty_ratio, bool) or not isinstance(penalty_ratio, int | float) or not penalty_ratio > 0:
+        raise ValueError(f"penalty_ratio must be a positive number, got {penalty_ratio!r}")
+    x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=float(penalty_ratio))
     return _output_xv(x, v, problem, return_v)
 
 
