@@ -22,8 +22,8 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "660bbeb9a4768273a46fb5f33502f3ab5e5b1ecfda99d5fe2258a16d9aff4dd5",
-    "utv-mri": "a5e2fabf26d852b98c6722629a87a5168345f12b455b2bf43050cdd6084277d2",
+    "utgv-mri": "77377f82630da41280f744cd390969cdd3397a84155a2b3304668c61cc16b5f8",
+    "utv-mri": "5c558c4a04cba8cc3794b2e5eee7de12104d07f4614c2ffdaec09ffd3995b0eb",
     "utgv-denoise": "f63b42f8ac649add0f8af33250935bfa5fb6af017096cdca290609cc22dd9af6",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }
