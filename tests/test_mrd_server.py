@@ -22,7 +22,7 @@ from tgv_deploy.dft import fft2c, ifft2c  # noqa: E402
 from tgv_deploy.errors import InputError  # noqa: E402
 from tgv_deploy.stream import assembly  # noqa: E402
 from tgv_deploy.stream.mrd2 import centre_block  # noqa: E402
-from tgv_deploy.stream.mrd_server import Settings, bits_stored, process, settings_from  # noqa: E402
+from tgv_deploy.stream.mrd_server import IntensityScale, Settings, bits_stored, process, settings_from  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COILS, ROWS, WIDTH, SLICES = 4, 48, 48, 2  # recon rows (readout), phase-encode lines
@@ -221,6 +221,14 @@ def test_series_scaling_keeps_the_slices_relative_intensity_and_reports_clipping
     assert [image.data.max() for image in clipped.images] == [2048, 4095] and not _errors(clipped)
     (warning,) = [text for level, text in clipped.logs if level == "WARNING "]
     assert "image 2 (slice 1)" in warning and "pixels above the series scale clipped at 4095" in warning
+
+
+def test_the_series_scale_is_fixed_by_the_first_non_empty_image():
+    series, per_image = IntensityScale("series", 12), IntensityScale("image", 12)
+    assert series.for_image(np.zeros((4, 4))) == 1.0 and series.factor is None  # nothing to scale by yet
+    assert series.for_image(np.full((4, 4), 2.0)) == 1024.0  # 2048 / 2: half of the 12-bit range
+    assert series.for_image(np.full((4, 4), 8.0)) == 1024.0 and series.window_top == 2048
+    assert per_image.for_image(np.full((4, 4), 2.0)) == 4095 / 2 and per_image.for_image(np.full((4, 4), 8.0)) == 4095 / 8
 
 
 def test_image_scaling_fills_the_range_per_image():

@@ -146,8 +146,8 @@ class FourierTGVSolve:
         first = self.grad.adjoint(w1)
         if data_image is not None:
             first = first + data_image / self.rho_images
-        ratio = self.penalty_ratio
-        rhs = torch.cat((first[:, None], (self.sym.adjoint(w2) if ratio == 1.0 else ratio * self.sym.adjoint(w2)) - w1), dim=1)  # (B, 3, C, H, W)
+        second = self.sym.adjoint(w2) if self.penalty_ratio == 1.0 else self.penalty_ratio * self.sym.adjoint(w2)
+        rhs = torch.cat((first[:, None], second - w1), dim=1)  # (B, 3, C, H, W)
         spectra = _fft2(_to_complex(rhs))
         g, r0, r1 = spectra[:, 0], spectra[:, 1], spectra[:, 2]
         numerator = rho * (g + const["h0_conj"] * r0 + const["h1_conj"] * r1)

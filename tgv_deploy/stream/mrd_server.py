@@ -90,7 +90,9 @@ class IntensityScale:
         if self.scaling == "image" or self.factor is None:
             peak = float(magnitude.max())
             self.window_top = round(FIRST_PEAK_FRACTION * self.top) if self.scaling == "series" else self.top
-            self.factor = self.window_top / peak if peak > 0 else 1.0
+            if peak == 0:
+                return 1.0  # an empty image fixes nothing: the next one sets the series scale
+            self.factor = self.window_top / peak
         return self.factor
 
 
