@@ -46,7 +46,7 @@ def scores(model, cases) -> dict[float, tuple[float, float]]:
         for factor in FACTORS:
             if model.config.kind == "utgv":
                 x, _ = admm_tgv_channels(f * mask, factor * maps[:, 0], factor * maps[:, 1], mask, model.config.iterations,
-                                         model.rho(), model.config.alpha)
+                                         model.rho(), model.config.alpha, penalty_ratio=model.config.penalty_ratio)
             else:
                 x = admm_tv_channels(f * mask, factor * maps[:, 0], mask, model.config.iterations, model.rho(), model.config.alpha)
             image = torch.sqrt(x[0].square().sum(0)).numpy()

@@ -63,7 +63,8 @@ def main() -> None:
             f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
             mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
             x, _ = utv(f, mask)
-            totals[("U-TV", 64)] = totals.get(("U-TV", 64), 0) + _scores(case.target, x)
+            key = ("U-TV", utv.config.iterations)
+            totals[key] = totals.get(key, 0) + _scores(case.target, x)
             _, maps = utgv(f, mask)
             for label, ratio, iterations in settings:
                 x, _ = admm_tgv_channels(f * mask, maps[:, 0], maps[:, 1], mask, iterations, utgv.rho(), utgv.config.alpha,

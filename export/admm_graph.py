@@ -10,7 +10,7 @@ components ``(x-direction of z1, y-direction of z1, xx, yy, xy)``. One iteration
     (X, V0, V1) = L (G, R0, R1) + c                    one Mul + ReduceSum per frequency (6 x 6 real)
     (x, v) = IDFT(X, V0, V1)                           one channel-batched 2D inverse DFT
     y = alpha (grad x - v, E v)                        circular pad + one 3x3 Conv   -> (B, 5C, H, W)
-    t = y + (1 - alpha) z + u;  u = clip(t, L/rho);  z = t - u
+    t = y + (1 - alpha) z + u;  u = clip(t, L/rho);  z = t - u    (L0 / (kappa rho) on E v, penalty_ratio)
 
 (``u + g - shrink(t) = clip(t)``, so the shrink costs one clip and one Sub.) ``L`` and ``c`` carry
 the exact (x, v) step of :mod:`tgv_deploy.fourier_symbols` with the learned rho folded in; they

@@ -229,6 +229,9 @@ def test_the_series_scale_is_fixed_by_the_first_non_empty_image():
     assert series.for_image(np.full((4, 4), 2.0)) == 1024.0  # 2048 / 2: half of the 12-bit range
     assert series.for_image(np.full((4, 4), 8.0)) == 1024.0 and series.window_top == 2048
     assert per_image.for_image(np.full((4, 4), 2.0)) == 4095 / 2 and per_image.for_image(np.full((4, 4), 8.0)) == 4095 / 8
+    one_bit = IntensityScale("series", 1)
+    assert one_bit.for_image(np.full((4, 4), 2.0)) == 0.5 and one_bit.window_top == 1  # never a zero scale
+    assert IntensityScale("series", 12).for_image(np.full((4, 4), np.nan)) == 1.0  # a non-finite image fixes nothing
 
 
 def test_image_scaling_fills_the_range_per_image():

@@ -177,9 +177,12 @@ def test_single_coil_fastmri_under_an_oversampled_header_comes_back_at_the_recon
     mask = np.zeros(40, np.float32)
     mask[::3] = 1
     mask[17:23] = 1
+    # like fastMRI's knee files, empty columns outside the encoding limits even when fully sampled:
+    # a file without a mask is still undersampled retrospectively, not taken as undersampled already
+    acquired = mask if with_mask else np.pad(np.ones(36, np.float32), 2)
     kwargs = {"mask": mask} if with_mask else {}
-    oversampled = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None] * (mask if with_mask else 1), header=OVERSAMPLED_HEADER, **kwargs)
-    direct = write_fastmri(tmp_path / "direct.h5", fft2c(image)[None] * (mask if with_mask else 1), **kwargs)
+    oversampled = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None] * acquired, header=OVERSAMPLED_HEADER, **kwargs)
+    direct = write_fastmri(tmp_path / "direct.h5", fft2c(image)[None] * acquired, **kwargs)
     mask_options = [] if with_mask else ["--seed", "3"]
     assert main(["infer", "utgv-mri", str(oversampled), "-o", str(tmp_path / "a.h5"), "-T", "8", *mask_options]) in (None, 0)
     assert main(["infer", "utgv-mri", str(direct), "-o", str(tmp_path / "b.h5"), "-T", "8", *mask_options]) in (None, 0)
@@ -190,6 +193,33 @@ def test_single_coil_fastmri_under_an_oversampled_header_comes_back_at_the_recon
         got = a["reconstruction"][0]
     # the same data, solved in float32 after a different chain of DFTs
     assert np.linalg.norm(got - expected) / np.linalg.norm(expected) < 1e-4
+
+
+def test_an_exported_graph_refuses_the_recon_matrix_before_any_work(tmp_path, mri_onnx, capsys):
+    """The size check sees the matrix after readout-oversampling removal (32 x 40 here), not the file's."""
+    from tgv_deploy.data.fastmri import write_fastmri
+    from tgv_deploy.dft import fft2c
+
+    padded = np.zeros((64, 40), np.complex64)
+    padded[16:48] = SyntheticSlices(32, 40, seed=5, version=2)(0)
+    path = write_fastmri(tmp_path / "knee.h5", fft2c(padded)[None], header=OVERSAMPLED_HEADER)
+    out = tmp_path / "out.h5"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["infer", str(mri_onnx), str(path), "-o", str(out)])
+    assert exit_info.value.code not in (0, None) and not out.exists()
+    assert "input matrix 32x40 differs from the model's contract" in capsys.readouterr().err
+
+
+def test_a_malformed_header_on_single_coil_data_is_ignored_as_before(tmp_path):
+    """Single-coil files never needed their header; one that does not parse leaves the output at the k-space's size."""
+    from tgv_deploy.data.fastmri import write_fastmri
+    from tgv_deploy.dft import fft2c
+
+    image = SyntheticSlices(32, 40, seed=5, version=2)(0)
+    path = write_fastmri(tmp_path / "odd.h5", fft2c(image)[None], header=b"<ismrmrdHeader><encoding>")
+    assert main(["infer", "utgv-mri", str(path), "-o", str(tmp_path / "out.h5"), "-T", "4"]) in (None, 0)
+    with h5py.File(tmp_path / "out.h5") as result:
+        assert result["reconstruction"].shape == (1, 32, 40)
 
 
 def test_a_narrow_calibration_region_still_gives_maps(tmp_path):

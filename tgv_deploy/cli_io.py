@@ -142,7 +142,9 @@ def read_infer_input(path: Path, options: MaskOptions) -> tuple[KSpaceVolume | I
     # single-coil 640 x 368 -> 320 x 320): the raw-data path removes the oversampling and crops to
     # the recon matrix, as for multi-coil data, so the output matches reconstruction_esc
     samples = fastmri_multicoil_slices(volume if volume.multicoil else dataclasses.replace(volume, kspace=volume.kspace[:, None]))
-    if volume.mask is None and all(s.mask.all() for s in samples):
+    # single-coil files without a mask are undersampled retrospectively, as on the single-coil path
+    # (fastMRI's knee k-space has empty columns outside its encoding limits even when fully sampled)
+    if volume.mask is None and (not volume.multicoil or all(s.mask.all() for s in samples)):
         masks = slice_masks(volume, options)
         samples = [dataclasses.replace(s, kspace=s.kspace * m.astype(np.float32), mask=m.astype(np.float32))
                    for s, m in zip(samples, masks)]
@@ -153,7 +155,10 @@ def _header_crops(volume: KSpaceVolume) -> bool:
     """Whether the file's ISMRMRD header asks for a recon matrix smaller than its k-space."""
     from tgv_deploy.data.multicoil import parse_header
 
-    rows, columns, _ = parse_header(volume.header)[0].recon_matrix
+    try:
+        rows, columns, _ = parse_header(volume.header)[0].recon_matrix
+    except InputError:
+        return False  # a header the single-coil path never needed: reconstructed at the k-space's size, as before
     height, width = volume.kspace.shape[-2:]
     return 0 < rows < height or 0 < columns < width
 

@@ -11,6 +11,9 @@ Per frequency, with ``a_i = exp(2 pi i k_i / N_i) - 1`` the symbol of ``D_i+`` (
     [ m + rho |a|^2     -rho a^H          ] [X]   [ M f + rho G ]          G = F(grad^T w1)
     [ -rho a            rho (I + E^* E)   ] [V] = [ rho R       ]          R = F(-w1 + E^* w2)
 
+(with the ``E v`` constraint penalised at ``kappa rho``, ``penalty_ratio``: ``I + kappa E^* E`` and
+``R = F(-w1 + kappa E^* w2)``; everything below holds with ``Q`` so changed)
+
 Eliminating ``V`` through the data-independent 2 x 2 block ``Q = I + E^* E`` (``P = Q^-1``,
 ``h = P a``, ``s = |a|^2 - a^H P a``) leaves one division by the only data-dependent entry::
 

@@ -273,6 +273,18 @@ class Prepared:
     readout_rows: int
 
 
+def readout_rows(sample: MultiCoilSlice) -> int:
+    """The readout length :func:`prepare` keeps: the k-space's, over the header's readout
+    oversampling when the k-space still has the encoded readout length (k-space already cropped,
+    e.g. a file rebuilt from images under a copied header, is not cropped again)."""
+    factor = sample.geometry.readout_oversampling
+    rows = sample.kspace.shape[-2]
+    encoded_rows = sample.geometry.encoded_matrix[0]
+    if factor > 1 + 1e-6 and encoded_rows in (0, rows):
+        return max(1, int(round(rows / factor)))
+    return rows
+
+
 def prepare(
     sample: MultiCoilSlice,
     coils: int | None = None,
@@ -298,13 +310,8 @@ def prepare(
     if sample.noise is not None:
         matrix = whitening_matrix(noise_covariance(sample.noise))
         kspace, calib_kspace = whiten(kspace, matrix), whiten(calib_kspace, matrix)
-    factor = sample.geometry.readout_oversampling
-    rows = kspace.shape[-2]
-    encoded_rows = sample.geometry.encoded_matrix[0]
-    # The header describes the acquisition; k-space that no longer has the encoded readout length
-    # (already cropped, e.g. a file rebuilt from images under a copied header) is not cropped again.
-    if factor > 1 + 1e-6 and encoded_rows in (0, rows):
-        rows = max(1, int(round(kspace.shape[-2] / factor)))
+    rows = readout_rows(sample)
+    if rows != kspace.shape[-2]:
         kspace = remove_readout_oversampling(kspace, rows)
         calib_kspace = remove_readout_oversampling(calib_kspace, rows)
     compression = None

@@ -148,12 +148,12 @@ def synthetic_image_v2(rng: np.random.Generator, height: int, width: int) -> np.
 
 #: Width (standard deviation, pixels) of the acquisition's point-spread function in version 3, drawn
 #: per image: 0 keeps the sharpest edges a digital phantom has, 0.6 is as smooth as thick-slice or
-#: T2*-blurred data (benchmarks/README.md, "The synthetic spectrum").
+#: T2*-blurred data (benchmarks/README.md, "The noise level").
 PSF_WIDTH_RANGE = (0.0, 0.6)
 
 
 def synthetic_image_v3(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Version 3: a version-2 object drawn on a grid twice as fine, "acquired" as an MR scanner does.
+    """Version 3: the version-2 generator run on a 2H x 2W grid, then "acquired" as an MR scanner does.
 
     The scanner measures the central ``H x W`` of the object's k-space, not pixel samples of it, and
     its point-spread function is wider than the ideal sinc (partial volume across the slice, T2*
@@ -161,7 +161,10 @@ def synthetic_image_v3(rng: np.random.Generator, height: int, width: int) -> np.
     the edge of k-space with several times the power of real MR images, so there high-frequency
     signal passes for noise at low noise levels (the k-space noise estimate of noise-gain models
     reads the signal instead). Here the object is drawn at ``2H x 2W``, cropped in k-space to
-    ``H x W`` and apodised by a Gaussian whose width is drawn from :data:`PSF_WIDTH_RANGE`.
+    ``H x W`` and apodised by a Gaussian whose width is drawn from :data:`PSF_WIDTH_RANGE`. Version
+    2's sizes in pixels (vessels, dots, texture bands, field cutoffs) come out half as large against
+    the field of view, and its finest texture lies outside the kept band: a distribution of its own,
+    not version 2 at a higher resolution.
     """
     fine = synthetic_image_v2(rng, 2 * height, 2 * width)
     spectrum = np.fft.fftshift(np.fft.fft2(fine))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tgv_deploy.coils.maps import MapMethod, Outside
-from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, prepare
+from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, prepare, readout_rows
 from tgv_deploy.errors import InputError
 from tgv_deploy.runtime.reconstructor import Reconstruction, Reconstructor
 
@@ -53,8 +53,11 @@ class MultiCoilPipeline:
 
     def check(self, samples: Iterable[MultiCoilSlice]) -> None:
         """Refuse, before any work, data this session cannot run (multi-coil data on a single-coil
-        graph, more coils than the graph takes)."""
+        graph, more coils than the graph takes, a matrix other than an exported graph's)."""
+        samples = list(samples)
         self.reconstructor.contract.check_coils(max((self.coils or s.coils) if s.coils > 1 else 1 for s in samples))
+        for size in {(readout_rows(s), s.kspace.shape[-1]) for s in samples}:
+            self.reconstructor.check_size(*size)
 
     def reconstruct(self, sample: MultiCoilSlice) -> SliceReconstruction:
         start = time.perf_counter()

@@ -13,9 +13,9 @@ it is an exact reformulation, not an approximation: the minimiser is that of the
 Each iteration (``alpha`` over-relaxes every constraint alike)::
 
     w1 = z1 - u1,  w2 = z2 - u2,  b = sum_c conj(S_c) (y_c - u_c) + r y_0
-    (x, v) = argmin rho_coil/2 ||x - b||^2 + rho/2 ||grad x - v - w1||^2 + rho/2 ||E v - w2||^2
+    (x, v) = argmin rho_coil/2 ||x - b||^2 + rho/2 ||grad x - v - w1||^2 + kappa rho/2 ||E v - w2||^2
     g_c = alpha S_c x + (1 - alpha) y_c,   y_0 = alpha r x + (1 - alpha) y_0
-    g1, g2, z1, z2, u1, u2 as in section 2b
+    g1, g2, z1, z2, u1, u2 as in section 2b (kappa = penalty_ratio, 1 in SPEC 2b: threshold L0 / (kappa rho))
     y_c = argmin 1/2 ||M F y - f_c||^2 + rho_coil/2 ||y - g_c - u_c||^2 = F^H (M f_c + rho_coil F(g_c + u_c)) / (m + rho_coil)
     u_c = u_c + g_c - y_c
 

@@ -37,6 +37,7 @@ torch or ONNX Runtime come in with the model backend.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -89,9 +90,9 @@ class IntensityScale:
         """The factor for ``magnitude``: its own (image scaling) or the first image's (series)."""
         if self.scaling == "image" or self.factor is None:
             peak = float(magnitude.max())
-            self.window_top = round(FIRST_PEAK_FRACTION * self.top) if self.scaling == "series" else self.top
-            if peak == 0:
-                return 1.0  # an empty image fixes nothing: the next one sets the series scale
+            self.window_top = max(1, round(FIRST_PEAK_FRACTION * self.top)) if self.scaling == "series" else self.top
+            if not peak > 0:
+                return 1.0  # an empty (or non-finite) image fixes nothing: the next one sets the series scale
             self.factor = self.window_top / peak
         return self.factor
 
@@ -241,7 +242,7 @@ def process(connection: Any, config: Any, metadata: Any) -> None:
         encoding = encoding_from_xml(xml)
         bits = bits_stored(xml)
         intensity = IntensityScale(settings.scaling, bits)
-        pipeline = pipeline_for(settings)
+        pipeline = pipeline_for(dataclasses.replace(settings, scaling=SCALINGS[0]))  # one model per process whatever the scaling
         described = describe_model(settings.model, pipeline.reconstructor.session)
         log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images, %s scaling", settings.model,
                  pipeline.reconstructor.session.backend, pipeline.reconstructor.contract.iterations, bits, settings.scaling)
