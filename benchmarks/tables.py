@@ -32,7 +32,9 @@ import csv
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -178,15 +180,20 @@ def oracle_gap(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _pivot(rows: list[dict], row_of: Callable[[dict], Any], column_of: Callable[[dict], Any]) -> tuple[list, list, dict]:
+    """Records as a grid: the row keys and the column keys in first-seen order, and each (row, column)'s record."""
+    grid = {(row_of(r), column_of(r)): r for r in rows}
+    return list(dict.fromkeys(k[0] for k in grid)), list(dict.fromkeys(k[1] for k in grid)), grid
+
+
 def map_scale(path: Path) -> str:
-    data = json.loads(path.read_text())
-    rows = data["rows"]
-    settings = list(dict.fromkeys((r["sigma"], r["acceleration"]) for r in rows))
+    models, settings, grid = _pivot(json.loads(path.read_text())["rows"], lambda r: r["model"],
+                                    lambda r: (r["sigma"], r["acceleration"]))
     lines = ["| model | " + " | ".join(f"sigma {s:g}, R={a}" for s, a in settings) + " |", "| --- |" + " --- |" * len(settings)]
-    for model in dict.fromkeys(r["model"] for r in rows):
+    for model in models:
         cells = []
-        for sigma, acceleration in settings:
-            r = next(r for r in rows if (r["model"], r["sigma"], r["acceleration"]) == (model, sigma, acceleration))
+        for setting in settings:
+            r = grid[model, setting]
             best = str(r["best_factor"])
             cells.append(f"{float(best):g} ({r['psnr'][best] - r['psnr']['1.0']:+.2f} dB)")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
@@ -195,18 +202,16 @@ def map_scale(path: Path) -> str:
 
 def noise_level(path: Path) -> str:
     data = json.loads(path.read_text())
-    rows = data["estimate_over_truth"]
-    sigmas = list(dict.fromkeys(r["sigma"] for r in rows))
+    sources, sigmas, grid = _pivot(data["estimate_over_truth"], lambda r: r["source"], lambda r: r["sigma"])
     lines = ["| estimate / truth (median, p10-p90) | " + " | ".join(f"sigma {s:g}" for s in sigmas) + " |",
              "| --- |" + " --- |" * len(sigmas)]
-    for source in dict.fromkeys(r["source"] for r in rows):
-        cells = [next(f"{r['median']:.2f} ({r['p10']:.2f}-{r['p90']:.2f})" for r in rows if (r["source"], r["sigma"]) == (source, s))
-                 for s in sigmas]
-        images = next(r["images"] for r in rows if r["source"] == source)
-        lines.append(f"| {source} ({images} images) | " + " | ".join(cells) + " |")
+    for source in sources:
+        cells = [f"{grid[source, s]['median']:.2f} ({grid[source, s]['p10']:.2f}-{grid[source, s]['p90']:.2f})" for s in sigmas]
+        lines.append(f"| {source} ({grid[source, sigmas[0]]['images']} images) | " + " | ".join(cells) + " |")
     if "signal_floor" in data:
         lines += ["", "| noise-free estimate (median, p10-p90) | signal floor |", "| --- | --- |"]
-        lines += [f"| {r['source']} ({r['images']} images) | {r['median']:.4f} ({r['p10']:.4f}-{r['p90']:.4f}) |" for r in data["signal_floor"]]
+        lines += [f"| {r['source']} ({r['images']} images) | {r['median']:.4f} ({r['p10']:.4f}-{r['p90']:.4f}) |"
+                  for r in data["signal_floor"]]
     per_file: dict[str, list[float]] = {}
     for r in data["image_noise_at_R4_sigma0.05"]:
         per_file.setdefault(r["slice"].split(":")[0], []).append(r["image_noise_per_pixel"])
@@ -216,14 +221,13 @@ def noise_level(path: Path) -> str:
 
 
 def penalty_ratio(path: Path) -> str:
-    data = json.loads(path.read_text())
-    rows = data["rows"]
-    sigmas = list(dict.fromkeys(r["sigma"] for r in rows))
+    solvers, sigmas, grid = _pivot(json.loads(path.read_text())["rows"], lambda r: (r["solver"], r["iterations"]),
+                                   lambda r: r["sigma"])
     lines = ["| solver | T | " + " | ".join(f"sigma {s:g}: PSNR / SSIM (background / object)" for s in sigmas) + " |",
              "| --- | --- |" + " --- |" * len(sigmas)]
-    for solver, iterations in dict.fromkeys((r["solver"], r["iterations"]) for r in rows):
-        cells = [next(f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})" for r in rows
-                      if (r["solver"], r["iterations"], r["sigma"]) == (solver, iterations, s)) for s in sigmas]
+    for solver, iterations in solvers:
+        cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})"
+                 for r in (grid[(solver, iterations), s] for s in sigmas)]
         name = solver if solver == "U-TV" else f"U-TGV, {solver}"
         lines.append(f"| {name} | {iterations} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

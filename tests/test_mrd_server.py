@@ -22,7 +22,14 @@ from tgv_deploy.dft import fft2c, ifft2c  # noqa: E402
 from tgv_deploy.errors import InputError  # noqa: E402
 from tgv_deploy.stream import assembly  # noqa: E402
 from tgv_deploy.stream.mrd2 import centre_block  # noqa: E402
-from tgv_deploy.stream.mrd_server import IntensityScale, Settings, bits_stored, process, settings_from  # noqa: E402
+from tgv_deploy.stream.mrd_server import (  # noqa: E402
+    IntensityScale,
+    Settings,
+    bits_stored,
+    pipeline_for,
+    process,
+    settings_from,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COILS, ROWS, WIDTH, SLICES = 4, 48, 48, 2  # recon rows (readout), phase-encode lines
@@ -232,6 +239,10 @@ def test_the_series_scale_is_fixed_by_the_first_non_empty_image():
     one_bit = IntensityScale("series", 1)
     assert one_bit.for_image(np.full((4, 4), 2.0)) == 0.5 and one_bit.window_top == 1  # never a zero scale
     assert IntensityScale("series", 12).for_image(np.full((4, 4), np.nan)) == 1.0  # a non-finite image fixes nothing
+
+
+def test_the_scaling_does_not_load_a_model_of_its_own():
+    assert pipeline_for(Settings()) is pipeline_for(Settings(scaling="image"))
 
 
 def test_image_scaling_fills_the_range_per_image():

@@ -55,6 +55,13 @@ class TGVStepConstants:
     s: np.ndarray
 
 
+def checked_penalty_ratio(value: object) -> float:
+    """``value`` as the ``E v`` constraint's penalty over rho: a positive number, else a one-line ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"penalty_ratio must be a positive number, got {value!r}")
+    return float(value)
+
+
 @functools.lru_cache(maxsize=16)
 def tgv_step_constants(height: int, width: int, penalty_ratio: float = 1.0) -> TGVStepConstants:
     """The constants of :class:`TGVStepConstants` for an ``height x width`` image (float64/complex128).
@@ -62,8 +69,7 @@ def tgv_step_constants(height: int, width: int, penalty_ratio: float = 1.0) -> T
     ``penalty_ratio`` ``kappa``: the ``E v`` constraint's penalty is ``kappa rho`` (1: SPEC 2b's
     single rho); then ``Q = I + kappa E^* E`` and the right-hand side is ``R = F(-w1 + kappa E^* w2)``.
     """
-    if not penalty_ratio > 0:
-        raise ValueError(f"penalty_ratio must be positive, got {penalty_ratio!r}")
+    penalty_ratio = checked_penalty_ratio(penalty_ratio)
     a0 = np.broadcast_to(difference_symbol(height)[:, None], (height, width))
     a1 = np.broadcast_to(difference_symbol(width)[None, :], (height, width))
     b0, b1 = -np.conj(a0), -np.conj(a1)  # symbols of D-

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from tgv_deploy.fourier_symbols import checked_penalty_ratio
+
 Task = Literal["mri", "denoise"]
 Kind = Literal["utgv", "utv"]
 Solver = Literal["pdhg", "admm"]
@@ -80,8 +82,7 @@ class ModelConfig:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
             raise ValueError(f"ADMM relaxation alpha must be in [1, 1.9], got {self.alpha!r}")
-        if isinstance(self.penalty_ratio, bool) or not isinstance(self.penalty_ratio, int | float) or not self.penalty_ratio > 0:
-            raise ValueError(f"penalty_ratio must be a positive number, got {self.penalty_ratio!r}")
+        checked_penalty_ratio(self.penalty_ratio)
         if self.penalty_ratio != 1.0 and (self.kind != "utgv" or self.solver != "admm"):
             raise ValueError(f"penalty_ratio applies to ADMM U-TGV models only, got {self.penalty_ratio!r} for {self.kind}/{self.solver}")
         if not isinstance(self.noise_gain, bool) or (self.noise_gain and self.task != "mri"):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tgv_deploy.fourier_symbols import checked_penalty_ratio
 from tgv_deploy.layout import channels_to_complex, complex_to_channels
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFTImpl, MaskedFourierOp
@@ -251,9 +252,7 @@ def admm_tgv(
     problem = _problem(f, mask, "fft")
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
-    if isinstance(penalty_ratio, bool) or not isinstance(penalty_ratio, int | float) or not penalty_ratio > 0:
-        raise ValueError(f"penalty_ratio must be a positive number, got {penalty_ratio!r}")
-    x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=float(penalty_ratio))
+    x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=checked_penalty_ratio(penalty_ratio))
     return _output_xv(x, v, problem, return_v)
 
 

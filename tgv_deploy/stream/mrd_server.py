@@ -37,7 +37,6 @@ torch or ONNX Runtime come in with the model backend.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -143,15 +142,20 @@ def settings_from(config: Any, environ: dict[str, str] | None = None) -> Setting
                     coilmaps=maps, scaling=scaling)
 
 
-@functools.lru_cache(maxsize=2)
 def pipeline_for(settings: Settings) -> Any:
-    """The :class:`~tgv_deploy.runtime.multicoil.MultiCoilPipeline` of ``settings``, loaded once per process."""
+    """The :class:`~tgv_deploy.runtime.multicoil.MultiCoilPipeline` of ``settings``, loaded once per
+    process and model setting (the image scaling is not one)."""
+    return _pipeline(settings.model, settings.backend, settings.iterations, settings.coils, settings.coilmaps)
+
+
+@functools.lru_cache(maxsize=2)
+def _pipeline(model: str, backend: str, iterations: int | None, coils: int | None, coilmaps: str) -> Any:
     from tgv_deploy.runtime import Reconstructor, Session
     from tgv_deploy.runtime.multicoil import MultiCoilPipeline
 
-    session = Session(settings.model, backend=settings.backend, iterations=settings.iterations)
-    maps = cast(MapMethod, settings.coilmaps)  # settings_from admits only the MapMethod names
-    return MultiCoilPipeline(Reconstructor(session), coils=settings.coils, maps=maps)
+    session = Session(model, backend=backend, iterations=iterations)
+    maps = cast(MapMethod, coilmaps)  # settings_from admits only the MapMethod names
+    return MultiCoilPipeline(Reconstructor(session), coils=coils, maps=maps)
 
 
 def _header_xml(metadata: Any) -> str:
@@ -242,7 +246,7 @@ def process(connection: Any, config: Any, metadata: Any) -> None:
         encoding = encoding_from_xml(xml)
         bits = bits_stored(xml)
         intensity = IntensityScale(settings.scaling, bits)
-        pipeline = pipeline_for(dataclasses.replace(settings, scaling=SCALINGS[0]))  # one model per process whatever the scaling
+        pipeline = pipeline_for(settings)
         described = describe_model(settings.model, pipeline.reconstructor.session)
         log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images, %s scaling", settings.model,
                  pipeline.reconstructor.session.backend, pipeline.reconstructor.contract.iterations, bits, settings.scaling)
