@@ -30,7 +30,6 @@ from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSenseGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
 from tgv_deploy.export.prologue import Prologue, SensePrologue
-from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL
 from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
 from tgv_deploy.models.checkpoint import Checkpoint
 from tgv_deploy.onnx_graph import graph_sha256, set_contract
@@ -178,7 +177,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
                         factors[0] if factors else 0, ckpt.config.penalty_ratio)
         before = len(g.nodes)
         if config.coils:
-            graph_builder = ADMMSenseGraph(g, admm, DEFAULT_RHO_COIL)
+            graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
             before = len(g.nodes)
             x = graph_builder.build_sense("x0", "maps_n", "mask", *SENSE_PROLOGUE_OUTPUTS[1:2], *SENSE_PROLOGUE_OUTPUTS[4:])
         else:

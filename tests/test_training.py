@@ -182,12 +182,13 @@ def test_log_uniform_sigma_prior_is_scale_invariant():
         config_from_dict({"data": {"sigma_prior": "log-uniform", "sigma_range": [0.0, 0.2]}})
 
 
-def test_coil_gain_gets_its_own_rate_and_no_weight_decay():
+def test_coil_gain_and_penalty_get_their_own_rate_and_no_weight_decay():
     config = config_from_dict({"learning_rate": 1e-4, "gain_learning_rate": 3e-3})
     model = build_model(config.model)
     groups = parameter_groups(model, config)
-    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 1, 1]
-    assert groups[1]["params"][0] is model.log_coil_gain and groups[1]["lr"] == 3e-3 and groups[1]["weight_decay"] == 0.0
+    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 2, 2]
+    assert {id(p) for p in groups[1]["params"]} == {id(model.log_coil_gain), id(model.log_rho_coil)}
+    assert groups[1]["lr"] == 3e-3 and groups[1]["weight_decay"] == 0.0
     denoiser = build_model(config_from_dict({"model": {"task": "denoise", "kind": "utv"}}).model)
     assert len(parameter_groups(denoiser, config)) == 1  # no coils, no gain
 

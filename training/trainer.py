@@ -32,8 +32,8 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 
 
-#: One number per map each, trained at ``gain_learning_rate``.
-GAIN_PARAMETERS = ("log_coil_gain", "noise_exponent")
+#: One number per map each (and the coil penalty, one number), trained at ``gain_learning_rate``.
+GAIN_PARAMETERS = ("log_coil_gain", "noise_exponent", "log_rho_coil")
 
 
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
@@ -114,7 +114,8 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
 
     From a checkpoint of the other solver only the U-Net is taken (PDHG's step parameter means
     nothing to ADMM, whose rho starts at its default): how PDHG models were moved to ADMM.
-    Parameters the checkpoint lacks (:data:`OPTIONAL_PARAMETERS`) keep their start values.
+    Parameters the checkpoint lacks (:data:`OPTIONAL_PARAMETERS`) keep their start values (not the
+    values the checkpoint computed with: a new parameter starts where a fresh model would).
     """
     checkpoint = load_checkpoint(config.init_checkpoint)
     theirs, ours = checkpoint.config, config.model
@@ -124,7 +125,7 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
             f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
         )
     if theirs.solver == ours.solver:
-        model.load_state_dict_compatible(checkpoint.state_dict)
+        model.load_state_dict_compatible(checkpoint.state_dict, warm_start=True)
     else:
         model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in checkpoint.state_dict.items() if k.startswith("unet.")})
 
@@ -185,11 +186,13 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     resumed_elapsed = elapsed
     trained: torch.nn.Module = model
     if world > 1:
-        # the multi-coil map gain takes no part in single-coil batches: frozen when there are none,
-        # otherwise DDP must expect a batch that leaves it unused
+        # the multi-coil map gain and coil penalty take no part in single-coil batches: frozen when
+        # there are none, otherwise DDP must expect a batch that leaves them unused
         mixed = config.model.task == "mri" and config.data.multicoil_fraction > 0
         if config.model.task == "mri" and not mixed:
-            model.log_coil_gain.requires_grad_(False)
+            for name in ("log_coil_gain", "log_rho_coil"):
+                if hasattr(model, name):
+                    getattr(model, name).requires_grad_(False)
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[int(device.split(":")[1])] if device != "cpu" else None, find_unused_parameters=mixed
         )

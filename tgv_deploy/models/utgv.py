@@ -37,9 +37,21 @@ from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_si
 #: aliasing, so the best maps are weaker; measured on the held-out slices (8 coils, R = 4 and 8),
 #: scaling single-coil-trained maps by 0.25 gained 0.3-2 dB over 1 (benchmarks/README.md).
 DEFAULT_COIL_GAIN = 0.25
-#: Parameters added after models were first bundled, with the value an older checkpoint (or a warm
-#: start from one) gets: the multi-coil gain its start, the noise exponent 0 (no noise scaling).
-OPTIONAL_PARAMETERS = ("log_coil_gain", "noise_exponent")
+#: Coil-splitting penalty a fresh ADMM MRI model starts from (learned, ``rho_coil = exp(log_rho_coil)``):
+#: with the models' learned rho (~0.9) and maps, 0.25 (the solver default, chosen for rho = 2 and scalar
+#: maps) leaves coil-split ADMM further from its minimiser at T = 64 than a smaller one
+#: (benchmarks/results/multicoil/rho_coil.json).
+INITIAL_RHO_COIL = 0.06
+
+#: Parameters added after models were first bundled, with the value a checkpoint written before them
+#: computed with (``None``: the parameter's start value): the multi-coil gain its start, the noise
+#: exponent 0 (no noise scaling), the coil penalty the solver default every such model used. A warm
+#: start in training gives them their start values instead (:meth:`UnrolledModel.load_state_dict_compatible`).
+OPTIONAL_PARAMETERS: dict[str, float | None] = {
+    "log_coil_gain": None,
+    "noise_exponent": None,
+    "log_rho_coil": math.log(DEFAULT_RHO_COIL),
+}
 
 
 def image_scale(x0: torch.Tensor) -> torch.Tensor:
@@ -65,6 +77,9 @@ class UnrolledModel(nn.Module):
         if config.task == "mri":
             #: Multi-coil maps are ``exp(log_coil_gain) * maps`` per channel (learned; see DEFAULT_COIL_GAIN).
             self.log_coil_gain = nn.Parameter(torch.full((config.map_channels,), math.log(DEFAULT_COIL_GAIN)))
+        if config.task == "mri" and config.solver == "admm":
+            #: Coil splitting's penalty ``rho_coil = exp(log_rho_coil)`` (learned; SPEC 2b: "its own penalty").
+            self.log_rho_coil = nn.Parameter(torch.tensor(math.log(INITIAL_RHO_COIL)))
         self.dft: DFTImpl = "fft"
         #: Activation checkpointing of the unrolled loop: keep every k-th state for backward.
         self.checkpoint_every: int | None = None
@@ -116,10 +131,15 @@ class UnrolledModel(nn.Module):
         level = noise_feature(f, mask.to(f.dtype))  # (B, 1, 1, 1)
         return maps * torch.exp(math.log(10.0) * level * self.noise_exponent.reshape(1, -1, 1, 1))
 
-    def load_state_dict_compatible(self, state: dict[str, torch.Tensor]) -> None:
-        """Load ``state``; parameters added since the checkpoint was written keep their initial value."""
+    def load_state_dict_compatible(self, state: dict[str, torch.Tensor], warm_start: bool = False) -> None:
+        """Load ``state``. Parameters added since the checkpoint was written (:data:`OPTIONAL_PARAMETERS`)
+        get the value the checkpoint computed with, so it reconstructs as it always did; with
+        ``warm_start`` (training from it) they keep this model's start values instead."""
         own = self.state_dict()
-        missing = {k: own[k] for k in OPTIONAL_PARAMETERS if k in own and k not in state}
+        missing = {}
+        for name, legacy in OPTIONAL_PARAMETERS.items():
+            if name in own and name not in state:
+                missing[name] = own[name] if warm_start or legacy is None else torch.full_like(own[name], legacy)
         self.load_state_dict({**state, **missing})
 
     def coil_gain(self) -> torch.Tensor:
@@ -134,6 +154,10 @@ class UnrolledModel(nn.Module):
     def rho(self) -> torch.Tensor:
         """ADMM's penalty."""
         return torch.exp(self.log_rho)
+
+    def rho_coil(self) -> torch.Tensor:
+        """Coil-splitting ADMM's penalty of the ``y_c = S_c x`` constraints (multi-coil MRI)."""
+        return torch.exp(self.log_rho_coil)
 
     def forward(
         self, f: torch.Tensor, mask: torch.Tensor | None = None, iterations: int | None = None, coil_maps: torch.Tensor | None = None
@@ -210,7 +234,7 @@ class UTGV(UnrolledModel):
 
     def _admm_sense(self, f, coil_maps, mask, maps, iterations):
         x, _ = admm_tgv_sense_channels(
-            f, coil_maps, mask, maps[:, 0], maps[:, 1], iterations, self.rho(), self.config.alpha, DEFAULT_RHO_COIL,
+            f, coil_maps, mask, maps[:, 0], maps[:, 1], iterations, self.rho(), self.config.alpha, self.rho_coil(),
             checkpoint_every=self.checkpoint_every, penalty_ratio=self.config.penalty_ratio,
         )
         return x
@@ -230,7 +254,7 @@ class UTV(UnrolledModel):
 
     def _admm_sense(self, f, coil_maps, mask, maps, iterations):
         return admm_tv_sense_channels(
-            f, coil_maps, mask, maps[:, 0], iterations, self.rho(), self.config.alpha, DEFAULT_RHO_COIL,
+            f, coil_maps, mask, maps[:, 0], iterations, self.rho(), self.config.alpha, self.rho_coil(),
             checkpoint_every=self.checkpoint_every,
         )
 
