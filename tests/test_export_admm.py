@@ -126,6 +126,24 @@ def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_g
     assert np.linalg.norm(padded - reference) / np.linalg.norm(reference) < 1e-5
 
 
+def test_multicoil_export_writes_the_models_own_coil_penalty(tmp_path):
+    """The learned rho_coil goes into the graph: parity with a value neither the start nor the solver default."""
+    import math
+
+    import torch
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=12, height=30, width=21, solver="admm"))
+    ckpt.state_dict["log_rho_coil"] = torch.tensor(math.log(0.6))
+    result = build_graph(ckpt, ExportConfig(coils=3))
+    inputs = example_inputs("mri", 1, 30, 21, seed=4, coils=3)
+    image, _ = _run(result.model, inputs)
+    reference, _ = torch_reference(ckpt, inputs, 12)
+    assert np.linalg.norm(image - reference) / np.linalg.norm(reference) < 1e-5
+    ckpt.state_dict["log_rho_coil"] = torch.tensor(math.log(0.06))
+    other, _ = torch_reference(ckpt, inputs, 12)
+    assert np.linalg.norm(other - reference) / np.linalg.norm(reference) > 1e-3  # the penalty matters at T = 12
+
+
 def test_multicoil_graph_grows_linearly(tmp_path):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
     small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, coils=2)).model

@@ -131,6 +131,26 @@ def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
         warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(other)}))
 
 
+def test_a_parameter_the_checkpoint_lacks_keeps_its_old_value_for_inference_and_starts_fresh_in_training(tmp_path):
+    """A checkpoint written before ``log_rho_coil`` existed reconstructs with the 0.25 it was
+    trained with; training from it starts the new parameter where a fresh model starts it."""
+    from tgv_deploy.models.utgv import INITIAL_RHO_COIL
+    from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL
+
+    trained = train(load_config(_write(tmp_path, 2)), tmp_path / "a", log=lambda _: None)
+    checkpoint = load_checkpoint(trained)
+    assert "log_rho_coil" in checkpoint.state_dict
+    old = tmp_path / "old.pt"
+    payload = torch.load(trained, weights_only=True)
+    del payload["state_dict"]["log_rho_coil"]
+    torch.save(payload, old)
+    assert float(load_checkpoint(old).build().rho_coil()) == pytest.approx(DEFAULT_RHO_COIL)
+    model = build_model(config_from_dict(_tiny_dict()).model)
+    warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(old)}))
+    assert float(model.rho_coil().detach()) == pytest.approx(INITIAL_RHO_COIL) and INITIAL_RHO_COIL != DEFAULT_RHO_COIL
+    assert torch.equal(model.unet.head.weight, checkpoint.state_dict["unet.head.weight"])
+
+
 def test_real_fraction_drops_the_phase_of_that_share():
     phased = SyntheticSlices(16, 16, seed=5)
     real = SyntheticSlices(16, 16, seed=5, real_fraction=1.0)
