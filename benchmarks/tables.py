@@ -15,6 +15,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``export FILE``: a ``tgv-deploy export --json`` record (graph size, export time, parity);
 * ``convergence-sense FILE``: ``benchmarks/convergence_sense.py``'s JSON (multi-coil schemes against T);
 * ``coil-gain FILE``: ``benchmarks/coil_gain.py``'s JSON (median PSNR per multi-coil map gain);
+* ``rho-coil FILE``: ``benchmarks/rho_coil.py``'s JSON (mean PSNR per coil-splitting penalty at the models' T);
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
 * ``map-scale FILE``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level);
@@ -171,6 +172,22 @@ def coil_gain(path: Path) -> str:
     return "\n".join(lines)
 
 
+def rho_coil(path: Path) -> str:
+    data = json.loads(path.read_text())
+    groups: dict[tuple, list[float]] = {}
+    for r in data["rows"]:
+        groups.setdefault((r["model"], r["acceleration"], r["rho_coil"], r["iterations"]), []).append(r["psnr"])
+    settings, columns, grid = _pivot([{"key": k, "psnr": float(np.mean(v))} for k, v in groups.items()],
+                                     lambda r: r["key"][:2], lambda r: r["key"][2:])
+    header = [f"rho_coil {rc:g}, T={t}" for rc, t in columns]
+    lines = ["| model | R | " + " | ".join(header) + " |", "| --- | --- |" + " --- |" * len(columns)]
+    for model, acceleration in settings:
+        lines.append(f"| {model} | {acceleration} | " + " | ".join(f"{grid[(model, acceleration), c]['psnr']:.2f}" for c in columns) + " |")
+    overall = {c: float(np.mean([p for k, v in groups.items() if k[2:] == c for p in v])) for c in columns}
+    lines.append("| both | 4 and 8 | " + " | ".join(f"{overall[c]:.2f}" for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def oracle_gap(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = ["| slice | gap T=128 | gap T=2000 | reference: largest energy change over its last third |", "| --- | --- | --- | --- |"]
@@ -257,7 +274,7 @@ def provenance(path: Path) -> str:
 
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
-         "coil-gain": coil_gain, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
+         "coil-gain": coil_gain, "rho-coil": rho_coil, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio}
 
 
