@@ -12,7 +12,14 @@ from tgv_deploy.fourier_symbols import checked_penalty_ratio
 from tgv_deploy.layout import channels_to_complex, complex_to_channels
 from tgv_deploy.operators.base import IdentityOp, LinearOperator
 from tgv_deploy.operators.fourier import DFTImpl, MaskedFourierOp
-from tgv_deploy.solvers.admm import DEFAULT_ALPHA, DEFAULT_RHO, admm_tgv_channels, admm_tv_channels, require_centre_sampled
+from tgv_deploy.solvers.admm import (
+    DEFAULT_ALPHA,
+    admm_tgv_channels,
+    admm_tv_channels,
+    default_rho,
+    peak_of_adjoint,
+    require_centre_sampled,
+)
 from tgv_deploy.solvers.pdhg import (
     LK,
     pdhg_tgv_channels,
@@ -211,7 +218,7 @@ def tv_energy(x: Any, f: Any, lam: Any, mask: Any = None, *, periodic: bool = Fa
 def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) -> torch.Tensor | None:
     """Validate ADMM's settings; return the mask ``(B|1, 1, H|1, W)`` (None for denoising)."""
     _steps(iterations, None, None, 1.0)
-    if not bool(torch.as_tensor(rho > 0).all()):
+    if rho is not None and not bool(torch.as_tensor(rho > 0).all()):
         raise ValueError(f"rho must be positive, got {rho!r}")
     if not 1.0 <= alpha < 2.0:
         raise ValueError(f"alpha must be in [1, 2), got {alpha!r}")
@@ -220,13 +227,25 @@ def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) 
     return problem.mask
 
 
+def _mean_weight(lam: torch.Tensor) -> torch.Tensor:
+    """``(B|1,)`` spatial mean of a ``(B|1, H|1, W|1)`` map."""
+    return lam.flatten(1).mean(1)
+
+
+def data_scale(f: Any, mask: Any = None) -> Any:
+    """``(B,)`` peak of ``|A^H f|`` (arrays as in :func:`admm_tgv`): the scale the default rho divides by."""
+    problem = _problem(f, mask, "fft")
+    scale = peak_of_adjoint(problem.f, problem.mask)
+    return scale.numpy() if problem.was_numpy else scale
+
+
 def admm_tgv(
     f: Any,
     lambda0: Any,
     lambda1: Any,
     mask: Any = None,
     iterations: int = 128,
-    rho: Any = DEFAULT_RHO,
+    rho: Any = None,
     alpha: float = DEFAULT_ALPHA,
     *,
     return_v: bool = False,
@@ -239,9 +258,11 @@ def admm_tgv(
     ``(W,)``, ``(H, W)``) that samples the k-space centre; ``lambda0`` weighs ``E v``, ``lambda1``
     ``grad x - v``. Differences are periodic (SPEC 2b), which makes the (x, v) step exact.
 
-    ``rho`` (penalty, positive; a tensor for a learned one) and ``alpha`` (relaxation in [1, 2))
-    default to values that converge fast at every intensity scale (the iterates are positively
-    homogeneous in ``(f, lambda0, lambda1)``); see ``benchmarks/README.md`` ("Convergence").
+    ``rho`` (penalty, positive; a number, a tensor for a learned one, or one per image ``(B,)``)
+    defaults to ``RHO_PER_WEIGHT["tgv"] * sqrt(mean lambda0 * mean lambda1) / peak |A^H f|`` per
+    image (clipped to ``RHO_RANGE``): the fastest penalty grows with the weights relative to the
+    data, and the rule keeps the iterates positively homogeneous in ``(f, lambda0, lambda1)``.
+    ``alpha`` (relaxation in [1, 2)) defaults to 1.9. See ``benchmarks/README.md`` ("Convergence").
     ``penalty_ratio`` (positive; 1 is SPEC 2b) gives the ``E v`` constraint the penalty
     ``penalty_ratio * rho``: the same minimiser, reached faster where the maps are large
     (benchmarks/README.md, "The penalty of the E v constraint").
@@ -252,15 +273,20 @@ def admm_tgv(
     problem = _problem(f, mask, "fft")
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    if rho is None:
+        rho = default_rho(problem.f, mask_ch, torch.sqrt(_mean_weight(l0) * _mean_weight(l1)), "tgv")
     x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=checked_penalty_ratio(penalty_ratio))
     return _output_xv(x, v, problem, return_v)
 
 
 def admm_tv(
-    f: Any, lam: Any, mask: Any = None, iterations: int = 128, rho: Any = DEFAULT_RHO, alpha: float = DEFAULT_ALPHA
+    f: Any, lam: Any, mask: Any = None, iterations: int = 128, rho: Any = None, alpha: float = DEFAULT_ALPHA
 ) -> Any:
-    """Minimise the periodic anisotropic TV energy ``1/2 ||A x - f||^2 + sum L |grad x|_1``; as :func:`admm_tgv`."""
+    """Minimise the periodic anisotropic TV energy ``1/2 ||A x - f||^2 + sum L |grad x|_1``; as :func:`admm_tgv`
+    (the default rho: ``RHO_PER_WEIGHT["tv"] * mean lam / peak |A^H f|``)."""
     problem = _problem(f, mask, "fft")
     lam = _map(lam, "lam", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    if rho is None:
+        rho = default_rho(problem.f, mask_ch, _mean_weight(lam), "tv")
     return _output(admm_tv_channels(problem.f, lam, mask_ch, iterations, rho, alpha), problem)
