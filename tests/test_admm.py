@@ -150,7 +150,48 @@ def test_positively_homogeneous_in_data_and_maps(kind):
     assert np.linalg.norm(scaled - 37.0 * base) / np.linalg.norm(37.0 * base) < 1e-12
 
 
+def test_default_penalty_grows_with_the_weights_over_the_data_scale():
+    """rho defaults to c * sqrt(mean L0 * mean L1) / peak |A^H f| per image (c * mean L / peak for TV)."""
+    from tgv_deploy.solvers import data_scale
+    from tgv_deploy.solvers.admm import RHO_PER_WEIGHT
+
+    f, mask = _data("mri", 9, 8, batch=2, seed=3)
+    f[1] *= 3.0
+    lam0, lam1 = _maps(f.shape, seed=4)
+    scale = data_scale(f, mask)
+    np.testing.assert_allclose(scale, np.abs(reference.ifft2c(mask * f)).max((1, 2)), rtol=1e-12)
+    rho = RHO_PER_WEIGHT["tgv"] * np.sqrt(lam0.mean((1, 2)) * lam1.mean((1, 2))) / scale
+    np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9),
+                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho)), rtol=1e-12, atol=1e-14)
+    rho_tv = RHO_PER_WEIGHT["tv"] * lam1.mean((1, 2)) / scale
+    np.testing.assert_allclose(admm_tv(f, lam1, mask=mask, iterations=9),
+                               admm_tv(f, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho_tv)), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("weights", [(0.004, 0.002), (0.2, 0.02)], ids=["weak", "strong"])
+def test_defaults_reach_the_minimum_fast_for_weak_and_strong_weights(weights):
+    """Within 2% of the minimum at T = 128 and 1e-3 at T = 2000 (SPEC 2b's acceptance) whether the
+    maps barely or heavily regularise, at any intensity scale; a fixed rho cannot do both."""
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[:40, :40] / 40
+    image = ((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.12) * (1 + xx) + 0.3 * ((xx > 0.3) & (yy > 0.6))
+    mask = (rng.random(40) < 0.3).astype(float)
+    mask[14:26] = 1
+    k = mask * (reference.fft2c(image[None])[0] + 0.03 * (rng.standard_normal((40, 40)) + 1j * rng.standard_normal((40, 40))))
+    f = 1e-4 * k[None]
+    lam0, lam1 = 1e-4 * weights[0], 1e-4 * weights[1]
+
+    def energy(iterations, **kw):
+        x, v = admm_tgv(f, lam0, lam1, mask=mask, iterations=iterations, return_v=True, **kw)
+        return float(tgv_energy(x, v, f, lam0, lam1, mask=mask, periodic=True)[0])
+
+    minimum = min(energy(20000), energy(20000, rho=2.0))
+    assert (energy(128) - minimum) / minimum < 2e-2
+    assert (energy(2000) - minimum) / minimum < 1e-3
+
+
 def test_differentiable_in_maps_and_rho():
+    """With a given rho and with the default one (which depends on the maps)."""
     f, mask = _data("mri", 6, 6, seed=1)
     f, mask = torch.from_numpy(f), torch.from_numpy(mask)
     lam0 = torch.full((1, 6, 6), 0.05, dtype=torch.float64, requires_grad=True)
@@ -159,6 +200,8 @@ def test_differentiable_in_maps_and_rho():
     torch.autograd.gradcheck(lambda a, b, r: admm_tgv(f, a, b, mask=mask, iterations=4, rho=r).abs(), (lam0, lam1, rho))
     lam = torch.full((1, 6, 6), 0.05, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda a, r: admm_tv(f, a, mask=mask, iterations=4, rho=r).abs(), (lam, rho))
+    torch.autograd.gradcheck(lambda a, b: admm_tgv(f, a, b, mask=mask, iterations=4).abs(), (lam0, lam1))
+    torch.autograd.gradcheck(lambda a: admm_tv(f, a, mask=mask, iterations=4).abs(), (lam,))
 
 
 def test_mask_shapes_users_have_are_accepted():

@@ -135,10 +135,10 @@ def peak_of_adjoint(f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def default_rho(f: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, regulariser: str) -> torch.Tensor:
     """``(B,)`` penalty ``RHO_PER_WEIGHT[regulariser] * weight / peak |A^H f|`` clipped to ``RHO_RANGE``,
-    ``weight`` ``(B|1,)`` the problem's weight (see :data:`RHO_PER_WEIGHT`); a step-size choice, so
-    no gradient flows through it."""
-    scale = peak_of_adjoint(f, mask).detach().clamp_min(torch.finfo(f.dtype).tiny)
-    rho = RHO_PER_WEIGHT[regulariser] * weight.detach() / scale
+    ``weight`` ``(B|1,)`` the problem's weight (see :data:`RHO_PER_WEIGHT`); differentiable, so the
+    iterates stay differentiable in the maps with the penalty they imply."""
+    scale = peak_of_adjoint(f, mask).clamp_min(torch.finfo(f.dtype).tiny)
+    rho = RHO_PER_WEIGHT[regulariser] * weight / scale
     return rho.clamp(*RHO_RANGE)
 
 
