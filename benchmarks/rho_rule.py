@@ -7,7 +7,8 @@ range of their own, 128 x 128, R = 4, sigma = 0.05), this scans rho on a factor-
 the relative energy gap ``(E(x_T) - E*) / E*`` at T = 128 (``E*``: the smaller of two 3000-iteration
 runs). The fitted constant ``c`` of ``rho = c w / scale`` (``w = sqrt(lambda0 lambda1)`` for TGV,
 ``lambda`` for TV; ``scale`` the peak of ``|A^H f|``) is the geometric mean of the best rho's
-constants; the file also holds each case's gap with the fitted rule and with the fixed rho = 2.
+constants (two significant digits: ``tgv_deploy.solvers.admm.RHO_PER_WEIGHT``); the file also
+holds each case's gap with the fitted rule and with the fixed rho = 2.
 
 Usage: ``python benchmarks/rho_rule.py [--images 2] [--out benchmarks/results/convergence/rho_rule.json]``
 """
@@ -77,7 +78,8 @@ def main() -> None:
     fitted = {}
     for regulariser in ("TGV", "TV"):
         own = [r for r in rows if r["regulariser"] == regulariser]
-        c = float(np.exp(np.mean([np.log(r["constant"]) for r in own])))
+        geometric_mean = float(np.exp(np.mean([np.log(r["constant"]) for r in own])))
+        c = float(f"{geometric_mean:.2g}")  # the value RHO_PER_WEIGHT holds
         fitted[regulariser] = c
         for r in own:
             f, mask = data[r["case"]]

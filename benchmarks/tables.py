@@ -16,6 +16,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``convergence-sense FILE``: ``benchmarks/convergence_sense.py``'s JSON (multi-coil schemes against T);
 * ``coil-gain FILE``: ``benchmarks/coil_gain.py``'s JSON (median PSNR per multi-coil map gain);
 * ``rho-coil FILE``: ``benchmarks/rho_coil.py``'s JSON (mean PSNR per coil-splitting penalty at the models' T);
+* ``rho-rule FILE``: ``benchmarks/rho_rule.py``'s JSON (the default ADMM penalty's rule against a fixed rho);
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
 * ``map-scale FILE``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level);
@@ -188,6 +189,21 @@ def rho_coil(path: Path) -> str:
     return "\n".join(lines)
 
 
+def rho_rule(path: Path) -> str:
+    data = json.loads(path.read_text())
+    best_gap = lambda r: r["gap_T128"][f"{r['best_rho']:g}"]  # noqa: E731
+    lines = ["| case | regulariser | weights | best rho (c) | gap T=128, best | rule rho | gap T=128, rule | gap T=128, rho 2 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {r['case']} | {r['regulariser']} | {', '.join(f'{w:g}' for w in r['weights'])} | {r['best_rho']:g} "
+                     f"({r['constant']:.0f}) | {best_gap(r):.1e} | {r['rule_rho']:.2f} | {r['rule_gap_T128']:.1e} | {r['gap_T128']['2']:.1e} |")
+    for regulariser, c in data["fitted_constant"].items():
+        own = [r for r in data["rows"] if r["regulariser"] == regulariser]
+        lines.append(f"| worst, {regulariser} | | | c = {c:.0f} | {max(map(best_gap, own)):.1e} | | "
+                     f"{max(r['rule_gap_T128'] for r in own):.1e} | {max(r['gap_T128']['2'] for r in own):.1e} |")
+    return "\n".join(lines)
+
+
 def oracle_gap(path: Path) -> str:
     data = json.loads(path.read_text())
     lines = ["| slice | gap T=128 | gap T=2000 | reference: largest energy change over its last third |", "| --- | --- | --- | --- |"]
@@ -274,7 +290,7 @@ def provenance(path: Path) -> str:
 
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
-         "coil-gain": coil_gain, "rho-coil": rho_coil, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
+         "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio}
 
 

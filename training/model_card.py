@@ -54,7 +54,8 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, {sigma}, "
                      f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model)"
                      + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
-                        + (f", multi-coil map gain learned at rate {_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
+                        + (f", multi-coil map gain{' and coil penalty' if 'log_rho_coil' in ckpt.state_dict else ''} learned at rate "
+                           f"{_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
                         + ")" if multicoil else "") + ".")
         if model.noise_gain:
             lines.append(f"- The maps are scaled by a learned power of the k-space noise level (`tgv_deploy.models.noise_level`), "
@@ -76,7 +77,9 @@ def _gain_rate(cfg: dict) -> float:
 def _learned(ckpt) -> str:
     """The learned solver parameter, as the checkpoint holds it."""
     if ckpt.config.solver == "admm":
-        return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}"
+        coil = (f", multi-coil: learned rho_coil = {math.exp(float(ckpt.state_dict['log_rho_coil'])):.3f}"
+                if "log_rho_coil" in ckpt.state_dict else "")
+        return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
 
 

@@ -37,9 +37,9 @@ DEFAULT_ALPHA = 1.9
 #: The default penalty of ``admm_tgv`` / ``admm_tv`` (the functional interface) when none is given:
 #: ``rho = c * w / scale`` with ``w = sqrt(mean lambda0 * mean lambda1)`` (TGV) or ``mean lambda``
 #: (TV) and ``scale`` the peak of ``|A^H f|``, clipped to ``RHO_RANGE``. The fastest penalty grows
-#: with the weights relative to the data (a fixed rho = 2 leaves strongly regularised problems 3.6%
-#: from the minimum at T = 128); ``c`` fitted by ``benchmarks/rho_rule.py``.
-RHO_PER_WEIGHT = {"tgv": 110.0, "tv": 110.0}
+#: with the weights relative to the data (a fixed rho = 2 leaves strongly regularised synthetic
+#: problems 3.6% from the minimum at T = 128, the rule 1.7%); ``c`` fitted by ``benchmarks/rho_rule.py``.
+RHO_PER_WEIGHT = {"tgv": 80.0, "tv": 44.0}
 RHO_RANGE = (0.05, 100.0)
 
 _CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
