@@ -54,7 +54,7 @@ def main() -> None:
                 maps = model.noise_scaled(model.unet(SenseOp(coil_maps, mask).adjoint(f_n)), f_n, mask)
                 for gain in GAINS:
                     x, _ = admm_tgv_sense_channels(f / scale.reshape(1, 1, 1, 1, 1), coil_maps, mask, gain * maps[:, 0],
-                                                   gain * maps[:, 1], model.config.iterations, model.rho(), model.config.alpha,
+                                                   gain * maps[:, 1], model.config.iterations, model.rho(), model.config.alpha, model.rho_coil(),
                                                    penalty_ratio=model.config.penalty_ratio)
                     image = torch.sqrt(x[0].square().sum(0)).numpy() * float(scale)
                     rows.append({"case": case.name, "acceleration": acceleration, "gain": gain,

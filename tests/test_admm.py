@@ -163,6 +163,8 @@ def test_default_penalty_grows_with_the_weights_over_the_data_scale():
     rho = RHO_PER_WEIGHT["tgv"] * np.sqrt(lam0.mean((1, 2)) * lam1.mean((1, 2))) / scale
     np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9),
                                admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho)), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9),
+                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=rho), rtol=1e-12, atol=1e-14)  # numpy (B,)
     rho_tv = RHO_PER_WEIGHT["tv"] * lam1.mean((1, 2)) / scale
     np.testing.assert_allclose(admm_tv(f, lam1, mask=mask, iterations=9),
                                admm_tv(f, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho_tv)), rtol=1e-12, atol=1e-14)
@@ -202,6 +204,11 @@ def test_differentiable_in_maps_and_rho():
     torch.autograd.gradcheck(lambda a, r: admm_tv(f, a, mask=mask, iterations=4, rho=r).abs(), (lam, rho))
     torch.autograd.gradcheck(lambda a, b: admm_tgv(f, a, b, mask=mask, iterations=4).abs(), (lam0, lam1))
     torch.autograd.gradcheck(lambda a: admm_tv(f, a, mask=mask, iterations=4).abs(), (lam,))
+    zero = torch.zeros((1, 6, 6), dtype=torch.float64, requires_grad=True)
+    other = torch.full((1, 6, 6), 0.02, dtype=torch.float64, requires_grad=True)
+    admm_tgv(f, zero, other, mask=mask, iterations=4).abs().sum().backward()  # the default rho at a zero weight
+    assert zero.grad is not None and other.grad is not None
+    assert torch.isfinite(zero.grad).all() and torch.isfinite(other.grad).all()
 
 
 def test_mask_shapes_users_have_are_accepted():

@@ -77,8 +77,9 @@ def _gain_rate(cfg: dict) -> float:
 def _learned(ckpt) -> str:
     """The learned solver parameter, as the checkpoint holds it."""
     if ckpt.config.solver == "admm":
+        trained_on_coils = ckpt.training.get("config", {}).get("data", {}).get("multicoil_fraction", 0.0) > 0
         coil = (f", multi-coil: learned rho_coil = {math.exp(float(ckpt.state_dict['log_rho_coil'])):.3f}"
-                if "log_rho_coil" in ckpt.state_dict else "")
+                if "log_rho_coil" in ckpt.state_dict and trained_on_coils else "")
         return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
 

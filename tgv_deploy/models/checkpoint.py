@@ -95,7 +95,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise IntegrityError(f"{path}: state_dict missing or not a mapping of tensors")
     expected = build_model(config).state_dict()
-    # parameters added after a checkpoint was written take their initial value (UnrolledModel.load_state_dict_compatible)
+    # parameters added after a checkpoint was written take the value it computed with (UnrolledModel.load_state_dict_compatible)
     missing = set(expected) - set(state) - set(OPTIONAL_PARAMETERS)
     unexpected = set(state) - set(expected)
     if missing or unexpected:

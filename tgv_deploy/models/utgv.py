@@ -38,9 +38,9 @@ from tgv_deploy.solvers.pdhg import pdhg_tgv_channels, pdhg_tv_channels, step_si
 #: scaling single-coil-trained maps by 0.25 gained 0.3-2 dB over 1 (benchmarks/README.md).
 DEFAULT_COIL_GAIN = 0.25
 #: Coil-splitting penalty a fresh ADMM MRI model starts from (learned, ``rho_coil = exp(log_rho_coil)``):
-#: with the models' learned rho (~0.9) and maps, 0.25 (the solver default, chosen for rho = 2 and scalar
-#: maps) leaves coil-split ADMM further from its minimiser at T = 64 than a smaller one
-#: (benchmarks/results/multicoil/rho_coil.json).
+#: with the stage-7 models' learned rho (~0.9) and maps, 0.06 gave the best mean PSNR at T = 64 of
+#: 0.015-0.25 (0.25, the solver default, was chosen for rho = 2 and scalar maps), closer to the
+#: T = 1024 result (benchmarks/results/multicoil/rho_coil.json).
 INITIAL_RHO_COIL = 0.06
 
 #: Parameters added after models were first bundled, with the value a checkpoint written before them

@@ -28,9 +28,10 @@ from tgv_deploy.fourier_symbols import tgv_step_constants, tv_step_denominator
 from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
 from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
 
-#: Penalty and relaxation that converge fast on data normalised as the models normalise it (the
-#: starting image's peak magnitude 1); the iterates are positively homogeneous in (f, L0, L1), so
-#: they serve any intensity scale. Chosen by ``benchmarks/convergence.py`` (benchmarks/README.md).
+#: Fixed penalty and relaxation of the channel-level solvers and the models' starting penalty: the
+#: best worst case at T = 128 over the scalar maps of ``benchmarks/convergence.py``'s scan on data
+#: normalised as the models normalise it (benchmarks/README.md). ``admm_tgv`` / ``admm_tv`` default
+#: instead to :func:`default_rho`, which follows the weights.
 DEFAULT_RHO = 2.0
 DEFAULT_ALPHA = 1.9
 

@@ -218,13 +218,18 @@ def tv_energy(x: Any, f: Any, lam: Any, mask: Any = None, *, periodic: bool = Fa
 def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) -> torch.Tensor | None:
     """Validate ADMM's settings; return the mask ``(B|1, 1, H|1, W)`` (None for denoising)."""
     _steps(iterations, None, None, 1.0)
-    if rho is not None and not bool(torch.as_tensor(rho > 0).all()):
+    if rho is not None and not bool((torch.as_tensor(rho) > 0).all()):
         raise ValueError(f"rho must be positive, got {rho!r}")
     if not 1.0 <= alpha < 2.0:
         raise ValueError(f"alpha must be in [1, 2), got {alpha!r}")
     if problem.mask is not None:
         require_centre_sampled(problem.mask)
     return problem.mask
+
+
+def _as_penalty(rho: Any, like: torch.Tensor) -> Any:
+    """A numpy penalty (e.g. one per image from :func:`data_scale`) as a tensor of ``like``'s precision; others as given."""
+    return torch.as_tensor(rho, dtype=like.dtype, device=like.device) if isinstance(rho, np.ndarray) else rho
 
 
 def _mean_weight(lam: torch.Tensor) -> torch.Tensor:
@@ -273,8 +278,11 @@ def admm_tgv(
     problem = _problem(f, mask, "fft")
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    rho = _as_penalty(rho, problem.f)
     if rho is None:
-        rho = default_rho(problem.f, mask_ch, torch.sqrt(_mean_weight(l0) * _mean_weight(l1)), "tgv")
+        # clamped so that a zero weight keeps the gradient finite (sqrt' is infinite at 0)
+        product = (_mean_weight(l0) * _mean_weight(l1)).clamp_min(torch.finfo(l0.dtype).tiny)
+        rho = default_rho(problem.f, mask_ch, torch.sqrt(product), "tgv")
     x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=checked_penalty_ratio(penalty_ratio))
     return _output_xv(x, v, problem, return_v)
 
@@ -287,6 +295,7 @@ def admm_tv(
     problem = _problem(f, mask, "fft")
     lam = _map(lam, "lam", problem.f)
     mask_ch = _admm_arguments(problem, iterations, rho, alpha)
+    rho = _as_penalty(rho, problem.f)
     if rho is None:
         rho = default_rho(problem.f, mask_ch, _mean_weight(lam), "tv")
     return _output(admm_tv_channels(problem.f, lam, mask_ch, iterations, rho, alpha), problem)
