@@ -44,10 +44,7 @@ def main() -> None:
     rows = []
     for acceleration in (4, 8):
         for case in corrupt_multicoil(images, 8, acceleration, 0.08, 0.05):
-            k = case.kspace
-            f = torch.from_numpy(np.stack((k.real, k.imag), axis=1)[None].astype(np.float32))
-            coil_maps = torch.from_numpy(np.stack((case.maps.real, case.maps.imag), axis=1)[None].astype(np.float32))
-            mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
+            f, mask, coil_maps = case.model_inputs()
             scale = image_scale(SenseOp(coil_maps, mask).adjoint(f * mask[:, None]))
             with torch.no_grad():
                 f_n = f * mask[:, None] / scale.reshape(1, 1, 1, 1, 1)

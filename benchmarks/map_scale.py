@@ -39,9 +39,7 @@ def scores(model, cases) -> dict[float, tuple[float, float]]:
     """Mean (PSNR, SSIM) over ``cases`` per map factor."""
     totals = {factor: np.zeros(2) for factor in FACTORS}
     for case in cases:
-        k = case.kspace
-        f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
-        mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
+        f, mask, _ = case.model_inputs()
         _, maps = model(f, mask)
         for factor in FACTORS:
             if model.config.kind == "utgv":

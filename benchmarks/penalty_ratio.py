@@ -26,7 +26,7 @@ from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim_map
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
-from tgv_deploy.solvers.admm import admm_tgv_channels, admm_tv_channels
+from tgv_deploy.solvers.admm import admm_tgv_channels
 
 RATIOS = (1.0, 4.0, 16.0, 64.0, 256.0)
 SIGMAS = (0.02, 0.05, 0.1)
@@ -59,9 +59,7 @@ def main() -> None:
     for sigma in SIGMAS:
         totals: dict[tuple[str, int], np.ndarray] = {}
         for case in corrupt(images, 4, sigma):
-            k = case.kspace
-            f = torch.from_numpy(np.stack((k.real, k.imag))[None].astype(np.float32))
-            mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
+            f, mask, _ = case.model_inputs()
             x, _ = utv(f, mask)
             key = ("U-TV", utv.config.iterations)
             totals[key] = totals.get(key, 0) + _scores(case.target, x)

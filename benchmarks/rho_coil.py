@@ -34,14 +34,6 @@ CONVERGED = 1024
 SEED = 56_000  # neither a training nor a test seed range
 
 
-def _as_tensors(case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    k = case.kspace
-    f = torch.from_numpy(np.stack((k.real, k.imag), axis=1)[None].astype(np.float32))
-    coil_maps = torch.from_numpy(np.stack((case.maps.real, case.maps.imag), axis=1)[None].astype(np.float32))
-    mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
-    return f * mask[:, None], coil_maps, mask
-
-
 @torch.no_grad()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +51,8 @@ def main() -> None:
     rows = []
     for acceleration in (4, 8):
         for case in corrupt_multicoil(images, 8, acceleration, 0.08, 0.05):
-            f, coil_maps, mask = _as_tensors(case)
+            f, mask, coil_maps = case.model_inputs()
+            f = f * mask[:, None]
             for name, model in models.items():
                 scores = []
                 for rho_coil, iterations in settings:

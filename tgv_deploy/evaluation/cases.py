@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask
@@ -33,6 +34,15 @@ class Case:
     target: np.ndarray
     setting: str
     maps: np.ndarray | None = None
+
+    def model_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The case as the models take it (float32): k-space ``(1, 2, H, W)`` (multi-coil
+        ``(1, C, 2, H, W)``), mask ``(1, 1, 1, W)``, coil maps ``(1, C, 2, H, W)`` or None."""
+        if self.mask is None:
+            raise ValueError(f"MRI case {self.name} has no mask")
+        as_channels = lambda z: torch.from_numpy(np.stack((z.real, z.imag), axis=z.ndim - 2)[None].astype(np.float32))  # noqa: E731
+        maps = None if self.maps is None else as_channels(self.maps)
+        return as_channels(self.kspace), torch.from_numpy(self.mask.astype(np.float32)).reshape(1, 1, 1, -1), maps
 
 
 def _crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -96,13 +96,8 @@ def evaluate_case(case: Case, utgv, utv, baseline_max_iterations: int, criterion
                   iterations: int | None = None, known: dict | None = None) -> Outcome:
     """Score one MRI case; ``iterations`` is the models' T (``None``: each model's own default);
     ``known``: reuse the scalar baselines of this case's record in an earlier results.json."""
+    f, mask, coil_maps = case.model_inputs()
     k = case.kspace
-    if case.mask is None:
-        raise ValueError(f"MRI case {case.name} has no mask")
-    channel_axis = 0 if case.maps is None else 1
-    f = torch.from_numpy(np.stack((k.real, k.imag), axis=channel_axis)[None].astype(np.float32))
-    coil_maps = None if case.maps is None else torch.from_numpy(np.stack((case.maps.real, case.maps.imag), axis=1)[None].astype(np.float32))
-    mask = torch.from_numpy(case.mask.astype(np.float32)).reshape(1, 1, 1, -1)
     target = case.target
     out = Outcome(case)
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import torch
 
 from tgv_deploy.fourier_symbols import tgv_step_constants, tv_step_denominator
+from tgv_deploy.layout import magnitude
 from tgv_deploy.operators.periodic import PeriodicGradient, PeriodicSymGradient
 from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
 
@@ -130,8 +131,7 @@ class _Data:
 
 def peak_of_adjoint(f: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``(B,)`` peak magnitude of ``A^H f`` (``f``, ``mask`` as for :func:`admm_tgv_channels`): the data's scale."""
-    x0 = _Data(f, mask).x0
-    return torch.sqrt(x0.square().sum(1)).flatten(1).amax(1)
+    return magnitude(_Data(f, mask).x0).flatten(1).amax(1)
 
 
 def default_rho(f: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, regulariser: str) -> torch.Tensor:

@@ -215,8 +215,12 @@ def tv_energy(x: Any, f: Any, lam: Any, mask: Any = None, *, periodic: bool = Fa
     return energy.detach().numpy() if problem.was_numpy else energy
 
 
-def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) -> torch.Tensor | None:
-    """Validate ADMM's settings; return the mask ``(B|1, 1, H|1, W)`` (None for denoising)."""
+def _admm_arguments(
+    problem: _Problem, iterations: int, rho: Any, alpha: float, weight: torch.Tensor, regulariser: str
+) -> tuple[torch.Tensor | None, Any]:
+    """Validate ADMM's settings; return the mask ``(B|1, 1, H|1, W)`` (None for denoising) and the
+    penalty: ``rho`` as given (a numpy one, e.g. one per image from :func:`data_scale`, as a tensor
+    of f's precision), or by default :func:`default_rho` of the problem's ``weight`` ``(B|1,)``."""
     _steps(iterations, None, None, 1.0)
     if rho is not None and not bool((torch.as_tensor(rho) > 0).all()):
         raise ValueError(f"rho must be positive, got {rho!r}")
@@ -224,12 +228,11 @@ def _admm_arguments(problem: _Problem, iterations: int, rho: Any, alpha: float) 
         raise ValueError(f"alpha must be in [1, 2), got {alpha!r}")
     if problem.mask is not None:
         require_centre_sampled(problem.mask)
-    return problem.mask
-
-
-def _as_penalty(rho: Any, like: torch.Tensor) -> Any:
-    """A numpy penalty (e.g. one per image from :func:`data_scale`) as a tensor of ``like``'s precision; others as given."""
-    return torch.as_tensor(rho, dtype=like.dtype, device=like.device) if isinstance(rho, np.ndarray) else rho
+    if rho is None:
+        rho = default_rho(problem.f, problem.mask, weight, regulariser)
+    elif isinstance(rho, np.ndarray):
+        rho = torch.as_tensor(rho, dtype=problem.f.dtype, device=problem.f.device)
+    return problem.mask, rho
 
 
 def _mean_weight(lam: torch.Tensor) -> torch.Tensor:
@@ -277,12 +280,9 @@ def admm_tgv(
     """
     problem = _problem(f, mask, "fft")
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
-    mask_ch = _admm_arguments(problem, iterations, rho, alpha)
-    rho = _as_penalty(rho, problem.f)
-    if rho is None:
-        # clamped so that a zero weight keeps the gradient finite (sqrt' is infinite at 0)
-        product = (_mean_weight(l0) * _mean_weight(l1)).clamp_min(torch.finfo(l0.dtype).tiny)
-        rho = default_rho(problem.f, mask_ch, torch.sqrt(product), "tgv")
+    # clamped so that a zero weight keeps the gradient finite (sqrt' is infinite at 0)
+    weight = torch.sqrt((_mean_weight(l0) * _mean_weight(l1)).clamp_min(torch.finfo(l0.dtype).tiny))
+    mask_ch, rho = _admm_arguments(problem, iterations, rho, alpha, weight, "tgv")
     x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=checked_penalty_ratio(penalty_ratio))
     return _output_xv(x, v, problem, return_v)
 
@@ -294,8 +294,5 @@ def admm_tv(
     (the default rho: ``RHO_PER_WEIGHT["tv"] * mean lam / peak |A^H f|``)."""
     problem = _problem(f, mask, "fft")
     lam = _map(lam, "lam", problem.f)
-    mask_ch = _admm_arguments(problem, iterations, rho, alpha)
-    rho = _as_penalty(rho, problem.f)
-    if rho is None:
-        rho = default_rho(problem.f, mask_ch, _mean_weight(lam), "tv")
+    mask_ch, rho = _admm_arguments(problem, iterations, rho, alpha, _mean_weight(lam), "tv")
     return _output(admm_tv_channels(problem.f, lam, mask_ch, iterations, rho, alpha), problem)
