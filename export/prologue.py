@@ -67,5 +67,5 @@ class SensePrologue(nn.Module):
         coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
         f_n = f / scale[:, None]
-        maps_n = self.model.noise_scaled(self.model.unet(x0), f_n, mask) * self.model.coil_gain()
+        maps_n = self.model.noise_scaled(self.model.unet(x0), f_n, mask) * self.model.coil_gain(mask)
         return x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual

@@ -121,9 +121,10 @@ def test_bad_coil_counts_are_user_errors(tmp_path, coils):
 @pytest.mark.parametrize("name", ["utgv-mri", "utgv-mri-pdhg"])
 def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain(name):
     """One coil of ones gives the U-Net the same A^H f as single-coil data; the multi-coil maps are
-    then the single-coil ones times exp(log_coil_gain): learned in ``utgv-mri``, and
-    DEFAULT_COIL_GAIN for checkpoints written before the parameter existed (``utgv-mri-pdhg``)."""
-    from tgv_deploy.models.utgv import DEFAULT_COIL_GAIN
+    then the single-coil ones times exp(log_coil_gain) (p_ref / p) ** gamma, p the sampled fraction:
+    learned in ``utgv-mri``, DEFAULT_COIL_GAIN and gamma = 0 for checkpoints written before the
+    parameters existed (``utgv-mri-pdhg``)."""
+    from tgv_deploy.models.utgv import COIL_REFERENCE_FRACTION, DEFAULT_COIL_GAIN
 
     checkpoint = load_checkpoint(resolve_model(name))
     model = checkpoint.build()
@@ -132,12 +133,14 @@ def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain(name):
         assert not torch.allclose(gain.flatten(), torch.full((2,), DEFAULT_COIL_GAIN))  # it moved in training
     else:
         gain = torch.full((1, 2, 1, 1), DEFAULT_COIL_GAIN)
-    assert torch.allclose(model.coil_gain(), gain)
+    exponent = checkpoint.state_dict.get("coil_acceleration_exponent", torch.zeros(2)).reshape(1, 2, 1, 1)
     rng = np.random.default_rng(1)
     k = (rng.standard_normal((24, 20)) + 1j * rng.standard_normal((24, 20))).astype(np.complex64)
     mask = torch.zeros(1, 1, 1, 20)
     mask[..., ::2] = 1
     mask[..., 10] = 1
+    gain = gain * (COIL_REFERENCE_FRACTION / mask.mean()) ** exponent
+    assert torch.allclose(model.coil_gain(mask), gain)
     f = _channels(k, 0)[None] * mask
     ones = torch.zeros(1, 1, 2, 24, 20)
     ones[:, :, 0] = 1
@@ -145,6 +148,27 @@ def test_multicoil_maps_are_the_single_coil_maps_times_the_learned_gain(name):
         _, single = model(f, mask, iterations=2)
         _, multi = model(f[:, None], mask, iterations=2, coil_maps=ones)
     assert torch.allclose(multi, gain * single, rtol=1e-5, atol=1e-7)
+
+
+def test_the_multicoil_gain_follows_the_sampled_fraction_by_its_exponent():
+    """Per image of a batch: halving the sampled fraction multiplies each map's gain by 2 ** gamma;
+    at the reference fraction the factor is the gain alone; a fresh model starts at the documented gamma."""
+    from tgv_deploy.models.config import ModelConfig
+    from tgv_deploy.models.utgv import COIL_REFERENCE_FRACTION, INITIAL_COIL_ACCELERATION_EXPONENT, build_model
+
+    model = build_model(ModelConfig(kind="utgv", task="mri"))
+    assert torch.allclose(model.coil_acceleration_exponent, torch.full((2,), INITIAL_COIL_ACCELERATION_EXPONENT))
+    with torch.no_grad():
+        model.coil_acceleration_exponent.copy_(torch.tensor([0.5, 1.5]))
+    mask = torch.zeros(3, 1, 1, 48)
+    mask[0, ..., ::4] = 1  # p = 1/4
+    mask[1, ..., ::8] = 1  # p = 1/8
+    mask[2, ..., :8] = 1  # p = 1/6, the reference
+    factor = model.coil_gain(mask)
+    assert factor.shape == (3, 2, 1, 1)
+    assert torch.allclose(factor[1] / factor[0], torch.tensor([2**0.5, 2**1.5]).reshape(2, 1, 1), rtol=1e-5)
+    assert abs(mask[2].mean().item() - COIL_REFERENCE_FRACTION) < 1e-7
+    assert torch.allclose(factor[2], torch.exp(model.log_coil_gain).reshape(2, 1, 1), rtol=1e-5)
 
 
 def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):

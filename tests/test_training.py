@@ -132,9 +132,10 @@ def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
 
 
 def test_a_parameter_the_checkpoint_lacks_keeps_its_old_value_for_inference_and_starts_fresh_in_training(tmp_path):
-    """A checkpoint written before ``log_rho_coil`` existed reconstructs with the 0.25 it was
-    trained with; training from it starts the new parameter where a fresh model starts it."""
-    from tgv_deploy.models.utgv import INITIAL_RHO_COIL
+    """A checkpoint written before ``log_rho_coil`` and ``coil_acceleration_exponent`` existed
+    reconstructs with the 0.25 and the R-independent gain it was trained with; training from it
+    starts the new parameters where a fresh model starts them."""
+    from tgv_deploy.models.utgv import INITIAL_COIL_ACCELERATION_EXPONENT, INITIAL_RHO_COIL
     from tgv_deploy.solvers.admm_sense import DEFAULT_RHO_COIL
 
     trained = train(load_config(_write(tmp_path, 2)), tmp_path / "a", log=lambda _: None)
@@ -142,12 +143,15 @@ def test_a_parameter_the_checkpoint_lacks_keeps_its_old_value_for_inference_and_
     assert "log_rho_coil" in checkpoint.state_dict
     old = tmp_path / "old.pt"
     payload = torch.load(trained, weights_only=True)
-    del payload["state_dict"]["log_rho_coil"]
+    del payload["state_dict"]["log_rho_coil"], payload["state_dict"]["coil_acceleration_exponent"]
     torch.save(payload, old)
-    assert float(load_checkpoint(old).build().rho_coil()) == pytest.approx(DEFAULT_RHO_COIL)
+    legacy = load_checkpoint(old).build()
+    assert float(legacy.rho_coil()) == pytest.approx(DEFAULT_RHO_COIL)
+    assert not legacy.coil_acceleration_exponent.detach().any()  # the gain stays independent of R
     model = build_model(config_from_dict(_tiny_dict()).model)
     warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(old)}))
     assert float(model.rho_coil().detach()) == pytest.approx(INITIAL_RHO_COIL) and INITIAL_RHO_COIL != DEFAULT_RHO_COIL
+    assert torch.allclose(model.coil_acceleration_exponent.detach(), torch.full((2,), INITIAL_COIL_ACCELERATION_EXPONENT))
     assert torch.equal(model.unet.head.weight, checkpoint.state_dict["unet.head.weight"])
 
 
@@ -206,8 +210,9 @@ def test_coil_gain_and_penalty_get_their_own_rate_and_no_weight_decay():
     config = config_from_dict({"learning_rate": 1e-4, "gain_learning_rate": 3e-3})
     model = build_model(config.model)
     groups = parameter_groups(model, config)
-    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 2, 2]
-    assert {id(p) for p in groups[1]["params"]} == {id(model.log_coil_gain), id(model.log_rho_coil)}
+    assert [len(g["params"]) for g in groups] == [len(list(model.parameters())) - 3, 3]
+    assert {id(p) for p in groups[1]["params"]} == {id(model.log_coil_gain), id(model.coil_acceleration_exponent),
+                                                    id(model.log_rho_coil)}
     assert groups[1]["lr"] == 3e-3 and groups[1]["weight_decay"] == 0.0
     denoiser = build_model(config_from_dict({"model": {"task": "denoise", "kind": "utv"}}).model)
     assert len(parameter_groups(denoiser, config)) == 1  # no coils, no gain

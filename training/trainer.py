@@ -33,7 +33,7 @@ MODEL_FILE = "model.pt"
 
 
 #: One number per map each (and the coil penalty, one number), trained at ``gain_learning_rate``.
-GAIN_PARAMETERS = ("log_coil_gain", "noise_exponent", "log_rho_coil")
+GAIN_PARAMETERS = ("log_coil_gain", "coil_acceleration_exponent", "noise_exponent", "log_rho_coil")
 
 
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
@@ -186,11 +186,11 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     resumed_elapsed = elapsed
     trained: torch.nn.Module = model
     if world > 1:
-        # the multi-coil map gain and coil penalty take no part in single-coil batches: frozen when
+        # the multi-coil map gain, its exponent and the coil penalty take no part in single-coil batches: frozen when
         # there are none, otherwise DDP must expect a batch that leaves them unused
         mixed = config.model.task == "mri" and config.data.multicoil_fraction > 0
         if config.model.task == "mri" and not mixed:
-            for name in ("log_coil_gain", "log_rho_coil"):
+            for name in ("log_coil_gain", "coil_acceleration_exponent", "log_rho_coil"):
                 if hasattr(model, name):
                     getattr(model, name).requires_grad_(False)
         trained = torch.nn.parallel.DistributedDataParallel(

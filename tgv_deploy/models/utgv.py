@@ -42,6 +42,13 @@ DEFAULT_COIL_GAIN = 0.25
 #: 0.015-0.25 (0.25, the solver default, was chosen for rho = 2 and scalar maps), closer to the
 #: T = 1024 result (benchmarks/results/multicoil/rho_coil.json).
 INITIAL_RHO_COIL = 0.06
+#: Multi-coil maps also scale with the sampled fraction ``p`` of k-space as ``(COIL_REFERENCE_FRACTION / p) **
+#: gamma`` (``gamma = coil_acceleration_exponent``, learned per map): the zero-filled image the U-Net reads is
+#: aliased alike at every R, but the coils resolve the aliasing of R = 4 far better than that of R = 8, so
+#: the best multi-coil maps are much weaker at R = 4 than at R = 8 (benchmarks/README.md, "The multi-coil
+#: gain follows the acceleration"). At the reference fraction (R = 6 of the training range) the factor is 1.
+COIL_REFERENCE_FRACTION = 1.0 / 6.0
+INITIAL_COIL_ACCELERATION_EXPONENT = 1.0
 
 #: Parameters added after models were first bundled, with the value a checkpoint written before them
 #: computed with (``None``: the parameter's start value): the multi-coil gain its start, the noise
@@ -51,6 +58,7 @@ OPTIONAL_PARAMETERS: dict[str, float | None] = {
     "log_coil_gain": None,
     "noise_exponent": None,
     "log_rho_coil": math.log(DEFAULT_RHO_COIL),
+    "coil_acceleration_exponent": 0.0,
 }
 
 
@@ -77,6 +85,8 @@ class UnrolledModel(nn.Module):
         if config.task == "mri":
             #: Multi-coil maps are ``exp(log_coil_gain) * maps`` per channel (learned; see DEFAULT_COIL_GAIN).
             self.log_coil_gain = nn.Parameter(torch.full((config.map_channels,), math.log(DEFAULT_COIL_GAIN)))
+            #: ... times ``(COIL_REFERENCE_FRACTION / sampled fraction) ** coil_acceleration_exponent`` per channel.
+            self.coil_acceleration_exponent = nn.Parameter(torch.full((config.map_channels,), INITIAL_COIL_ACCELERATION_EXPONENT))
         if config.task == "mri" and config.solver == "admm":
             #: Coil splitting's penalty ``rho_coil = exp(log_rho_coil)`` (learned; SPEC 2b: "its own penalty").
             self.log_rho_coil = nn.Parameter(torch.tensor(math.log(INITIAL_RHO_COIL)))
@@ -142,9 +152,12 @@ class UnrolledModel(nn.Module):
                 missing[name] = own[name] if warm_start or legacy is None else torch.full_like(own[name], legacy)
         self.load_state_dict({**state, **missing})
 
-    def coil_gain(self) -> torch.Tensor:
-        """``(1, M, 1, 1)`` factor of multi-coil maps."""
-        return torch.exp(self.log_coil_gain).reshape(1, -1, 1, 1)
+    def coil_gain(self, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, M, 1, 1)`` factor of multi-coil maps for the mask ``(B, 1, 1|H, W)``: the learned gain
+        times the learned power of the sampled fraction (:data:`COIL_REFERENCE_FRACTION`)."""
+        fraction = mask.flatten(1).mean(1).clamp_min(torch.finfo(mask.dtype).tiny).reshape(-1, 1)
+        log_factor = self.log_coil_gain + self.coil_acceleration_exponent * torch.log(COIL_REFERENCE_FRACTION / fraction)
+        return torch.exp(log_factor).unsqueeze(-1).unsqueeze(-1)
 
     def step_sizes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """PDHG's ``(s, t)``."""
@@ -192,7 +205,8 @@ class UnrolledModel(nn.Module):
         f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
         maps = self.noise_scaled(self.unet(x0 / scale), f_normalised, mask)
         if coil_maps is not None:
-            maps = maps * self.coil_gain()
+            assert mask is not None  # checked by forward_operator
+            maps = maps * self.coil_gain(mask.to(f.dtype))
         if self.config.solver == "admm":
             if mask is not None:
                 require_centre_sampled(mask)
