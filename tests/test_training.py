@@ -289,9 +289,10 @@ def test_model_card_describes_every_stage(tmp_path):
     assert f"`tgv-deploy train stage1.toml -o {stage1.parent}`" in text  # each stage's run folder is its checkpoint's
     assert "ADMM (SPEC 2b" in text  # the solver the final stage trained through (new models default to ADMM)
     assert "sigma ~ U[0.0, 0.2]" in text[first:second] and "log sigma ~ U[log 0.01, log 0.2]" in text[second:]
-    assert ("50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain and coil penalty learned at rate 0.003)"
-            in text[second:])
+    assert ("50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain and its power of the sampled "
+            "fraction and coil penalty learned at rate 0.003)" in text[second:])
     assert "learned rho_coil = " in text.splitlines()[2]  # the final stage trained on coils: its learned coil penalty
+    assert "times (p_ref / sampled fraction) to the powers" in text.splitlines()[2]
     assert "learned rho_coil" not in card(stage1, "tiny", "stage1.toml", [], []).splitlines()[2]  # never trained on coils
     assert "scaled by a learned power of the k-space noise level" in text[second:] and "noise level" not in text[first:second]
     with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])

@@ -22,8 +22,8 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "d2baa9604344d4098aa250c1f94a0d2220fa3fec26b60b53db04ebac9eb472ad",
-    "utv-mri": "56372744d063d9dec2768e646a60c5c49638dd014c1730267db7a8c096e6f911",
+    "utgv-mri": "c0dd02ac0647fc86b357df1731e31c22ee3a4fadb78f78d7a8bf8207297becd5",
+    "utv-mri": "b190270f367e0cedab3951512520b4b2b015018e008bcafa11f93ad2cf2ce9eb",
     "utgv-denoise": "f63b42f8ac649add0f8af33250935bfa5fb6af017096cdca290609cc22dd9af6",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
 }

@@ -54,7 +54,8 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, {sigma}, "
                      f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model)"
                      + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
-                        + (f", multi-coil map gain{' and coil penalty' if 'log_rho_coil' in ckpt.state_dict else ''} learned at rate "
+                        + (f", multi-coil map gain{' and its power of the sampled fraction' if 'coil_acceleration_exponent' in ckpt.state_dict else ''}"
+                           f"{' and coil penalty' if 'log_rho_coil' in ckpt.state_dict else ''} learned at rate "
                            f"{_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
                         + ")" if multicoil else "") + ".")
         if model.noise_gain:
@@ -78,8 +79,13 @@ def _learned(ckpt) -> str:
     """The learned solver parameter, as the checkpoint holds it."""
     if ckpt.config.solver == "admm":
         trained_on_coils = ckpt.training.get("config", {}).get("data", {}).get("multicoil_fraction", 0.0) > 0
-        coil = (f", multi-coil: learned rho_coil = {math.exp(float(ckpt.state_dict['log_rho_coil'])):.3f}"
-                if "log_rho_coil" in ckpt.state_dict and trained_on_coils else "")
+        state = ckpt.state_dict
+        coil = (f", multi-coil: learned rho_coil = {math.exp(float(state['log_rho_coil'])):.3f}"
+                if "log_rho_coil" in state and trained_on_coils else "")
+        if "coil_acceleration_exponent" in state and trained_on_coils:
+            gains = ", ".join(f"{math.exp(float(g)):.3f}" for g in state["log_coil_gain"])
+            exponents = ", ".join(f"{float(e):.2f}" for e in state["coil_acceleration_exponent"])
+            coil += f", map gains ({gains}) times (p_ref / sampled fraction) to the powers ({exponents})"
         return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
 
