@@ -19,8 +19,11 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``rho-rule FILE``: ``benchmarks/rho_rule.py``'s JSON (the default ADMM penalty's rule against a fixed rho);
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
-* ``map-scale FILE``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level);
+* ``map-scale FILE [psnr]``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level;
+  ``psnr`` adds the PSNR at factor 1);
 * ``penalty-ratio FILE``: ``benchmarks/penalty_ratio.py``'s JSON (U-TGV by the penalty of its ``E v`` constraint);
+* ``rho-schedule FILE``: ``benchmarks/rho_schedule.py``'s JSON (the learned rho against per-iteration schedules:
+  the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
@@ -219,7 +222,8 @@ def _pivot(rows: list[dict], row_of: Callable[[dict], Any], column_of: Callable[
     return list(dict.fromkeys(k[0] for k in grid)), list(dict.fromkeys(k[1] for k in grid)), grid
 
 
-def map_scale(path: Path) -> str:
+def map_scale(path: Path, show: str = "") -> str:
+    """``show = "psnr"`` adds each cell's PSNR at factor 1 (the model as it is)."""
     models, settings, grid = _pivot(json.loads(path.read_text())["rows"], lambda r: r["model"],
                                     lambda r: (r["sigma"], r["acceleration"]))
     lines = ["| model | " + " | ".join(f"sigma {s:g}, R={a}" for s, a in settings) + " |", "| --- |" + " --- |" * len(settings)]
@@ -228,7 +232,8 @@ def map_scale(path: Path) -> str:
         for setting in settings:
             r = grid[model, setting]
             best = str(r["best_factor"])
-            cells.append(f"{float(best):g} ({r['psnr'][best] - r['psnr']['1.0']:+.2f} dB)")
+            at_one = f"; {r['psnr']['1.0']:.2f} dB at 1" if show == "psnr" else ""
+            cells.append(f"{float(best):g} ({r['psnr'][best] - r['psnr']['1.0']:+.2f} dB{at_one})")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -250,6 +255,18 @@ def noise_level(path: Path) -> str:
         per_file.setdefault(r["slice"].split(":")[0], []).append(r["image_noise_per_pixel"])
     lines += ["", "| held-out file | noise per pixel of the normalised zero-filled image at R = 4, sigma = 0.05 |", "| --- | --- |"]
     lines += [f"| {name} | {np.min(v):.4f}-{np.max(v):.4f} |" if len(v) > 1 else f"| {name} | {v[0]:.4f} |" for name, v in per_file.items()]
+    return "\n".join(lines)
+
+
+def rho_schedule(path: Path) -> str:
+    rows = json.loads(path.read_text())["rows"]
+    learned = [r for r in rows if r["schedule"].startswith("learned")]
+    geometric = sorted((r for r in rows if r["schedule"].startswith("geometric")), key=lambda r: r["distance"])
+    best_ssim = max(geometric, key=lambda r: r["ssim"])
+    shown = learned + geometric[:4] + ([best_ssim] if best_ssim not in geometric[:4] else [])
+    shown += [r for r in rows if r["schedule"].startswith("alternating")]
+    lines = ["| schedule (T = 64) | distance to the minimiser | PSNR | SSIM |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['schedule']} | {r['distance']:.2e} | {r['psnr']:.2f} dB | {r['ssim']:.3f} |" for r in shown]
     return "\n".join(lines)
 
 
@@ -291,7 +308,8 @@ def provenance(path: Path) -> str:
 KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
-         "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio}
+         "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
+         "rho-schedule": rho_schedule}
 
 
 def render(spec: str) -> str:

@@ -292,7 +292,7 @@ def test_model_card_describes_every_stage(tmp_path):
     assert ("50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain and its power of the sampled "
             "fraction and coil penalty learned at rate 0.003)" in text[second:])
     assert "learned rho_coil = " in text.splitlines()[2]  # the final stage trained on coils: its learned coil penalty
-    assert "times (p_ref / sampled fraction) to the powers" in text.splitlines()[2]
+    assert "times (0.167 / sampled fraction) to the powers" in text.splitlines()[2]
     assert "learned rho_coil" not in card(stage1, "tiny", "stage1.toml", [], []).splitlines()[2]  # never trained on coils
     assert "scaled by a learned power of the k-space noise level" in text[second:] and "noise level" not in text[first:second]
     with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.models.checkpoint import load_checkpoint
+from tgv_deploy.models.utgv import COIL_REFERENCE_FRACTION
 
 _SOLVERS = {"admm": "ADMM (SPEC 2b: periodic differences, exact Fourier-domain step, learned penalty)",
             "pdhg": "PDHG (SPEC 2)"}
@@ -85,7 +86,7 @@ def _learned(ckpt) -> str:
         if "coil_acceleration_exponent" in state and trained_on_coils:
             gains = ", ".join(f"{math.exp(float(g)):.3f}" for g in state["log_coil_gain"])
             exponents = ", ".join(f"{float(e):.2f}" for e in state["coil_acceleration_exponent"])
-            coil += f", map gains ({gains}) times (p_ref / sampled fraction) to the powers ({exponents})"
+            coil += f", map gains ({gains}) times ({COIL_REFERENCE_FRACTION:.3g} / sampled fraction) to the powers ({exponents})"
         return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
 
