@@ -48,7 +48,9 @@ def scheduled_admm(f: torch.Tensor, lambda0: torch.Tensor, lambda1: torch.Tensor
     bound1, bound0 = _as_field_bound(lambda1), _as_field_bound(lambda0)
     previous = rhos[0]
     for k, rho in enumerate(rhos):
-        step = steps.setdefault(rho, TGVStep(f, mask, rho))
+        if rho not in steps:
+            steps[rho] = TGVStep(f, mask, rho)
+        step = steps[rho]
         if k == 0:
             x = step.data.x0
             v = torch.zeros((x.shape[0], 2, *x.shape[1:]), dtype=x.dtype)
@@ -74,8 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     path = str(resolve_model(args.model))
     model = load_checkpoint(path).build().eval()
-    if model.config.kind != "utgv" or model.config.solver != "admm" or model.config.task != "mri":
-        raise SystemExit("--model must be an ADMM U-TGV MRI model")
+    if model.config.kind != "utgv" or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0:
+        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single penalty (penalty_ratio 1)")
     rho, alpha = float(model.rho()), model.config.alpha
     problems = []
     for case in corrupt(ground_truth_images([], args.images, (128, 128)), 4, 0.05):

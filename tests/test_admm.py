@@ -252,3 +252,46 @@ def test_one_penalty_per_image_equals_separate_runs():
         torch.testing.assert_close(x[b : b + 1], xb, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(v[b : b + 1], vb, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(tv[b : b + 1], admm_tv_channels(f_ch[b : b + 1], lam[b : b + 1], m, 12, float(rho[b])), rtol=1e-12, atol=1e-12)
+
+
+def _rho_schedule_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rho_schedule.py"
+    spec = importlib.util.spec_from_file_location("rho_schedule", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_scheduled_penalty_is_admm_with_the_unscaled_duals_carried_over():
+    """``benchmarks/rho_schedule.py``: a constant schedule is ``admm_tgv_channels`` itself; a changing
+    one equals ADMM written with unscaled duals ``y = rho u`` (what rescaling ``u`` at a change keeps)."""
+    from tgv_deploy.solvers.admm import TGVStep, admm_tgv_channels, shrink
+
+    scheduled_admm = _rho_schedule_module().scheduled_admm
+    rng = np.random.default_rng(11)
+    f = torch.from_numpy(rng.standard_normal((1, 2, 12, 10)))
+    mask = torch.zeros(1, 1, 1, 10, dtype=torch.float64)
+    mask[..., ::2] = 1
+    mask[..., 5] = 1
+    lambda0, lambda1 = torch.full((1, 12, 10), 0.3, dtype=torch.float64), torch.full((1, 12, 10), 0.1, dtype=torch.float64)
+    constant = scheduled_admm(f * mask, lambda0, lambda1, mask, [1.5] * 20, 1.7)
+    reference, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 20, 1.5, 1.7)
+    assert torch.allclose(constant, reference, rtol=0, atol=1e-12)
+
+    rhos = [0.5, 0.5, 2.0, 2.0, 1.0, 4.0, 0.8, 0.8, 1.3, 3.0]
+    x = scheduled_admm(f * mask, lambda0, lambda1, mask, rhos, 1.7)
+    alpha, step = 1.7, TGVStep(f * mask, mask, rhos[0])
+    y = step.data.x0
+    z1, z2 = step.grad(y), torch.zeros((1, 3, 2, 12, 10), dtype=torch.float64)
+    y1, y2 = torch.zeros((1, 2, 2, 12, 10), dtype=torch.float64), torch.zeros_like(z2)
+    for rho in rhos:
+        step = TGVStep(f * mask, mask, rho)
+        unscaled_x, v = step(z1 - y1 / rho, z2 - y2 / rho)
+        g1 = alpha * (step.grad(unscaled_x) - v) + (1 - alpha) * z1
+        g2 = alpha * step.sym(v) + (1 - alpha) * z2
+        z1, z2 = shrink(g1 + y1 / rho, lambda1[:, None, None] / rho), shrink(g2 + y2 / rho, lambda0[:, None, None] / rho)
+        y1, y2 = y1 + rho * (g1 - z1), y2 + rho * (g2 - z2)
+    assert torch.allclose(x, unscaled_x, rtol=0, atol=1e-10)

@@ -169,6 +169,9 @@ def test_the_multicoil_gain_follows_the_sampled_fraction_by_its_exponent():
     assert torch.allclose(factor[1] / factor[0], torch.tensor([2**0.5, 2**1.5]).reshape(2, 1, 1), rtol=1e-5)
     assert abs(mask[2].mean().item() - COIL_REFERENCE_FRACTION) < 1e-7
     assert torch.allclose(factor[2], torch.exp(model.log_coil_gain).reshape(2, 1, 1), rtol=1e-5)
+    # a 2D mask (B, 1, H, W) with the same sampled fraction gives the same factor
+    two_d = mask.expand(3, 1, 5, 48).clone()
+    assert torch.allclose(model.coil_gain(two_d), factor)
 
 
 def test_a_header_that_no_longer_matches_the_kspace_does_not_crop_it(tmp_path):

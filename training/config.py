@@ -78,8 +78,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     learning_rate: float = 1e-3
-    # the learned per-map gains (multi-coil gain, noise exponent) are one number per map, the
-    # multi-coil one moved only by multi-coil batches: with the U-Net's rate they would barely
+    # the learned per-map gains (multi-coil gain and its exponent of the sampled fraction, noise
+    # exponent; and the coil penalty) are one number per map, the multi-coil ones moved only by
+    # multi-coil batches: with the U-Net's rate they would barely
     # leave their start values in a fine-tune; 0 = learning_rate
     gain_learning_rate: float = 0.0
     weight_decay: float = 1e-4

@@ -52,7 +52,8 @@ INITIAL_COIL_ACCELERATION_EXPONENT = 1.0
 
 #: Parameters added after models were first bundled, with the value a checkpoint written before them
 #: computed with (``None``: the parameter's start value): the multi-coil gain its start, the noise
-#: exponent 0 (no noise scaling), the coil penalty the solver default every such model used. A warm
+#: exponent 0 (no noise scaling), the coil penalty the solver default every such model used, the
+#: multi-coil gain's exponent of the sampled fraction 0 (a gain independent of R). A warm
 #: start in training gives them their start values instead (:meth:`UnrolledModel.load_state_dict_compatible`).
 OPTIONAL_PARAMETERS: dict[str, float | None] = {
     "log_coil_gain": None,
