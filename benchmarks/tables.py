@@ -16,7 +16,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``convergence-sense FILE``: ``benchmarks/convergence_sense.py``'s JSON (multi-coil schemes against T);
 * ``coil-gain FILE``: ``benchmarks/coil_gain.py``'s JSON (median PSNR per multi-coil map gain);
 * ``rho-coil FILE``: ``benchmarks/rho_coil.py``'s JSON (mean PSNR per coil-splitting penalty at the models' T);
-* ``rho-rule FILE``: ``benchmarks/rho_rule.py``'s JSON (the default ADMM penalty's rule against a fixed rho);
+* ``rho-rule FILE``: ``benchmarks/rho_rule.py``'s JSON (the fitted rule, and the shipped default ADMM penalty against a fixed rho);
 * ``oracle-gap FILE``: ``benchmarks/oracle_gap.py``'s JSON (energy gap of ``admm_tgv``'s defaults);
 * ``multicoil-latency FILE``: ``benchmarks/multicoil_latency.py``'s JSON (latency against coils);
 * ``map-scale FILE [psnr]``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level;
@@ -195,14 +195,16 @@ def rho_coil(path: Path) -> str:
 def rho_rule(path: Path) -> str:
     data = json.loads(path.read_text())
     best_gap = lambda r: r["gap_T128"][f"{r['best_rho']:g}"]  # noqa: E731
-    lines = ["| case | regulariser | weights | best rho (c) | gap T=128, best | rule rho | gap T=128, rule | gap T=128, rho 2 |",
+    lines = ["| case | regulariser | weights | best rho (c) | gap T=128, best | default rho | gap T=128, default | gap T=128, rho 2 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["rows"]:
         lines.append(f"| {r['case']} | {r['regulariser']} | {', '.join(f'{w:g}' for w in r['weights'])} | {r['best_rho']:g} "
                      f"({r['constant']:.0f}) | {best_gap(r):.1e} | {r['rule_rho']:.2f} | {r['rule_gap_T128']:.1e} | {r['gap_T128']['2']:.1e} |")
+    shipped = data.get("shipped_constant", data["fitted_constant"])  # recorded since the default columns run the solver's default
     for regulariser, c in data["fitted_constant"].items():
         own = [r for r in data["rows"] if r["regulariser"] == regulariser]
-        lines.append(f"| worst, {regulariser} | | | c = {c:.0f} | {max(map(best_gap, own)):.1e} | | "
+        fit = f"c = {c:.0f}" + ("" if shipped[regulariser] == c else f" (shipped {shipped[regulariser]:g})")
+        lines.append(f"| worst, {regulariser} | | | {fit} | {max(map(best_gap, own)):.1e} | | "
                      f"{max(r['rule_gap_T128'] for r in own):.1e} | {max(r['gap_T128']['2'] for r in own):.1e} |")
     return "\n".join(lines)
 
