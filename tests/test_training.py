@@ -269,7 +269,16 @@ def test_two_process_ddp_on_cpu_keeps_replicas_identical(tmp_path):
     assert "x2," in output  # both ranks joined
     line = next(l for l in output.splitlines() if "replicas agree" in l)
     assert line.endswith("0.0e+00"), line
-    assert load_checkpoint(tmp_path / "ddp" / "model.pt").training["world_size"] == 2
+    checkpoint = load_checkpoint(tmp_path / "ddp" / "model.pt")
+    assert checkpoint.training["world_size"] == 2
+    # no multi-coil batches: the multi-coil-only parameters were frozen (DDP would otherwise wait for
+    # their gradients) and keep their start values
+    from tgv_deploy.models.utgv import DEFAULT_COIL_GAIN, INITIAL_COIL_ACCELERATION_EXPONENT, INITIAL_RHO_COIL
+
+    state = checkpoint.state_dict
+    assert torch.allclose(torch.exp(state["log_coil_gain"]), torch.full((2,), DEFAULT_COIL_GAIN))
+    assert torch.allclose(state["coil_acceleration_exponent"], torch.full((2,), INITIAL_COIL_ACCELERATION_EXPONENT))
+    assert float(torch.exp(state["log_rho_coil"])) == pytest.approx(INITIAL_RHO_COIL)
 
 
 def test_model_card_describes_every_stage(tmp_path):
