@@ -48,13 +48,13 @@ V3_SEED = 58_000  # neither a training nor a test seed range, nor another study'
 
 
 def _solve(model, f, mask, coil_maps, maps):
-    """The model's own ADMM (single- or multi-coil) with the given maps, at its default T."""
+    """The model's own ADMM (single- or multi-coil) with the given maps, at its default T; ``f`` is
+    a case's k-space, zero where the mask does not sample."""
     config, args = model.config, (model.config.iterations, model.rho(), model.config.alpha)
     if coil_maps is None:
         if config.kind == "utgv":
-            return admm_tgv_channels(f * mask, maps[:, 0], maps[:, 1], mask, *args, penalty_ratio=config.penalty_ratio)[0]
-        return admm_tv_channels(f * mask, maps[:, 0], mask, *args)
-    f = f * mask[:, None]
+            return admm_tgv_channels(f, maps[:, 0], maps[:, 1], mask, *args, penalty_ratio=config.penalty_ratio)[0]
+        return admm_tv_channels(f, maps[:, 0], mask, *args)
     if config.kind == "utgv":
         return admm_tgv_sense_channels(f, coil_maps, mask, maps[:, 0], maps[:, 1], *args, model.rho_coil(),
                                        penalty_ratio=config.penalty_ratio)[0]
@@ -66,8 +66,8 @@ def scores(model, cases) -> dict[float, tuple[float, float]]:
     """Mean (PSNR, SSIM) over ``cases`` per map factor."""
     totals = {factor: np.zeros(2) for factor in FACTORS}
     for case in cases:
-        f, mask, coil_maps = case.model_inputs()
-        _, maps = model(f * mask[:, None] if coil_maps is not None else f, mask, coil_maps=coil_maps)
+        f, mask, coil_maps = case.model_inputs()  # the cases' k-space is already masked (add_kspace_noise)
+        _, maps = model(f, mask, coil_maps=coil_maps)
         for factor in FACTORS:
             x = _solve(model, f, mask, coil_maps, factor * maps)
             image = torch.sqrt(x[0].square().sum(0)).numpy()
