@@ -17,9 +17,12 @@ the exact (x, v) step of :mod:`tgv_deploy.fourier_symbols` with the learned rho 
 depend on the mask only through one per-frequency division, done once before the loop.
 
 The 2D DFT is the plain orthonormal one (no shifts: periodic operators commute with them, and the
-data enter once as the transform of ``A^H f``). Real block forms ``[[Re, -Im], [Im, Re]]`` act on
-``[Re; Im]``-stacked rows: rows first, one Transpose, then the columns, so spectra live transposed
-``(B, K, 2, W, H)`` and every per-frequency constant is stored in that layout.
+data enter once as the transform of ``A^H f``), in real block form and without a Transpose: the
+row transform multiplies from the left into rows ``(real/imaginary, row)``, and its constant's
+output rows are ordered ``(row frequency, real/imaginary)``, so the real/imaginary axis lands beside
+the columns, where the column transform multiplies from the right into ``(real/imaginary, column)``.
+Spectra live as ``(B, K, H, 2, W)`` (row frequency, real/imaginary, column frequency) and every
+per-frequency constant is stored in that layout.
 """
 
 from __future__ import annotations
@@ -88,13 +91,21 @@ def stencil(apply, n_in: int, n_out: int) -> np.ndarray:
     return weights
 
 
-def _real_block(entries: dict[tuple[int, int], Any], size: int, shape: tuple[int, int]) -> np.ndarray:
-    """Real form ``(2 size, 2 size, *shape)`` of a per-frequency complex matrix given by its non-zero entries."""
-    out = np.zeros((2 * size, 2 * size, *shape))
+def _frequency_major(form: np.ndarray) -> np.ndarray:
+    """Reorder the output rows of a real form ``(..., 2m, n)`` from ``(re/im, k)`` to ``(k, re/im)``."""
+    m = form.shape[-2] // 2
+    rows = np.arange(2 * m).reshape(2, m).T.reshape(-1)
+    return np.ascontiguousarray(form[..., rows, :])
+
+
+def _real_blocks(entries: dict[tuple[int, int], Any], rows: int, cols: int, shape: tuple[int, int]) -> np.ndarray:
+    """Real form ``(rows, cols, H, 2, 2, W)`` of a per-frequency complex matrix given by its non-zero
+    entries ``(H, W)`` (``[[Re, -Im], [Im, Re]]`` on the two re/im axes)."""
+    out = np.zeros((rows, cols, shape[0], 2, 2, shape[1]))
     for (i, j), c in entries.items():
         c = np.broadcast_to(c, shape)
-        out[2 * i, 2 * j], out[2 * i, 2 * j + 1] = c.real, -c.imag
-        out[2 * i + 1, 2 * j], out[2 * i + 1, 2 * j + 1] = c.imag, c.real
+        out[i, j, :, 0, 0], out[i, j, :, 0, 1] = c.real, -c.imag
+        out[i, j, :, 1, 0], out[i, j, :, 1, 1] = c.imag, c.real
     return out
 
 
@@ -125,74 +136,72 @@ class ADMMGraph:
         split_kernel = stencil(split, k * c, z * c)
         self.split_kernel = g.const("admm/split_kernel", split_kernel)
         self.start_kernel = g.const("admm/start_kernel", split_kernel[:, :c] / spec.alpha)  # z = (grad x0, 0)
-        # DFT: rows then columns, on [Re; Im]-stacked rows; real inputs (C = 1) use the left half
-        cols = real_form(dft_matrix(w))
-        self.cols_fwd = g.const("admm/dft_cols", cols)
-        self.cols_inv = g.const("admm/idft_cols", cols.T)
+        # DFT (see the module docstring): rows from the left, output rows (row frequency, re/im); columns from the right
+        self.cols_fwd = g.const("admm/dft_cols", real_form(dft_matrix(w)).T)  # (2W, 2W): [x_re | x_im] -> [X_re | X_im]
+        self.cols_inv = g.const("admm/idft_cols", real_form(dft_matrix(w)))
         self.order = np.arange(h)  # the spectra's row-frequency order (block order with two stages)
         if spec.row_blocks:
             self._two_stage_rows(h, w, spec.row_blocks, c)
         else:
-            rows = real_form(dft_matrix(h))
-            self.rows_fwd = g.const("admm/dft_rows", rows if c == 2 else rows[:, :h])
-            self.rows_inv = g.const("admm/idft_rows", rows.T if c == 2 else rows.T[:h])
-        self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
-        self.shape_split = g.const("admm/shape_split", [0, -1, 2, h, w])
-        self.shape_stacked_cols = g.const("admm/shape_stacked_cols", [0, -1, 2 * w, h])
-        self.shape_spectra = g.const("admm/shape_spectra", [0, 1, 2 * k, w, h])
-        self.shape_spectra_back = g.const("admm/shape_spectra_back", [0, k, 2 * w, h])
+            rows = _frequency_major(real_form(dft_matrix(h)))[:, : c * h]
+            self.rows_fwd = g.const("admm/dft_rows", rows)
+            self.rows_inv = g.const("admm/idft_rows", np.ascontiguousarray(rows.T))
+            self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
+            self.shape_rows_back = g.const("admm/shape_rows_back", [0, -1, 2 * h, w])
         # -1 for the image count: the coil-splitting graph transforms C coil images with the same nodes
-        self.shape_cols_split = g.const("admm/shape_cols_split", [0, -1, 2, w, h])
-        self.shape_rows_stacked = g.const("admm/shape_rows_stacked", [0, -1, 2 * h, w])
+        self.shape_spectra = g.const("admm/shape_spectra", [0, -1, h, 2 * w])
+        self.shape_step_in = g.const("admm/shape_step_in", [0, 1, k, h, 1, 2, w])
         self.shape_images = g.const("admm/shape_images", [0, -1, h, w])
         self._step_constants()
 
     def _two_stage_rows(self, h: int, w: int, n1: int, c: int) -> None:
         """Constants of the two-stage row DFT (:func:`tgv_deploy.dft.factorised_plain_dft`).
 
-        Stage one multiplies the ``n1``-point real form into the rows reshaped to ``[Re; Im]`` x
-        ``n1`` blocks; stage two, per block ``k1``, the real form of ``m[k1]`` into ``[Re; Im]``
-        over the block's ``n2`` rows. The spectra keep the resulting block order of the row
-        frequencies (every per-frequency constant is stored in it), so no permutation runs.
+        Rows are ``h = h1 n2 + h2``. Stage one multiplies the ``n1``-point real form into rows
+        ``(re/im, h1)`` (columns ``(h2, w)``), its output rows ordered ``(k1, re/im)``; so per block
+        ``k1`` the rows ``(re/im, h2)`` lie together, and stage two multiplies the real form of
+        ``m[k1]`` (twiddles inside) into them, output rows ``(k2, re/im)``. The spectra keep the
+        resulting block order of the row frequencies (every per-frequency constant is stored in
+        it), so nothing is permuted. The inverse runs the transposes in reverse order.
         """
         g, n2 = self.g, h // n1
         a, m, self.order = factorised_plain_dft(h, n1)
-        stage1, stage2 = real_form(a), real_form(m)  # (2 n1, 2 n1), (n1, 2 n2, 2 n2)
-        self.stage1_fwd = g.const("admm/dft_rows_stage1", stage1 if c == 2 else stage1[:, :n1])
-        self.stage1_inv = g.const("admm/idft_rows_stage1", stage1.T if c == 2 else stage1.T[:n1])
+        stage1 = _frequency_major(real_form(a))[:, : c * n1]  # (2 n1, C n1)
+        stage2 = _frequency_major(real_form(m))  # (n1, 2 n2, 2 n2)
+        self.stage1_fwd = g.const("admm/dft_rows_stage1", stage1)
+        self.stage1_inv = g.const("admm/idft_rows_stage1", np.ascontiguousarray(stage1.T))
         self.stage2_fwd = g.const("admm/dft_rows_stage2", stage2)
         self.stage2_inv = g.const("admm/idft_rows_stage2", np.ascontiguousarray(stage2.transpose(0, 2, 1)))
         self.shape_stage1_in = g.const("admm/shape_stage1_in", [0, -1, c * n1, n2 * w])
-        self.shape_stage1_split = g.const("admm/shape_stage1_split", [0, -1, 2, n1, n2, w])
         self.shape_stage2 = g.const("admm/shape_stage2", [0, -1, n1, 2 * n2, w])
-        self.shape_stage2_split = g.const("admm/shape_stage2_split", [0, -1, n1, 2, n2, w])
-        self.shape_cols_blocks = g.const("admm/shape_cols_blocks", [0, -1, 2, w, n1, n2])
         self.shape_stage1_back = g.const("admm/shape_stage1_back", [0, -1, 2 * n1, n2 * w])
 
     def _step_constants(self) -> None:
-        """Per-frequency constants of the exact step, transposed ``(W, H)`` like the spectra."""
+        """Per-frequency constants of the exact step in the spectra's layout ``(H, 2, W)``:
+        the operator ``(1, K, K, H, 2, 2, W)`` (out image, in image, row frequency, out re/im, in re/im,
+        column frequency), the data offset ``(1, K, H, 2, 2, W)`` and ``rho s`` ``(1, 1, 1, H, 1, 1, W)``."""
         g, spec, k = self.g, self.spec, self.spec.images
-        shape = (spec.width, spec.height)
-        t = lambda a: np.ascontiguousarray(np.asarray(a).T[:, self.order])  # noqa: E731  (H, W) -> (W, H), row frequencies in the spectra's order
+        shape = (spec.height, spec.width)
+        t = lambda a: np.asarray(a)[self.order]  # noqa: E731  row frequencies in the spectra's order
         rho = spec.rho
         if spec.kind == "utgv":
             c = tgv_step_constants(spec.height, spec.width, spec.penalty_ratio)
             h0, h1 = t(c.h0), t(c.h1)
             schur = t(c.s)
             # L = L_const + L_data / den: V = P R + h X,  X = (M f + rho (G + h^H R)) / den
-            fixed = _real_block({(1, 1): t(c.p11), (1, 2): t(c.p12), (2, 1): np.conj(t(c.p12)), (2, 2): t(c.p22)}, k, shape)
+            fixed = _real_blocks({(1, 1): t(c.p11), (1, 2): t(c.p12), (2, 1): np.conj(t(c.p12)), (2, 2): t(c.p22)}, k, k, shape)
             left, right = (1.0, h0, h1), (rho, rho * np.conj(h0), rho * np.conj(h1))
-            data = _real_block({(i, j): left[i] * right[j] for i in range(3) for j in range(3)}, k, shape)
-            offset = _real_block({(i, 0): left[i] for i in range(3)}, k, shape)[:, :2]  # (6, 2, W, H) on M f / den
+            data = _real_blocks({(i, j): left[i] * right[j] for i in range(3) for j in range(3)}, k, k, shape)
+            offset = _real_blocks({(i, 0): left[i] for i in range(3)}, k, 1, shape)[:, 0]  # on M f / den
         else:
             schur = t(tv_step_denominator(spec.height, spec.width))
-            fixed = np.zeros((2, 2, *shape))
-            data = _real_block({(0, 0): np.full(shape, rho, dtype=complex)}, 1, shape)
-            offset = _real_block({(0, 0): np.ones(shape, dtype=complex)}, 1, shape)[:, :2]
-        self.step_fixed = g.const("admm/step_fixed", fixed[None])  # (1, 2K, 2K, W, H)
+            fixed = np.zeros((1, 1, spec.height, 2, 2, spec.width))
+            data = _real_blocks({(0, 0): np.full(shape, rho, dtype=complex)}, 1, 1, shape)
+            offset = _real_blocks({(0, 0): np.ones(shape, dtype=complex)}, 1, 1, shape)[:, 0]
+        self.step_fixed = g.const("admm/step_fixed", fixed[None])
         self.step_data = g.const("admm/step_data", data[None])
-        self.offset = g.const("admm/offset", offset[None])  # (1, 2K, 2, W, H)
-        self.rho_schur = g.const("admm/rho_schur", (rho * schur)[None, None])  # (1, 1, W, H)
+        self.offset = g.const("admm/offset", offset[None])
+        self.rho_schur = g.const("admm/rho_schur", (rho * schur)[None, None, None, :, None, None, :])
 
     # -- pieces ------------------------------------------------------------------------------
     def _circular_pad(self, x: str, hint: str) -> str:
@@ -211,30 +220,24 @@ class ADMMGraph:
         return self.g.op("Conv", [self._circular_pad(x, hint), kernel], hint, pads=[0, 0, 0, 0])
 
     def _dft(self, images: str) -> str:
-        """Images ``(B, K C, H, W)`` -> spectra ``(B, K, 2W, H)`` (transposed, [Re; Im] stacked)."""
+        """Images ``(B, K C, H, W)`` -> spectra ``(B, K, H, 2W)`` (row frequency, [Re | Im] x column frequency)."""
         g = self.g
         if self.spec.row_blocks:
             stage1 = g.op("MatMul", [self.stage1_fwd, g.op("Reshape", [images, self.shape_stage1_in], "dft")], "dft")
-            blocks = g.op("Transpose", [g.op("Reshape", [stage1, self.shape_stage1_split], "dft")], "dft", perm=[0, 1, 3, 2, 4, 5])
-            stage2 = g.op("MatMul", [self.stage2_fwd, g.op("Reshape", [blocks, self.shape_stage2], "dft")], "dft")  # (B, K, n1, 2 n2, W)
-            rows = g.op("Transpose", [g.op("Reshape", [stage2, self.shape_stage2_split], "dft")], "dft", perm=[0, 1, 3, 5, 2, 4])
+            rows = g.op("MatMul", [self.stage2_fwd, g.op("Reshape", [stage1, self.shape_stage2], "dft")], "dft")  # (B, K, n1, 2 n2, W)
         else:
             rows = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [images, self.shape_rows_in], "dft")], "dft")  # (B, K, 2H, W)
-            rows = g.op("Transpose", [g.op("Reshape", [rows, self.shape_split], "dft")], "dft", perm=[0, 1, 2, 4, 3])
-        return g.op("MatMul", [self.cols_fwd, g.op("Reshape", [rows, self.shape_stacked_cols], "dft")], "dft")
+        return g.op("MatMul", [g.op("Reshape", [rows, self.shape_spectra], "dft"), self.cols_fwd], "dft")
 
     def _idft(self, spectra: str) -> str:
-        """Spectra ``(B, K, 2W, H)`` -> images ``(B, K C, H, W)``."""
+        """Spectra ``(B, K, H, 2W)`` -> images ``(B, K C, H, W)``."""
         g = self.g
-        cols = g.op("MatMul", [self.cols_inv, spectra], "idft")  # (B, K, 2W, H)
+        cols = g.op("MatMul", [spectra, self.cols_inv], "idft")  # (B, K, H, 2W): rows (frequency, re/im) x columns
         if self.spec.row_blocks:
-            blocks = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_blocks], "idft")], "idft", perm=[0, 1, 4, 2, 5, 3])
-            stage2 = g.op("MatMul", [self.stage2_inv, g.op("Reshape", [blocks, self.shape_stage2], "idft")], "idft")
-            split = g.op("Transpose", [g.op("Reshape", [stage2, self.shape_stage2_split], "idft")], "idft", perm=[0, 1, 3, 2, 4, 5])
-            rows = g.op("MatMul", [self.stage1_inv, g.op("Reshape", [split, self.shape_stage1_back], "idft")], "idft")
+            stage2 = g.op("MatMul", [self.stage2_inv, g.op("Reshape", [cols, self.shape_stage2], "idft")], "idft")  # (B, K, n1, 2 n2, W)
+            rows = g.op("MatMul", [self.stage1_inv, g.op("Reshape", [stage2, self.shape_stage1_back], "idft")], "idft")
         else:
-            cols = g.op("Transpose", [g.op("Reshape", [cols, self.shape_cols_split], "idft")], "idft", perm=[0, 1, 2, 4, 3])
-            rows = g.op("MatMul", [self.rows_inv, g.op("Reshape", [cols, self.shape_rows_stacked], "idft")], "idft")
+            rows = g.op("MatMul", [self.rows_inv, g.op("Reshape", [cols, self.shape_rows_back], "idft")], "idft")
         return g.op("Reshape", [rows, self.shape_images], "idft")
 
     def _thresholds(self, maps: str) -> tuple[str, str]:
@@ -253,23 +256,28 @@ class ADMMGraph:
         return bound, g.op("Neg", [bound], "thr")
 
     def _mask_along_w(self, mask: str, hint: str) -> str:
-        """The centred line mask ``(B, 1, 1, W)`` in the loop's DFT order, as ``(B, 1, W, 1)`` along the spectra's W axis."""
-        g, width = self.g, self.spec.width
-        order = np.fft.ifftshift(np.arange(width))
-        m = g.op("Gather", [mask, g.const("admm/ifftshift_w", order.astype(np.int64))], hint, axis=3)
-        return g.op("Reshape", [m, g.const("admm/shape_mask_wh", [0, 1, width, 1])], hint)
+        """The centred line mask ``(B, 1, 1, W)`` in the loop's plain DFT order along the column frequencies."""
+        order = np.fft.ifftshift(np.arange(self.spec.width))
+        return self.g.op("Gather", [mask, self.g.const("admm/ifftshift_w", order.astype(np.int64))], hint, axis=3)
 
     def _step_operator(self, mask: str | None, data_weight: float = 1.0) -> tuple[str, str]:
-        """``1 / den`` ``(B, 1, 1, W, H)`` and ``L = L_fixed + L_data / den`` ``(B|1, 2K, 2K, W, H)``;
+        """``1 / den`` ``(B, 1, 1, H, 1, 1, W)`` and ``L = L_fixed + L_data / den`` ``(B|1, K, K, H, 2, 2, W)``;
         without a mask the data weight ``m`` is the constant ``data_weight``."""
-        g, spec = self.g, self.spec
+        g = self.g
         if mask is None:
             den = g.op("Add", [self.rho_schur, g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))], "den")
         else:
-            den = g.op("Add", [self._mask_along_w(mask, "den"), self.rho_schur], "den")
-        inv = g.op("Unsqueeze", [g.op("Reciprocal", [den], "den"), g.const("admm/axis2", [2])], "den")  # (B, 1, 1, W, H)
+            m = g.op("Reshape", [self._mask_along_w(mask, "den"), g.const("admm/shape_mask_step", [0, 1, 1, 1, 1, 1, self.spec.width])], "den")
+            den = g.op("Add", [m, self.rho_schur], "den")
+        inv = g.op("Reciprocal", [den], "den")
         operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
         return inv, operator
+
+    def _solve(self, operator: str, spectra: str) -> str:
+        """``L (G, R0, R1)`` per frequency: spectra ``(B, K, H, 2W)`` -> ``(B, K, H, 2, W)``."""
+        g = self.g
+        product = g.op("Mul", [operator, g.op("Reshape", [spectra, self.shape_step_in], "step")], "step")  # (B, K, K, H, 2, 2, W)
+        return g.op("ReduceSum", [product, g.const("admm/axes25", [2, 5])], "step", keepdims=0)
 
     # -- the loop ----------------------------------------------------------------------------
     def build(self, x0: str, maps: str, mask: str | None) -> str:
@@ -282,19 +290,18 @@ class ADMMGraph:
         upper, lower = self._thresholds(maps)
         inv_den, operator = self._step_operator(mask)
         # c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1), once
-        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, 2, spec.width, spec.height])], "data")
-        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, 2, W, H)
-        offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis2", [2])], "data", keepdims=0)
+        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, spec.height, 1, 2, spec.width])], "data")
+        inv_den = g.op("Reshape", [inv_den, g.const("admm/shape_den_data", [0, 1, spec.height, 1, 1, spec.width])], "data")
+        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, H, 1, 2, W)
+        offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
         z = self._conv(x0, self.start_kernel, "start")
         u = None
         images = x0
         for _ in range(spec.iterations):
             w = z if u is None else g.op("Sub", [z, u], "w")
-            spectra = g.op("Reshape", [self._dft(self._conv(w, self.rhs_kernel, "rhs")), self.shape_spectra], "step")
-            solved = g.op("ReduceSum", [g.op("Mul", [operator, spectra], "step"), g.const("admm/axis2", [2])], "step", keepdims=0)
-            solved = g.op("Add", [solved, offset], "step")  # (B, 2K, W, H)
-            images = self._idft(g.op("Reshape", [solved, self.shape_spectra_back], "step"))
+            solved = g.op("Add", [self._solve(operator, self._dft(self._conv(w, self.rhs_kernel, "rhs"))), offset], "step")
+            images = self._idft(g.op("Reshape", [solved, self.shape_spectra], "step"))
             y = self._conv(images, self.split_kernel, "split")
             t = g.op("Add", [y, g.op("Mul", [z, one_minus_alpha], "t")], "t")
             t = t if u is None else g.op("Add", [t, u], "t")
@@ -325,10 +332,10 @@ class ADMMSenseGraph(ADMMGraph):
         self.rhs_kernel = g.const("admm/rhs_kernel_sense", kernel)
 
     def _coil_denominator(self, mask: str) -> tuple[str, str]:
-        """``rho_coil / (m + rho_coil)`` and ``1 / (m + rho_coil)`` ``(B, 1, 2W, 1)`` along the spectra's W axis."""
+        """``rho_coil / (m + rho_coil)`` and ``1 / (m + rho_coil)`` ``(B, 1, 1, 2W)`` along the spectra's last axis."""
         g = self.g
         m = self._mask_along_w(mask, "coil_den")
-        m = g.op("Concat", [m, m], "coil_den", axis=2)  # the same factor on the real and imaginary rows
+        m = g.op("Concat", [m, m], "coil_den", axis=3)  # the same factor on the real and imaginary halves
         inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den")], "coil_den")
         return g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den"), inv
 
@@ -365,9 +372,7 @@ class ADMMSenseGraph(ADMMGraph):
                                           g.const("admm/axes13", [1, 3])], "b", keepdims=0)
             b = g.op("Add", [combined, g.op("Mul", [virtual, y0], "b")], "b")
             rhs = self._conv(g.op("Concat", [w, b], "rhs", axis=1), self.rhs_kernel, "rhs")
-            spectra = g.op("Reshape", [self._dft(rhs), self.shape_spectra], "step")
-            solved = g.op("ReduceSum", [g.op("Mul", [operator, spectra], "step"), g.const("admm/axis2", [2])], "step", keepdims=0)
-            images = self._idft(g.op("Reshape", [solved, self.shape_spectra_back], "step"))
+            images = self._idft(g.op("Reshape", [self._solve(operator, self._dft(rhs)), self.shape_spectra], "step"))
             x = g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
             # coil variables: relaxed, then the per-frequency data step
             relaxed = g.op("Add", [g.op("Mul", [coil_products(x), alpha], "gc"), g.op("Mul", [y, one_minus_alpha], "gc")], "gc")

@@ -46,6 +46,8 @@ CONSTANT_INPUTS = {
 }
 RESIZE_MODES = {"nearest", "linear"}
 RESIZE_TRANSFORMS = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+# nvinfer1::Dims64::MAX_DIMS (NvInferRuntimeBase.h, TensorRT 10.x API reference): the largest tensor rank.
+MAX_RANK = 8
 FORBIDDEN_TYPES = {TensorProto.COMPLEX64: "complex64", TensorProto.COMPLEX128: "complex128", TensorProto.STRING: "string"}
 
 
@@ -80,13 +82,19 @@ def check_model(model: onnx.ModelProto, trt_major: int = 10, allow_dft: bool = F
     graph = model.graph
     constants = {init.name for init in graph.initializer}
     constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        elem = value.type.tensor_type.elem_type
-        if elem in FORBIDDEN_TYPES:
-            violations.append(Violation(value.name, "tensor", f"{FORBIDDEN_TYPES[elem]} tensors are not supported"))
+    # ranks of intermediate tensors are known only after shape inference (it adds value_info, keeps the graph)
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    for value in [*inferred.input, *inferred.output, *inferred.value_info]:
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type in FORBIDDEN_TYPES:
+            violations.append(Violation(value.name, "tensor", f"{FORBIDDEN_TYPES[tensor_type.elem_type]} tensors are not supported"))
+        if tensor_type.HasField("shape") and len(tensor_type.shape.dim) > MAX_RANK:
+            violations.append(Violation(value.name, "tensor", f"rank {len(tensor_type.shape.dim)} exceeds TensorRT's {MAX_RANK}"))
     for init in graph.initializer:
         if init.data_type in FORBIDDEN_TYPES:
             violations.append(Violation(init.name, "initializer", f"{FORBIDDEN_TYPES[init.data_type]} initializer"))
+        if len(init.dims) > MAX_RANK:
+            violations.append(Violation(init.name, "initializer", f"rank {len(init.dims)} exceeds TensorRT's {MAX_RANK}"))
     supported = SUPPORTED[trt_major]
     for index, node in enumerate(graph.node):
         name = node.name or f"node{index}"

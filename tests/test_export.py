@@ -138,6 +138,18 @@ def test_trt_checker_finds_violations():
         check_model(model, 9)
 
 
+def test_trt_checker_finds_tensors_of_rank_above_eight():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2] * 8)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nine = helper.make_tensor("nine", TensorProto.INT64, [9], [2] * 7 + [1, 2])
+    model = _graph([helper.make_node("Reshape", ["x", "nine"], ["wide"], name="wide"), helper.make_node("Relu", ["wide"], ["y"], name="relu")],
+                   [x], [y], [nine])
+    problems = [str(v) for v in check_model(model, 10)]
+    assert len(problems) == 2 and all("rank 9 exceeds TensorRT's 8" in p for p in problems), problems  # "wide" and the output "y"
+    eight = helper.make_tensor("nine", TensorProto.INT64, [8], [2] * 8)
+    assert check_model(_graph([helper.make_node("Reshape", ["x", "nine"], ["y"], name="same")], [x], [y], [eight]), 10) == []
+
+
 @pytest.mark.parametrize("batch", [1, None])
 def test_triton_repository_parses_with_tritons_own_protobuf(tmp_path, mri_checkpoint, batch):
     model_config = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] (dev extra) not installed")

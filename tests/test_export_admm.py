@@ -58,7 +58,7 @@ def test_admm_graph_grows_linearly_and_shares_constants(tmp_path):
     assert len(large.graph.initializer) == len(small.graph.initializer)
     dims = {i.name: list(i.dims) for i in large.graph.initializer}
     assert dims["admm/dft_rows"] == [64, 64] and dims["admm/dft_cols"] == [48, 48]
-    assert dims["admm/step_data"] == [1, 6, 6, 24, 32]  # per frequency, transposed (W, H) like the spectra
+    assert dims["admm/step_data"] == [1, 3, 3, 32, 2, 2, 24]  # per frequency, in the spectra's (H, 2, W) layout
 
 
 def test_dynamic_batch_admm_graph_runs_each_mask(tmp_path):
