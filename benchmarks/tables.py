@@ -22,6 +22,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``map-scale FILE [psnr]``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level;
   ``psnr`` adds the PSNR at factor 1);
 * ``penalty-ratio FILE``: ``benchmarks/penalty_ratio.py``'s JSON (U-TGV by the penalty of its ``E v`` constraint);
+* ``dft-op FILE``: ``benchmarks/dft_op.py``'s JSON (the graph's matmul DFT against the ONNX ``DFT`` operator);
 * ``rho-schedule FILE``: ``benchmarks/rho_schedule.py``'s JSON (the learned rho against per-iteration schedules:
   the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
@@ -299,6 +300,14 @@ def multicoil_latency(path: Path) -> str:
     return "\n".join(lines)
 
 
+def dft_op(path: Path) -> str:
+    data = json.loads(path.read_text())
+    lines = [f"| H x W | variant | ms, DFT + inverse of {data['images']} complex images (median of {data['rounds']}) | vs the graph's matmul DFT |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {r['size']} x {r['size']} | {r['variant']} | {r['median_ms']:.2f} | {r['ratio_to_matmul']:.2f} |" for r in data["rows"]]
+    return "\n".join(lines)
+
+
 def provenance(path: Path) -> str:
     data = json.loads(path.read_text())
     data = data.get("provenance", data)  # nested by the newer scripts, top level in the older ones
@@ -311,7 +320,7 @@ KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed"
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule}
+         "rho-schedule": rho_schedule, "dft-op": dft_op}
 
 
 def render(spec: str) -> str:
