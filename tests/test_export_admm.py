@@ -49,15 +49,21 @@ def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_pat
     assert contract.solver == "admm" and contract.max_sampled_lines is None
 
 
-def test_admm_graph_grows_linearly_and_shares_constants(tmp_path):
+@pytest.mark.parametrize("row_dft", ["dense", "factorised"])
+def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft="dense")).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft="dense")).model
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft)).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft)).model
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
     assert per_iteration == int(per_iteration) and per_iteration <= 64
     assert len(large.graph.initializer) == len(small.graph.initializer)
+    # the DFTs run without a Transpose: none inside the loop
+    transposes = [sum(n.op_type == "Transpose" for n in m.graph.node) for m in (small, large)]
+    assert transposes[0] == transposes[1]
     dims = {i.name: list(i.dims) for i in large.graph.initializer}
-    assert dims["admm/dft_rows"] == [64, 64] and dims["admm/dft_cols"] == [48, 48]
+    if row_dft == "dense":
+        assert dims["admm/dft_rows"] == [64, 64]
+    assert dims["admm/dft_cols"] == [48, 48]
     assert dims["admm/step_data"] == [1, 3, 3, 32, 2, 2, 24]  # per frequency, in the spectra's (H, 2, W) layout
 
 
