@@ -8,7 +8,8 @@ iterations. When rho changes, the scaled duals are rescaled by ``rho_old / rho_n
 unscaled duals (what ADMM's convergence rests on) carry over. Scores: relative distance of x to the
 minimiser (the same problem by ADMM with the ``E v`` penalty 64 rho, 1500 iterations: every penalty
 has the same minimiser), PSNR and SSIM of the magnitude. A constant schedule equal to the model's
-rho is the learned iteration itself.
+rho is the learned iteration itself. The schedules run as ``admm_tgv_channels``' ``rho_factors``
+(a test pins them to ADMM with unscaled duals).
 
 Usage: ``python benchmarks/rho_schedule.py [--model utgv-mri] [--images 6]``
 """
@@ -30,8 +31,7 @@ from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
-from tgv_deploy.solvers.admm import TGVStep, admm_tgv_channels, shrink
-from tgv_deploy.solvers.pdhg import _as_field_bound
+from tgv_deploy.solvers.admm import admm_tgv_channels
 
 T = 64
 GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -39,32 +39,6 @@ ALTERNATING = ((0.5, 8.0), (1.0, 16.0))
 PERIODS = (1, 4, 8)
 REFERENCE_ITERATIONS = 1500
 REFERENCE_PENALTY_RATIO = 64.0
-
-
-def scheduled_admm(f: torch.Tensor, lambda0: torch.Tensor, lambda1: torch.Tensor, mask: torch.Tensor,
-                   rhos: list[float], alpha: float) -> torch.Tensor:
-    """SPEC 2b's iteration with penalty ``rhos[k]`` in iteration k; returns x ``(B, C, H, W)``."""
-    steps: dict[float, TGVStep] = {}
-    bound1, bound0 = _as_field_bound(lambda1), _as_field_bound(lambda0)
-    previous = rhos[0]
-    for k, rho in enumerate(rhos):
-        if rho not in steps:
-            steps[rho] = TGVStep(f, mask, rho)
-        step = steps[rho]
-        if k == 0:
-            x = step.data.x0
-            v = torch.zeros((x.shape[0], 2, *x.shape[1:]), dtype=x.dtype)
-            z1, z2 = step.grad(x), torch.zeros((x.shape[0], 3, *x.shape[1:]), dtype=x.dtype)
-            u1, u2 = torch.zeros_like(v), torch.zeros_like(z2)
-        elif rho != previous:
-            u1, u2 = u1 * (previous / rho), u2 * (previous / rho)
-        previous = rho
-        x, v = step(z1 - u1, z2 - u2)
-        g1 = alpha * (step.grad(x) - v) + (1 - alpha) * z1
-        g2 = alpha * step.sym(v) + (1 - alpha) * z2
-        z1, z2 = shrink(g1 + u1, bound1 / rho), shrink(g2 + u2, bound0 / rho)
-        u1, u2 = u1 + g1 - z1, u2 + g2 - z2
-    return x
 
 
 @torch.no_grad()
@@ -95,7 +69,7 @@ def main() -> None:
     for label, rhos in schedules.items():
         scores = []
         for case, f, maps, mask, reference in problems:
-            x = scheduled_admm(f, maps[:, 0], maps[:, 1], mask, rhos, alpha)
+            x, _ = admm_tgv_channels(f, maps[:, 0], maps[:, 1], mask, T, 1.0, alpha, rho_factors=rhos)
             image = torch.sqrt(x[0].square().sum(0)).numpy()
             scores.append((float((x - reference).norm() / reference.norm()), psnr(case.target, image), ssim(case.target, image)))
         distance, mean_psnr, mean_ssim = np.mean(scores, axis=0)

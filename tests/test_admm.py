@@ -153,7 +153,7 @@ def test_positively_homogeneous_in_data_and_maps(kind):
 def test_default_penalty_grows_with_the_weights_over_the_data_scale():
     """rho defaults to c * sqrt(mean L0 * mean L1) / peak |A^H f| per image (c * mean L / peak for TV)."""
     from tgv_deploy.solvers import data_scale
-    from tgv_deploy.solvers.admm import RHO_PER_WEIGHT
+    from tgv_deploy.solvers.admm import DEFAULT_RHO_RAMP, RHO_PER_WEIGHT
 
     f, mask = _data("mri", 9, 8, batch=2, seed=3)
     f[1] *= 3.0
@@ -161,10 +161,15 @@ def test_default_penalty_grows_with_the_weights_over_the_data_scale():
     scale = data_scale(f, mask)
     np.testing.assert_allclose(scale, np.abs(reference.ifft2c(mask * f)).max((1, 2)), rtol=1e-12)
     rho = RHO_PER_WEIGHT["tgv"] * np.sqrt(lam0.mean((1, 2)) * lam1.mean((1, 2))) / scale
+    # the default TGV penalty ramps around the rule's rho; a given rho stays constant unless told to ramp
+    ramped = dict(rho_ramp=DEFAULT_RHO_RAMP)
     np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9),
-                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho)), rtol=1e-12, atol=1e-14)
+                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho), **ramped), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9),
-                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=rho), rtol=1e-12, atol=1e-14)  # numpy (B,)
+                               admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=rho, **ramped), rtol=1e-12, atol=1e-14)  # numpy (B,)
+    constant = admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=rho)
+    np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho_ramp=(1.0, 1.0)), constant, rtol=1e-12, atol=1e-14)
+    assert np.abs(admm_tgv(f, lam0, lam1, mask=mask, iterations=9) - constant).max() > 1e-3 * np.abs(constant).max()
     rho_tv = RHO_PER_WEIGHT["tv"] * lam1.mean((1, 2)) / scale
     np.testing.assert_allclose(admm_tv(f, lam1, mask=mask, iterations=9),
                                admm_tv(f, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho_tv)), rtol=1e-12, atol=1e-14)
@@ -254,40 +259,29 @@ def test_one_penalty_per_image_equals_separate_runs():
         torch.testing.assert_close(tv[b : b + 1], admm_tv_channels(f_ch[b : b + 1], lam[b : b + 1], m, 12, float(rho[b])), rtol=1e-12, atol=1e-12)
 
 
-def _rho_schedule_module():
-    import importlib.util
-    from pathlib import Path
+def test_a_penalty_schedule_is_admm_with_the_unscaled_duals_carried_over():
+    """``rho_factors``: all ones is the constant-penalty iteration; a changing schedule equals ADMM
+    written with unscaled duals ``y = rho u`` (what rescaling ``u`` at a change keeps), also when the
+    run is checkpointed in segments (the iteration index travels in the state)."""
+    from tgv_deploy.solvers.admm import TGVStep, admm_tgv_channels, ramp_factors, shrink
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rho_schedule.py"
-    spec = importlib.util.spec_from_file_location("rho_schedule", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_scheduled_penalty_is_admm_with_the_unscaled_duals_carried_over():
-    """``benchmarks/rho_schedule.py``: a constant schedule is ``admm_tgv_channels`` itself; a changing
-    one equals ADMM written with unscaled duals ``y = rho u`` (what rescaling ``u`` at a change keeps)."""
-    from tgv_deploy.solvers.admm import TGVStep, admm_tgv_channels, shrink
-
-    scheduled_admm = _rho_schedule_module().scheduled_admm
     rng = np.random.default_rng(11)
     f = torch.from_numpy(rng.standard_normal((1, 2, 12, 10)))
     mask = torch.zeros(1, 1, 1, 10, dtype=torch.float64)
     mask[..., ::2] = 1
     mask[..., 5] = 1
     lambda0, lambda1 = torch.full((1, 12, 10), 0.3, dtype=torch.float64), torch.full((1, 12, 10), 0.1, dtype=torch.float64)
-    constant = scheduled_admm(f * mask, lambda0, lambda1, mask, [1.5] * 20, 1.7)
+    constant, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 20, 1.5, 1.7, rho_factors=[1.0] * 20)
     reference, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 20, 1.5, 1.7)
-    assert torch.allclose(constant, reference, rtol=0, atol=1e-12)
+    assert torch.equal(constant, reference)
 
-    rhos = [0.5, 0.5, 2.0, 2.0, 1.0, 4.0, 0.8, 0.8, 1.3, 3.0]
-    x = scheduled_admm(f * mask, lambda0, lambda1, mask, rhos, 1.7)
-    alpha, step = 1.7, TGVStep(f * mask, mask, rhos[0])
+    factors = [0.5, 0.5, 2.0, 2.0, 1.0, 4.0, 0.8, 0.8, 1.3, 3.0]
+    x, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, len(factors), 1.0, 1.7, rho_factors=factors)
+    alpha, step = 1.7, TGVStep(f * mask, mask, factors[0])
     y = step.data.x0
     z1, z2 = step.grad(y), torch.zeros((1, 3, 2, 12, 10), dtype=torch.float64)
     y1, y2 = torch.zeros((1, 2, 2, 12, 10), dtype=torch.float64), torch.zeros_like(z2)
-    for rho in rhos:
+    for rho in factors:
         step = TGVStep(f * mask, mask, rho)
         unscaled_x, v = step(z1 - y1 / rho, z2 - y2 / rho)
         g1 = alpha * (step.grad(unscaled_x) - v) + (1 - alpha) * z1
@@ -295,3 +289,16 @@ def test_a_scheduled_penalty_is_admm_with_the_unscaled_duals_carried_over():
         z1, z2 = shrink(g1 + y1 / rho, lambda1[:, None, None] / rho), shrink(g2 + y2 / rho, lambda0[:, None, None] / rho)
         y1, y2 = y1 + rho * (g1 - z1), y2 + rho * (g2 - z2)
     assert torch.allclose(x, unscaled_x, rtol=0, atol=1e-10)
+
+    # checkpointed segments recompute the same schedule, and the gradient reaches the maps
+    ramp = ramp_factors(10, 0.5, 8.0)
+    assert ramp[0] == 0.5 and abs(ramp[-1] - 8.0) < 1e-12 and all(b > a for a, b in zip(ramp, ramp[1:]))
+    maps = lambda1.clone().requires_grad_(True)
+    plain, _ = admm_tgv_channels(f * mask, lambda0, maps, mask, 10, 1.0, 1.7, rho_factors=ramp)
+    checkpointed, _ = admm_tgv_channels(f * mask, lambda0, maps, mask, 10, 1.0, 1.7, rho_factors=ramp, checkpoint_every=3)
+    assert torch.allclose(plain, checkpointed, rtol=0, atol=1e-12)
+    (gradient,) = torch.autograd.grad(checkpointed.square().sum(), maps)
+    (expected,) = torch.autograd.grad(plain.square().sum(), maps)
+    assert torch.allclose(gradient, expected, rtol=1e-10, atol=1e-12) and gradient.abs().max() > 0
+    with pytest.raises(ValueError, match="rho_factors"):
+        admm_tgv_channels(f * mask, lambda0, lambda1, mask, 10, 1.0, 1.7, rho_factors=[1.0] * 9)
