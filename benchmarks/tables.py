@@ -212,10 +212,13 @@ def rho_rule(path: Path) -> str:
 
 def oracle_gap(path: Path) -> str:
     data = json.loads(path.read_text())
-    lines = ["| slice | gap T=128 | gap T=2000 | reference: largest energy change over its last third |", "| --- | --- | --- | --- |"]
+    constant = "gap_T128_constant" in data["cases"][0]  # files before the ramp hold the constant rule only
+    lines = ["| slice | gap T=128 | gap T=2000 |" + (" constant rho: T=128 | T=2000 |" if constant else "")
+             + " reference: largest energy change over its last third |", "| --- | --- | --- |" + (" --- | --- |" if constant else "") + " --- |"]
     for case in data["cases"]:
         change = max(run["change_last_third"] for run in case["reference_runs"].values())
-        lines.append(f"| {case['case']} | {case['gap_T128']:.2e} | {case['gap_T2000']:.2e} | {change:.1e} |")
+        extra = f" {case['gap_T128_constant']:.2e} | {case['gap_T2000_constant']:.2e} |" if constant else ""
+        lines.append(f"| {case['case']} | {case['gap_T128']:.2e} | {case['gap_T2000']:.2e} |{extra} {change:.1e} |")
     return "\n".join(lines)
 
 
