@@ -8,8 +8,9 @@ the relative energy gap ``(E(x_T) - E*) / E*`` at T = 128 (``E*``: the smaller o
 runs). The fitted constant ``c`` of ``rho = c w / scale`` (``w = sqrt(lambda0 lambda1)`` for TGV,
 ``lambda`` for TV; ``scale`` the peak of ``|A^H f|``) is the geometric mean of the best rho's
 constants (two significant digits), to be written into ``tgv_deploy.solvers.admm.RHO_PER_WEIGHT``.
-The file also holds each case's gap with the shipped default (``admm_tgv`` / ``admm_tv`` called
-without rho, i.e. ``default_rho`` with the constants the package holds now; a fit that differs from
+The file also holds each case's gap with the shipped rule (``admm_tgv`` / ``admm_tv`` called
+without rho, i.e. ``default_rho`` with the constants the package holds now, held constant: ``admm_tgv``
+ramps it over the run by default, which ``benchmarks/rho_ramp.py`` measures; a fit that differs from
 them is flagged) and with the fixed rho = 2.
 
 Usage: ``python benchmarks/rho_rule.py [--images 2] [--out benchmarks/results/convergence/rho_rule.json]``
@@ -42,9 +43,9 @@ TV_WEIGHTS = (0.005, 0.01, 0.02, 0.04)
 
 
 def _energy(f: torch.Tensor, mask: torch.Tensor, regulariser: str, weights: tuple, iterations: int, rho: float | None) -> float:
-    """The energy after ``iterations``; ``rho=None``: the solver's own default penalty."""
+    """The energy after ``iterations``; ``rho=None``: the solver's own rule for the penalty, held constant."""
     if regulariser == "TGV":
-        x, v = admm_tgv(f, *weights, mask, iterations=iterations, rho=rho, return_v=True)
+        x, v = admm_tgv(f, *weights, mask, iterations=iterations, rho=rho, return_v=True, rho_ramp=(1.0, 1.0) if rho is None else None)
         return float(tgv_energy(x, v, f, *weights, mask, periodic=True)[0])
     return float(tv_energy(admm_tv(f, *weights, mask, iterations=iterations, rho=rho), f, *weights, mask, periodic=True)[0])
 
@@ -90,7 +91,7 @@ def main() -> None:
         for r in own:
             f, mask = data[r["case"]]
             # the shipped rule's rho, for the table (tests prove ``default_rho`` is this formula); the gap
-            # below runs the solver's own default path
+            # below runs the solver's own rule (constant)
             r["rule_rho"] = float(np.clip(RHO_PER_WEIGHT[regulariser.lower()] * r["weight"] / r["scale"], *RHO_RANGE))
             r["rule_gap_T128"] = _gap(_energy(f, mask, regulariser, tuple(r["weights"]), T, None), r["reference_energy"])
         print(f"{regulariser}: c = {c:.0f}; worst gap T=128 default {max(r['rule_gap_T128'] for r in own):.1e}, "

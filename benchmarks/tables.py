@@ -22,6 +22,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``map-scale FILE [psnr]``: ``benchmarks/map_scale.py``'s JSON (best factor on each model's maps per noise level;
   ``psnr`` adds the PSNR at factor 1);
 * ``penalty-ratio FILE``: ``benchmarks/penalty_ratio.py``'s JSON (U-TGV by the penalty of its ``E v`` constraint);
+* ``rho-ramp FILE``: ``benchmarks/rho_ramp.py``'s JSON (the default penalty's ramp against the constant rule);
 * ``dft-op FILE``: ``benchmarks/dft_op.py``'s JSON (the graph's matmul DFT against the ONNX ``DFT`` operator);
 * ``rho-schedule FILE``: ``benchmarks/rho_schedule.py``'s JSON (the learned rho against per-iteration schedules:
   the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
@@ -210,6 +211,21 @@ def rho_rule(path: Path) -> str:
     return "\n".join(lines)
 
 
+def rho_ramp(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    worst_constant = max(r["gap_T128"]["1->1"] for r in rows)
+    lines = [f"| penalty over the run (x the rule's rho) | worst gap T={data['iterations']} | gap / constant rule's: worst | geometric mean |",
+             "| --- | --- | --- | --- |", f"| constant (1 -> 1) | {worst_constant:.1e} | 1 | 1 |"]
+    chosen = tuple(data["chosen"])
+    for r in data["summary"][:6]:
+        mark = " (chosen)" if (r["start"], r["end"]) == chosen else ""
+        lines.append(f"| {r['start']:g} -> {r['end']:g}{mark} | {r['worst_gap']:.1e} | {r['worst_ratio']:.2f} | {r['geometric_mean_ratio']:.2f} |")
+    lines += ["", f"At T = {data['long_iterations']}: worst gap {max(r['gap_T2000_constant'] for r in rows):.1e} with the constant rule, "
+                  f"{max(r['gap_T2000_chosen'] for r in rows):.1e} with the chosen ramp ({len(rows)} problems)."]
+    return "\n".join(lines)
+
+
 def oracle_gap(path: Path) -> str:
     data = json.loads(path.read_text())
     constant = "gap_T128_constant" in data["cases"][0]  # files before the ramp hold the constant rule only
@@ -323,7 +339,7 @@ KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed"
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule, "dft-op": dft_op}
+         "rho-schedule": rho_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp}
 
 
 def render(spec: str) -> str:

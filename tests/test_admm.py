@@ -300,5 +300,15 @@ def test_a_penalty_schedule_is_admm_with_the_unscaled_duals_carried_over():
     (gradient,) = torch.autograd.grad(checkpointed.square().sum(), maps)
     (expected,) = torch.autograd.grad(plain.square().sum(), maps)
     assert torch.allclose(gradient, expected, rtol=1e-10, atol=1e-12) and gradient.abs().max() > 0
+    # ... also with a learned penalty (a tensor that needs gradients, as the models' exp(log_rho))
+    log_rho = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    for factors in (None, ramp):
+        runs = [admm_tgv_channels(f * mask, lambda0, maps, mask, 10, log_rho.exp(), 1.7, rho_factors=factors, checkpoint_every=every)[0]
+                for every in (None, 3)]
+        grads = [torch.autograd.grad(x.square().sum(), (maps, log_rho)) for x in runs]
+        assert torch.allclose(runs[0], runs[1], rtol=0, atol=1e-12)
+        assert all(torch.allclose(a, b, rtol=1e-10, atol=1e-12) for a, b in zip(*grads)) and grads[0][1].abs() > 0
     with pytest.raises(ValueError, match="rho_factors"):
         admm_tgv_channels(f * mask, lambda0, lambda1, mask, 10, 1.0, 1.7, rho_factors=[1.0] * 9)
+    with pytest.raises(ValueError, match="rho_factors"):
+        admm_tgv_channels(f * mask, lambda0, lambda1, mask, 2, 1.0, 1.7, rho_factors=[1.0, float("nan")])

@@ -20,6 +20,7 @@ or 2 (real, imaginary); ``v (B, 2, C, H, W)``, ``z2 (B, 3, C, H, W)`` as (xx, yy
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -47,7 +48,7 @@ RHO_PER_WEIGHT = {"tgv": 80.0, "tv": 44.0}
 #: and the shrinkage move, a high one last closes the constraints; chosen on synthetic slices by
 #: ``benchmarks/rho_ramp.py`` (benchmarks/README.md, "The default penalty"). ``admm_tv`` keeps the
 #: constant rule, whose gap is already small.
-DEFAULT_RHO_RAMP = (0.5, 8.0)
+DEFAULT_RHO_RAMP = (0.25, 16.0)
 RHO_RANGE = (0.05, 100.0)
 
 _CONSTANTS: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -265,28 +266,38 @@ def admm_tgv_channels(
     at each change, so the unscaled duals carry over (Boyd et al. 2011, section 3.4.1).
     """
     data = _Data(f, mask)
-    factors = [1.0] * iterations if rho_factors is None else [float(a) for a in rho_factors]
-    if len(factors) < iterations or min(factors) <= 0:
-        raise ValueError(f"rho_factors needs {iterations} positive factors, got {len(factors)} (smallest {min(factors, default=0)!r})")
-    solves: dict[float, tuple[FourierTGVSolve, torch.Tensor, torch.Tensor]] = {}
-
-    def solve_for(factor: float) -> tuple[FourierTGVSolve, torch.Tensor, torch.Tensor]:
-        """The (x, v) solve and the thresholds ``L1 / rho``, ``L0 / (kappa rho)`` at penalty ``factor rho``."""
-        if factor not in solves:
-            penalty = rho * factor
-            fields = _per_image(penalty, 5)  # against (B, K, C, H, W)
-            solves[factor] = (FourierTGVSolve(data.m, penalty, f, data.channels, penalty_ratio),
-                              _as_field_bound(lambda1) / fields, _as_field_bound(lambda0) / (penalty_ratio * fields))
-        return solves[factor]
-
     grad, sym = PeriodicGradient(), PeriodicSymGradient()
+    Solve = tuple[FourierTGVSolve, torch.Tensor, torch.Tensor]
+
+    def solve_for(penalty: Scalar) -> Solve:
+        """The (x, v) solve and the thresholds ``L1 / rho``, ``L0 / (kappa rho)`` at penalty ``rho``."""
+        fields = _per_image(penalty, 5)  # against (B, K, C, H, W)
+        return (FourierTGVSolve(data.m, penalty, f, data.channels, penalty_ratio),
+                _as_field_bound(lambda1) / fields, _as_field_bound(lambda0) / (penalty_ratio * fields))
+
+    if rho_factors is None:
+        constant = solve_for(rho)  # built once, outside the loop and outside checkpointed segments
+
+        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Solve, torch.Tensor, torch.Tensor]:
+            return constant, u1, u2
+    else:
+        schedule = [float(a) for a in rho_factors]
+        if len(schedule) < iterations or not all(math.isfinite(a) and a > 0 for a in schedule):
+            raise ValueError(f"rho_factors needs {iterations} finite positive factors, got {len(schedule)}")
+
+        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Solve, torch.Tensor, torch.Tensor]:
+            # rebuilt every iteration (one (B, H, W) multiply-add): checkpointed segments recompute
+            # exactly what they saved, and no iteration's constants outlive it; the index travels
+            # in the state, so recomputed segments follow the same schedule
+            index = int(k)
+            if index and schedule[index] != schedule[index - 1]:
+                ratio = schedule[index - 1] / schedule[index]
+                u1, u2 = u1 * ratio, u2 * ratio
+            return solve_for(rho * schedule[index]), u1, u2
 
     def step(state):
         _, _, z1, z2, u1, u2, k = state
-        index = int(k)  # carried in the state, so that checkpointed segments recompute the same schedule
-        if index and factors[index] != factors[index - 1]:
-            u1, u2 = u1 * (factors[index - 1] / factors[index]), u2 * (factors[index - 1] / factors[index])
-        solve, t1, t0 = solve_for(factors[index])
+        (solve, t1, t0), u1, u2 = prepare(u1, u2, k)
         x, v = solve(z1 - u1, z2 - u2, data_hat=data.transformed)
         g1 = alpha * (grad(x) - v) + (1 - alpha) * z1
         g2 = alpha * sym(v) + (1 - alpha) * z2

@@ -289,12 +289,17 @@ def admm_tgv(
     l0, l1 = _map(lambda0, "lambda0", problem.f), _map(lambda1, "lambda1", problem.f)
     if rho_ramp is None and rho is None:
         rho_ramp = DEFAULT_RHO_RAMP
-    if rho_ramp is not None and not (len(rho_ramp) == 2 and min(rho_ramp) > 0):
-        raise ValueError(f"rho_ramp must be two positive factors (start, end), got {rho_ramp!r}")
+    if rho_ramp is not None:
+        try:
+            start, end = (float(a) for a in rho_ramp)
+        except (TypeError, ValueError):
+            start = end = float("nan")
+        if not (start > 0 and end > 0 and np.isfinite(start * end)):
+            raise ValueError(f"rho_ramp must be two positive factors (start, end), got {rho_ramp!r}")
     # clamped so that a zero weight keeps the gradient finite (sqrt' is infinite at 0)
     weight = torch.sqrt((_mean_weight(l0) * _mean_weight(l1)).clamp_min(torch.finfo(l0.dtype).tiny))
     mask_ch, rho = _admm_arguments(problem, iterations, rho, alpha, weight, "tgv")
-    factors = None if rho_ramp is None else ramp_factors(iterations, *rho_ramp)
+    factors = None if rho_ramp is None else ramp_factors(iterations, start, end)
     x, v = admm_tgv_channels(problem.f, l0, l1, mask_ch, iterations, rho, alpha, penalty_ratio=checked_penalty_ratio(penalty_ratio),
                              rho_factors=factors)
     return _output_xv(x, v, problem, return_v)
