@@ -221,8 +221,13 @@ def rho_ramp(path: Path) -> str:
     for r in data["summary"][:6]:
         mark = " (chosen)" if (r["start"], r["end"]) == chosen else ""
         lines.append(f"| {r['start']:g} -> {r['end']:g}{mark} | {r['worst_gap']:.1e} | {r['worst_ratio']:.2f} | {r['geometric_mean_ratio']:.2f} |")
-    lines += ["", f"At T = {data['long_iterations']}: worst gap {max(r['gap_T2000_constant'] for r in rows):.1e} with the constant rule, "
-                  f"{max(r['gap_T2000_chosen'] for r in rows):.1e} with the chosen ramp ({len(rows)} problems)."]
+    long = data["long_iterations"]
+    lower = sum(r["gap_T2000_chosen"] < r["gap_T2000_constant"] for r in rows)
+    below = sum(r["gap_T2000_chosen"] < 0 for r in rows)
+    lines += ["", f"At T = {long}: the constant rule's worst gap {max(r['gap_T2000_constant'] for r in rows):.1e}; the chosen ramp ends at "
+                  f"the lower energy in {lower} of {len(rows)} problems, within {max(abs(r['gap_T2000_chosen']) for r in rows):.1e} of E*"
+              + (f" and below it in {below} (E* is the best of {data['reference_iterations']}-iteration runs, less converged than the "
+                 f"ramp at T = {long})" if below else "") + "."]
     return "\n".join(lines)
 
 
