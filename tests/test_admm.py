@@ -170,6 +170,9 @@ def test_default_penalty_grows_with_the_weights_over_the_data_scale():
     constant = admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho=rho)
     np.testing.assert_allclose(admm_tgv(f, lam0, lam1, mask=mask, iterations=9, rho_ramp=(1.0, 1.0)), constant, rtol=1e-12, atol=1e-14)
     assert np.abs(admm_tgv(f, lam0, lam1, mask=mask, iterations=9) - constant).max() > 1e-3 * np.abs(constant).max()
+    for bad in (3, (1.0,), (0.0, 2.0), (1.0, float("inf"))):
+        with pytest.raises(ValueError, match="rho_ramp"):
+            admm_tgv(f, lam0, lam1, mask=mask, iterations=3, rho_ramp=bad)
     rho_tv = RHO_PER_WEIGHT["tv"] * lam1.mean((1, 2)) / scale
     np.testing.assert_allclose(admm_tv(f, lam1, mask=mask, iterations=9),
                                admm_tv(f, lam1, mask=mask, iterations=9, rho=torch.from_numpy(rho_tv)), rtol=1e-12, atol=1e-14)
