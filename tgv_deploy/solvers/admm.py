@@ -20,6 +20,7 @@ or 2 (real, imaginary); ``v (B, 2, C, H, W)``, ``z2 (B, 3, C, H, W)`` as (xx, yy
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 
@@ -204,6 +205,12 @@ class TGVStep:
     def __call__(self, w1: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.solve(w1, w2, data_hat=self.data.transformed)
 
+    def with_penalty(self, rho: Scalar) -> TGVStep:
+        """The same step at penalty ``rho``, sharing this one's data (``A^H f`` and its transform)."""
+        other = copy.copy(self)
+        other.solve = FourierTGVSolve(self.data.m, rho, self.data.x0, self.data.channels, self.solve.penalty_ratio)
+        return other
+
 
 class FourierTVSolve:
     """The exact x solve of TV for a Fourier-diagonal data weight ``m``: ``X = (F(b) + rho F(grad^T w)) / (m + rho |a|^2)``,
@@ -265,27 +272,26 @@ def admm_tgv_channels(
     (SPEC 2b allows one), ``rho_factors[k] * rho`` in iteration k; the scaled duals are rescaled
     at each change, so the unscaled duals carry over (Boyd et al. 2011, section 3.4.1).
     """
-    data = _Data(f, mask)
-    grad, sym = PeriodicGradient(), PeriodicSymGradient()
-    Solve = tuple[FourierTGVSolve, torch.Tensor, torch.Tensor]
+    xv_step = TGVStep(f, mask, rho, penalty_ratio)
+    grad, sym = xv_step.grad, xv_step.sym
+    Step = tuple[TGVStep, torch.Tensor, torch.Tensor]
 
-    def solve_for(penalty: Scalar) -> Solve:
-        """The (x, v) solve and the thresholds ``L1 / rho``, ``L0 / (kappa rho)`` at penalty ``rho``."""
+    def with_thresholds(solve: TGVStep, penalty: Scalar) -> Step:
+        """``solve`` and the thresholds ``L1 / rho``, ``L0 / (kappa rho)`` at its penalty ``rho``."""
         fields = _per_image(penalty, 5)  # against (B, K, C, H, W)
-        return (FourierTGVSolve(data.m, penalty, f, data.channels, penalty_ratio),
-                _as_field_bound(lambda1) / fields, _as_field_bound(lambda0) / (penalty_ratio * fields))
+        return solve, _as_field_bound(lambda1) / fields, _as_field_bound(lambda0) / (penalty_ratio * fields)
 
     if rho_factors is None:
-        constant = solve_for(rho)  # built once, outside the loop and outside checkpointed segments
+        constant = with_thresholds(xv_step, rho)  # built once, outside the loop and outside checkpointed segments
 
-        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Solve, torch.Tensor, torch.Tensor]:
+        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Step, torch.Tensor, torch.Tensor]:
             return constant, u1, u2
     else:
         schedule = [float(a) for a in rho_factors]
         if len(schedule) < iterations or not all(math.isfinite(a) and a > 0 for a in schedule):
             raise ValueError(f"rho_factors needs {iterations} finite positive factors, got {len(schedule)}")
 
-        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Solve, torch.Tensor, torch.Tensor]:
+        def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Step, torch.Tensor, torch.Tensor]:
             # rebuilt every iteration (one (B, H, W) multiply-add): checkpointed segments recompute
             # exactly what they saved, and no iteration's constants outlive it; the index travels
             # in the state, so recomputed segments follow the same schedule
@@ -293,18 +299,19 @@ def admm_tgv_channels(
             if index and schedule[index] != schedule[index - 1]:
                 ratio = schedule[index - 1] / schedule[index]
                 u1, u2 = u1 * ratio, u2 * ratio
-            return solve_for(rho * schedule[index]), u1, u2
+            penalty = rho * schedule[index]
+            return with_thresholds(xv_step.with_penalty(penalty), penalty), u1, u2
 
     def step(state):
         _, _, z1, z2, u1, u2, k = state
         (solve, t1, t0), u1, u2 = prepare(u1, u2, k)
-        x, v = solve(z1 - u1, z2 - u2, data_hat=data.transformed)
+        x, v = solve(z1 - u1, z2 - u2)
         g1 = alpha * (grad(x) - v) + (1 - alpha) * z1
         g2 = alpha * sym(v) + (1 - alpha) * z2
         z1, z2 = shrink(g1 + u1, t1), shrink(g2 + u2, t0)
         return x, v, z1, z2, u1 + g1 - z1, u2 + g2 - z2, k + 1
 
-    x0 = data.x0
+    x0 = xv_step.data.x0
     v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
     q0 = torch.zeros((x0.shape[0], 3, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
     start = (x0, v0, grad(x0), q0, torch.zeros_like(v0), q0, torch.zeros((), dtype=torch.int64))
