@@ -100,13 +100,11 @@ def _frequency_major(form: np.ndarray) -> np.ndarray:
 
 def _real_blocks(entries: dict[tuple[int, int], Any], rows: int, cols: int, shape: tuple[int, int]) -> np.ndarray:
     """Real form ``(rows, cols, H, 2, 2, W)`` of a per-frequency complex matrix given by its non-zero
-    entries ``(H, W)`` (``[[Re, -Im], [Im, Re]]`` on the two re/im axes)."""
-    out = np.zeros((rows, cols, shape[0], 2, 2, shape[1]))
+    entries ``(H, W)``: :func:`tgv_deploy.dft.real_form` of each entry on the two re/im axes."""
+    matrix = np.zeros((rows, cols, *shape), dtype=complex)
     for (i, j), c in entries.items():
-        c = np.broadcast_to(c, shape)
-        out[i, j, :, 0, 0], out[i, j, :, 0, 1] = c.real, -c.imag
-        out[i, j, :, 1, 0], out[i, j, :, 1, 1] = c.imag, c.real
-    return out
+        matrix[i, j] = c
+    return np.ascontiguousarray(np.moveaxis(real_form(matrix[..., None, None]), 3, -1))  # (.., H, W, 2, 2) -> (.., H, 2, 2, W)
 
 
 class ADMMGraph:
@@ -137,8 +135,9 @@ class ADMMGraph:
         self.split_kernel = g.const("admm/split_kernel", split_kernel)
         self.start_kernel = g.const("admm/start_kernel", split_kernel[:, :c] / spec.alpha)  # z = (grad x0, 0)
         # DFT (see the module docstring): rows from the left, output rows (row frequency, re/im); columns from the right
-        self.cols_fwd = g.const("admm/dft_cols", real_form(dft_matrix(w)).T)  # (2W, 2W): [x_re | x_im] -> [X_re | X_im]
-        self.cols_inv = g.const("admm/idft_cols", real_form(dft_matrix(w)))
+        cols = real_form(dft_matrix(w))
+        self.cols_fwd = g.const("admm/dft_cols", cols.T)  # (2W, 2W): [x_re | x_im] -> [X_re | X_im]
+        self.cols_inv = g.const("admm/idft_cols", cols)
         self.order = np.arange(h)  # the spectra's row-frequency order (block order with two stages)
         if spec.row_blocks:
             self._two_stage_rows(h, w, spec.row_blocks, c)
