@@ -43,12 +43,13 @@ def reference_energy(f: torch.Tensor, mask: torch.Tensor, l0: float, l1: float, 
     penalty and ramp instead); returns (energy, relative change over the last third)."""
     f_ch = complex_to_channels(f)
     mask_ch = mask.reshape(1, 1, 1, -1)
-    scale = float(image_scale(MaskedFourierOp(mask_ch).adjoint(f_ch)))
-    rho = float(np.clip(100.0 * l1 / scale, 0.05, 1000.0)) if rho is None else rho
     factors = None
     if ramped:
         weight = torch.tensor([np.sqrt(l0 * l1)], dtype=torch.float64)
         rho, factors = float(default_rho(f_ch, mask_ch, weight, "tgv")[0]), ramp_factors(REFERENCE_ITERATIONS, *DEFAULT_RHO_RAMP)
+    elif rho is None:
+        scale = float(image_scale(MaskedFourierOp(mask_ch).adjoint(f_ch)))
+        rho = float(np.clip(100.0 * l1 / scale, 0.05, 1000.0))
     energies: dict[int, float] = {}
     marks = (2 * REFERENCE_ITERATIONS // 3, REFERENCE_ITERATIONS)
 

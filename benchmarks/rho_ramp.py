@@ -27,26 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgv_deploy.data.synthetic import synthetic_image_v3
-from tgv_deploy.evaluation.cases import corrupt
+from rho_rule import TGV_WEIGHTS, synthetic_problems, tgv_energy_after  # the slices and weights of rho_rule.py (a sibling script)
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
-from tgv_deploy.solvers import admm_tgv, tgv_energy
 from tgv_deploy.solvers.admm import DEFAULT_RHO_RAMP
 
 T = 128
 LONG_T = 2000
 REFERENCE_ITERATIONS = 3000
-SEED = 57_000  # rho_rule.py's slices: neither a training nor a test seed range
-TGV_WEIGHTS = [(ratio * l1, l1) for l1 in (0.002, 0.005, 0.01, 0.02) for ratio in (3.0, 10.0)]
 STARTS = (0.125, 0.25, 0.5, 1.0)
 ENDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-
-
-def energy(f: torch.Tensor, mask: torch.Tensor, weights: tuple[float, float], iterations: int,
-           rho: float | None = None, ramp: tuple[float, float] | None = None) -> float:
-    x, v = admm_tgv(f, *weights, mask, iterations=iterations, rho=rho, rho_ramp=ramp, return_v=True)
-    return float(tgv_energy(x, v, f, *weights, mask, periodic=True)[0])
 
 
 def main() -> None:
@@ -55,21 +45,18 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/convergence/rho_ramp.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = [(f"synthetic:{i}", synthetic_image_v3(np.random.default_rng([SEED, i]), 128, 128)) for i in range(args.images)]
     ramps = [(a, b) for a, b in itertools.product(STARTS, ENDS) if (a, b) != (1.0, 1.0)]
     constant = (1.0, 1.0)
     cases = []
-    for case in corrupt(images, 4, 0.05):
-        f = torch.from_numpy(case.kspace.astype(np.complex128))[None]
-        mask = torch.from_numpy(case.mask.astype(np.float64))
+    for name, f, mask in synthetic_problems(args.images):
         for weights in TGV_WEIGHTS:
-            reference = min(energy(f, mask, weights, REFERENCE_ITERATIONS, ramp=constant), energy(f, mask, weights, REFERENCE_ITERATIONS, rho=2.0),
-                            energy(f, mask, weights, REFERENCE_ITERATIONS, ramp=(min(STARTS), max(ENDS))))
-            gaps = {ramp: (energy(f, mask, weights, T, ramp=ramp) - reference) / reference for ramp in [constant, *ramps]}
-            cases.append({"case": case.name, "weights": list(weights), "reference_energy": reference, "f": f, "mask": mask,
+            reference = min(tgv_energy_after(f, mask, weights, REFERENCE_ITERATIONS, ramp=constant), tgv_energy_after(f, mask, weights, REFERENCE_ITERATIONS, rho=2.0),
+                            tgv_energy_after(f, mask, weights, REFERENCE_ITERATIONS, ramp=(min(STARTS), max(ENDS))))
+            gaps = {ramp: (tgv_energy_after(f, mask, weights, T, ramp=ramp) - reference) / reference for ramp in [constant, *ramps]}
+            cases.append({"case": name, "weights": list(weights), "reference_energy": reference, "f": f, "mask": mask,
                           "gaps": gaps})
             best = min(gaps, key=lambda r: gaps[r])
-            print(f"{case.name} {weights}: constant rule {gaps[constant]:.2e}, best ramp {best[0]:g} -> {best[1]:g} {gaps[best]:.2e}",
+            print(f"{name} {weights}: constant rule {gaps[constant]:.2e}, best ramp {best[0]:g} -> {best[1]:g} {gaps[best]:.2e}",
                   file=sys.stderr, flush=True)
     summary = []
     for ramp in ramps:
@@ -83,7 +70,7 @@ def main() -> None:
         print(f"the choice {chosen} differs from the shipped DEFAULT_RHO_RAMP {DEFAULT_RHO_RAMP}", file=sys.stderr)
     rows = []
     for c in cases:
-        long = {label: (energy(c["f"], c["mask"], tuple(c["weights"]), LONG_T, ramp=ramp) - c["reference_energy"]) / c["reference_energy"]
+        long = {label: (tgv_energy_after(c["f"], c["mask"], tuple(c["weights"]), LONG_T, ramp=ramp) - c["reference_energy"]) / c["reference_energy"]
                 for label, ramp in (("constant", constant), ("chosen", chosen))}
         rows.append({"case": c["case"], "weights": c["weights"], "reference_energy": c["reference_energy"],
                      "gap_T128": {f"{a:g}->{b:g}": g for (a, b), g in c["gaps"].items()},

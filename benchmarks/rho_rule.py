@@ -42,11 +42,25 @@ TGV_WEIGHTS = [(ratio * l1, l1) for l1 in (0.002, 0.005, 0.01, 0.02) for ratio i
 TV_WEIGHTS = (0.005, 0.01, 0.02, 0.04)
 
 
+def synthetic_problems(count: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``(name, f (1, H, W) complex128, mask (W,))`` of the seeded synthetic slices (R = 4, sigma = 0.05);
+    ``benchmarks/rho_ramp.py`` uses the same ones."""
+    images = [(f"synthetic:{i}", synthetic_image_v3(np.random.default_rng([SEED, i]), 128, 128)) for i in range(count)]
+    return [(case.name, torch.from_numpy(case.kspace.astype(np.complex128))[None], torch.from_numpy(case.mask.astype(np.float64)))
+            for case in corrupt(images, 4, 0.05)]
+
+
+def tgv_energy_after(f: torch.Tensor, mask: torch.Tensor, weights: tuple, iterations: int, rho: float | None = None,
+                     ramp: tuple[float, float] | None = None) -> float:
+    """The periodic TGV energy after ``iterations`` of ``admm_tgv`` (``rho``, ``ramp`` as it takes them)."""
+    x, v = admm_tgv(f, *weights, mask, iterations=iterations, rho=rho, return_v=True, rho_ramp=ramp)
+    return float(tgv_energy(x, v, f, *weights, mask, periodic=True)[0])
+
+
 def _energy(f: torch.Tensor, mask: torch.Tensor, regulariser: str, weights: tuple, iterations: int, rho: float | None) -> float:
     """The energy after ``iterations``; ``rho=None``: the solver's own rule for the penalty, held constant."""
     if regulariser == "TGV":
-        x, v = admm_tgv(f, *weights, mask, iterations=iterations, rho=rho, return_v=True, rho_ramp=(1.0, 1.0) if rho is None else None)
-        return float(tgv_energy(x, v, f, *weights, mask, periodic=True)[0])
+        return tgv_energy_after(f, mask, weights, iterations, rho, (1.0, 1.0) if rho is None else None)
     return float(tv_energy(admm_tv(f, *weights, mask, iterations=iterations, rho=rho), f, *weights, mask, periodic=True)[0])
 
 
@@ -60,13 +74,10 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/convergence/rho_rule.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    images = [(f"synthetic:{i}", synthetic_image_v3(np.random.default_rng([SEED, i]), 128, 128)) for i in range(args.images)]
     rows = []
     data = {}
-    for case in corrupt(images, 4, 0.05):
-        f = torch.from_numpy(case.kspace.astype(np.complex128))[None]
-        mask = torch.from_numpy(case.mask.astype(np.float64))
-        data[case.name] = f, mask
+    for name, f, mask in synthetic_problems(args.images):
+        data[name] = f, mask
         scale = float(data_scale(f, mask)[0])
         problems = [("TGV", (l0, l1), math.sqrt(l0 * l1)) for l0, l1 in TGV_WEIGHTS] + [("TV", (lam,), lam) for lam in TV_WEIGHTS]
         for regulariser, weights, w in problems:
@@ -74,10 +85,10 @@ def main() -> None:
             reference = min(_energy(f, mask, regulariser, weights, REFERENCE_ITERATIONS, rho) for rho in (guess, 2.0))
             gaps = {rho: _gap(_energy(f, mask, regulariser, weights, T, rho), reference) for rho in GRID}
             best = min(gaps, key=lambda rho: gaps[rho])
-            rows.append({"case": case.name, "regulariser": regulariser, "weights": list(weights), "weight": w, "scale": scale,
+            rows.append({"case": name, "regulariser": regulariser, "weights": list(weights), "weight": w, "scale": scale,
                          "reference_energy": reference, "gap_T128": {f"{rho:g}": g for rho, g in gaps.items()},
                          "best_rho": best, "constant": best * scale / w})
-            print(f"{case.name} {regulariser} {weights}: best rho {best:g} (c = {rows[-1]['constant']:.0f}), "
+            print(f"{name} {regulariser} {weights}: best rho {best:g} (c = {rows[-1]['constant']:.0f}), "
                   f"gap {gaps[best]:.1e}, rho 2: {gaps[2.0]:.1e}", file=sys.stderr, flush=True)
     fitted = {}
     for regulariser in ("TGV", "TV"):
