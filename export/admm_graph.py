@@ -313,12 +313,18 @@ class ADMMSenseGraph(ADMMGraph):
     """Multi-coil iterations: coil splitting (:mod:`tgv_deploy.solvers.admm_sense`) in ONNX nodes.
 
     Besides ``z`` and ``u``, the state holds the coil images ``y`` and their duals ``u_c``
-    ``(B, C, 2, H, W)`` and the data-free coil's ``y_0`` ``(B, 2, H, W)``. The (x, v) step is the
-    single-coil one with the constant data weight ``rho_coil``; its data, ``rho_coil / rho`` times
-    ``sum_c conj(S_c) (y_c - u_c) + r y_0``, enters as extra input channels of the ``rhs`` convolution
-    (a centre tap). The coil step transforms all C coil images in one channel-batched DFT::
+    ``(B, C, H, 2W)`` (real and imaginary parts side by side along each row) and the data-free coil's
+    ``y_0`` ``(B, 2, H, W)``. The (x, v) step is the single-coil one with the constant data weight
+    ``rho_coil``; its data, ``rho_coil / rho`` times ``sum_c conj(S_c) (y_c - u_c) + r y_0``, enters
+    as extra input channels of the ``rhs`` convolution (a centre tap). The coil step,
+    ``y = F^H (rho_coil F t + M f_c) / (m + rho_coil)`` with ``t = g + u_c``, scales each spectrum by
+    a factor of its column frequency alone (line masks), so the row transforms cancel and it is one
+    ``2W x 2W`` real matrix per image, built once from the mask (a circulant filter along the rows)::
 
-        Y = F(g + u_c) * rho_coil / (m + rho_coil) + F(A_c^H f_c) / (m + rho_coil)
+        y = t Q_keep + y_data,   Q_keep = F_w^H diag(rho_coil / (m + rho_coil)) F_w,
+        y_data = (A_c^H f_c) F_w^H diag(m / (m + rho_coil)) F_w
+
+    one MatMul of all C coil images per iteration, a quarter of the flops of a 2D DFT pair.
     """
 
     def __init__(self, g: GraphBuilder, spec: ADMMSpec, rho_coil: float):
@@ -330,32 +336,41 @@ class ADMMSenseGraph(ADMMGraph):
         kernel[0, z * c, 1, 1] = kernel[1, z * c + 1, 1, 1] = rho_coil / spec.rho  # b into the x component, centre tap
         self.rhs_kernel = g.const("admm/rhs_kernel_sense", kernel)
 
-    def _coil_denominator(self, mask: str) -> tuple[str, str]:
-        """``rho_coil / (m + rho_coil)`` and ``1 / (m + rho_coil)`` ``(B, 1, 1, 2W)`` along the spectra's last axis."""
+    def _coil_filters(self, mask: str) -> tuple[str, str]:
+        """``Q_keep`` and ``Q_data`` ``(B, 1, 2W, 2W)``: row vectors ``[re | im]`` times them filter along the rows."""
         g = self.g
-        m = self._mask_along_w(mask, "coil_den")
-        m = g.op("Concat", [m, m], "coil_den", axis=3)  # the same factor on the real and imaginary halves
-        inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den")], "coil_den")
-        return g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_den"), inv
+        m = self._mask_along_w(mask, "coil_filter")
+        m = g.op("Concat", [m, m], "coil_filter", axis=3)  # the same factor on the real and imaginary halves
+        inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_filter")], "coil_filter")
+        keep = g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_filter")
+        # m / (m + rho_coil), not 1 / (m + rho_coil): the data have no unsampled frequencies, and a
+        # matrix with gains up to 1 / rho_coil there would multiply its own float32 round-off by them
+        data = g.op("Mul", [inv, m], "coil_filter")
 
-    def build_sense(self, x0: str, maps: str, mask: str, coil_images: str, coil_forward: str, coil_adjoint: str,
-                    virtual: str) -> str:
+        def filter_matrix(factor: str) -> str:  # cols_fwd diag(factor) cols_inv: factor (B, 1, 1, 2W) scales cols_fwd's columns
+            return g.op("MatMul", [g.op("Mul", [self.cols_fwd, factor], "coil_filter"), self.cols_inv], "coil_filter")
+
+        return filter_matrix(keep), filter_matrix(data)
+
+    def build_sense(self, x0: str, maps: str, mask: str, coil_images: str, coil_weights: str, virtual: str) -> str:
         """Append all iterations; returns the final ``x (B, 2, H, W)`` (inputs as :class:`SensePrologue` names them)."""
         g, spec = self.g, self.spec
+        h, w = spec.height, spec.width
         upper, lower = self._thresholds(maps)
         _, operator = self._step_operator(None, self.rho_coil)
-        keep, data_share = self._coil_denominator(mask)
-        coil_data = g.op("Mul", [self._dft(g.op("Reshape", [coil_images, self.shape_images], "coil_data")), data_share], "coil_data")
-        shape_coils = g.const("admm/shape_coils", [0, -1, 2, spec.height, spec.width])
+        keep, data_share = self._coil_filters(mask)
+        y_data = g.op("MatMul", [coil_images, data_share], "coil_data")  # (B, C, H, 2W)
         alpha = g.const("admm/alpha", np.float32(spec.alpha))
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
         virtual_alpha = g.op("Mul", [virtual, alpha], "virtual")
-        axis_coils, axis_inner = g.const("admm/axis1", [1]), g.const("admm/axis3", [3])
-        unsqueeze_axes = g.const("admm/axes12", [1, 2])
+        axis_coils = g.const("admm/axis1", [1])
+        image_in = g.const("admm/shape_coil_product_in", [0, 1, 2, h, 1, w])  # x as (in re/im, row, -, column)
+        coils_in = g.const("admm/shape_coil_adjoint_in", [0, -1, 1, h, 2, w])  # y as (coil, -, row, in re/im, column)
+        coils_out = g.const("admm/shape_coils", [0, -1, h, 2 * w])
 
-        def coil_products(x: str) -> str:  # S_c x, (B, C, 2, H, W)
-            return g.op("ReduceSum", [g.op("Mul", [coil_forward, g.op("Unsqueeze", [x, unsqueeze_axes], "sx")], "sx"), axis_inner],
-                        "sx", keepdims=0)
+        def coil_products(x: str) -> str:  # S_c x, (B, C, H, 2W): Mul and a sum over the input's re/im
+            product = g.op("Mul", [coil_weights, g.op("Reshape", [x, image_in], "sx")], "sx")
+            return g.op("Reshape", [g.op("ReduceSum", [product, g.const("admm/axis2", [2])], "sx", keepdims=0), coils_out], "sx")
 
         y = coil_products(x0)
         u_coil: str | None = None
@@ -364,22 +379,20 @@ class ADMMSenseGraph(ADMMGraph):
         u = None
         images = x0
         for _ in range(spec.iterations):
-            w = z if u is None else g.op("Sub", [z, u], "w")
+            w_split = z if u is None else g.op("Sub", [z, u], "w")
             w_coil = y if u_coil is None else g.op("Sub", [y, u_coil], "wc")
-            # sum_c conj(S_c) w_c: the adjoint forms times w, summed over coils and the inner axis
-            combined = g.op("ReduceSum", [g.op("Mul", [coil_adjoint, g.op("Unsqueeze", [w_coil, g.const("admm/axis2", [2])], "b")], "b"),
-                                          g.const("admm/axes13", [1, 3])], "b", keepdims=0)
+            # sum_c conj(S_c) w_c: the weights read transposed, summed over coils and the input's re/im
+            combined = g.op("ReduceSum", [g.op("Mul", [coil_weights, g.op("Reshape", [w_coil, coils_in], "b")], "b"),
+                                          g.const("admm/axes14", [1, 4])], "b", keepdims=0)
             b = g.op("Add", [combined, g.op("Mul", [virtual, y0], "b")], "b")
-            rhs = self._conv(g.op("Concat", [w, b], "rhs", axis=1), self.rhs_kernel, "rhs")
+            rhs = self._conv(g.op("Concat", [w_split, b], "rhs", axis=1), self.rhs_kernel, "rhs")
             images = self._idft(g.op("Reshape", [self._solve(operator, self._dft(rhs)), self.shape_spectra], "step"))
             x = g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
-            # coil variables: relaxed, then the per-frequency data step
+            # coil variables: relaxed, then the data step as one filter along the rows
             relaxed = g.op("Add", [g.op("Mul", [coil_products(x), alpha], "gc"), g.op("Mul", [y, one_minus_alpha], "gc")], "gc")
             y0 = g.op("Add", [g.op("Mul", [virtual_alpha, x], "y0"), g.op("Mul", [y0, one_minus_alpha], "y0")], "y0")
             t_coil = relaxed if u_coil is None else g.op("Add", [relaxed, u_coil], "tc")
-            spectra_coil = self._dft(g.op("Reshape", [t_coil, self.shape_images], "yc"))
-            y_hat = g.op("Add", [g.op("Mul", [spectra_coil, keep], "yc"), coil_data], "yc")
-            y = g.op("Reshape", [self._idft(y_hat), shape_coils], "yc")
+            y = g.op("Add", [g.op("MatMul", [t_coil, keep], "yc"), y_data], "yc")
             u_coil = g.op("Sub", [t_coil, y], "uc")  # u + g - y
             # the TGV splits, as in the single-coil loop
             split = self._conv(images, self.split_kernel, "split")

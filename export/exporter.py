@@ -123,7 +123,7 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
     return iterations, height, width
 
 
-SENSE_PROLOGUE_OUTPUTS = ["x0", "coil_images", "maps_n", "scale", "coil_forward", "coil_adjoint", "virtual"]
+SENSE_PROLOGUE_OUTPUTS = ["x0", "coil_images", "maps_n", "scale", "coil_weights", "virtual"]
 
 
 def _trace_prologue(
@@ -179,7 +179,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
             before = len(g.nodes)
-            x = graph_builder.build_sense("x0", "maps_n", "mask", *SENSE_PROLOGUE_OUTPUTS[1:2], *SENSE_PROLOGUE_OUTPUTS[4:])
+            x = graph_builder.build_sense("x0", "maps_n", "mask", "coil_images", "coil_weights", "virtual")
         else:
             x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
     else:

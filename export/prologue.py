@@ -38,13 +38,15 @@ class Prologue(nn.Module):
 
 
 class SensePrologue(nn.Module):
-    """Multi-coil: ``(f, maps, mask) -> (x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual)``.
+    """Multi-coil: ``(f, maps, mask) -> (x0, coil_images, maps_n, scale, coil_weights, virtual)``.
 
-    ``x0 = A^H f / scale`` ``(B, 2, H, W)``; ``coil_images = F^H (M f_c) / scale`` ``(B, C, 2, H, W)``
-    (the coils' data, transformed once more inside the loop); ``coil_forward`` / ``coil_adjoint``
-    ``(B, C, 2, 2, H, W)`` the real 2 x 2 forms of multiplying by ``S_c`` and by ``conj(S_c)``, so each
-    coil product in the loop is one Mul and one ReduceSum; ``virtual (B, 1, H, W)`` the data-free
-    coil's weight ``sqrt(1 - sum_c |S_c|^2)`` (:mod:`tgv_deploy.solvers.admm_sense`).
+    ``x0 = A^H f / scale`` ``(B, 2, H, W)``; ``coil_images = F^H (M f_c) / scale`` ``(B, C, H, 2W)``,
+    real and imaginary parts side by side along the rows, the layout of the loop's coil variables
+    (:class:`tgv_deploy.export.admm_graph.ADMMSenseGraph`); ``coil_weights (B, C, 2, H, 2, W)`` the
+    real 2 x 2 form of multiplying by ``S_c``, indexed (in re/im, row, out re/im, column), which read
+    as (out, row, in, column) is the form of ``conj(S_c)`` (its transpose), so both coil products in
+    the loop are one Mul and one ReduceSum; ``virtual (B, 1, H, W)`` the data-free coil's weight
+    ``sqrt(1 - sum_c |S_c|^2)`` (:mod:`tgv_deploy.solvers.admm_sense`).
     """
 
     def __init__(self, model: nn.Module):
@@ -62,10 +64,11 @@ class SensePrologue(nn.Module):
         x0 = x0 / scale
         batch, coils, _, height, width = f.shape
         coil_images = sense.dft.adjoint(f.reshape(batch * coils, 2, height, width)).reshape(f.shape) / scale[:, None]
+        coil_images = coil_images.transpose(2, 3).reshape(batch, coils, height, 2 * width)
         real, imag = maps[:, :, 0], maps[:, :, 1]
-        coil_forward = torch.stack((torch.stack((real, -imag), 2), torch.stack((imag, real), 2)), 2)
-        coil_adjoint = torch.stack((torch.stack((real, imag), 2), torch.stack((-imag, real), 2)), 2)
+        # S x = (Sr xr - Si xi, Si xr + Sr xi): from x's real part (Sr, Si), from its imaginary part (-Si, Sr)
+        coil_weights = torch.stack((torch.stack((real, imag), 3), torch.stack((-imag, real), 3)), 2)
         virtual = torch.sqrt(torch.relu(1 - maps.square().sum((1, 2)))).unsqueeze(1)
         f_n = f / scale[:, None]
         maps_n = self.model.noise_scaled(self.model.unet(x0), f_n, mask) * self.model.coil_gain(mask)
-        return x0, coil_images, maps_n, scale, coil_forward, coil_adjoint, virtual
+        return x0, coil_images, maps_n, scale, coil_weights, virtual

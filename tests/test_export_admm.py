@@ -108,7 +108,7 @@ def test_two_stage_rows_keep_block_order_without_a_permutation(tmp_path):
     ("utgv", (30, 21), "factorised", True), ("utv", (17, 24), "dense", True), ("utgv-kappa", (30, 21), "factorised", True),
 ])
 def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_gain):
-    """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the DFT products."""
+    """SENSE graphs (SPEC 1b): k-space and coil maps as inputs, coils batched through the matrix products."""
     kind, kappa = ("utgv", 64.0) if kind == "utgv-kappa" else (kind, 1.0)
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, iterations=12, height=size[0], width=size[1], solver="admm",
                                            noise_gain=noise_gain, penalty_ratio=kappa))
@@ -150,6 +150,23 @@ def test_multicoil_export_writes_the_models_own_coil_penalty(tmp_path):
     assert np.linalg.norm(other - reference) / np.linalg.norm(reference) > 1e-3  # the penalty matters at T = 12
 
 
+def test_multicoil_export_keeps_parity_with_a_small_coil_penalty(tmp_path):
+    """The coil step's data filter has gain 1 / (1 + rho_coil) on the sampled lines; written as
+    1 / (m + rho_coil) it would have 1 / rho_coil on the others and scale the float32 round-off of
+    its own construction by that (1.3e-5 here with rho_coil = 0.01)."""
+    import math
+
+    import torch
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=12, height=64, width=64, solver="admm"))
+    ckpt.state_dict["log_rho_coil"] = torch.tensor(math.log(0.01))
+    result = build_graph(ckpt, ExportConfig(coils=4, verify=False))
+    inputs = example_inputs("mri", 1, 64, 64, seed=4, coils=4)
+    image, _ = _run(result.model, inputs)
+    reference, _ = torch_reference(ckpt, inputs, 12)
+    assert np.linalg.norm(image - reference) / np.linalg.norm(reference) < 1e-5
+
+
 def test_multicoil_export_follows_each_slices_sampled_fraction(tmp_path):
     """The multi-coil gain's power of the sampled fraction is computed in the graph from each slice's
     mask (not frozen at the traced example's): two slices at R of about 3.4 and 8 in one dynamic
@@ -185,7 +202,7 @@ def test_multicoil_graph_grows_linearly(tmp_path):
     large = build_graph(ckpt, ExportConfig(iterations=16, verify=False, coils=2)).model
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 8
     # single-coil TGV iteration (38 nodes with two-stage rows) plus the coil step: the same count for any C
-    assert per_iteration == int(per_iteration) and per_iteration <= 72
+    assert per_iteration == int(per_iteration) and per_iteration <= 64
     assert len(large.graph.initializer) == len(small.graph.initializer)
 
 

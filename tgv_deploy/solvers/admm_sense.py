@@ -19,9 +19,11 @@ Each iteration (``alpha`` over-relaxes every constraint alike)::
     y_c = argmin 1/2 ||M F y - f_c||^2 + rho_coil/2 ||y - g_c - u_c||^2 = F^H (M f_c + rho_coil F(g_c + u_c)) / (m + rho_coil)
     u_c = u_c + g_c - y_c
 
-Cost: the 3 + 3 DFTs of the (x, v) step plus one forward and one inverse DFT per coil
-(``6 + 2C`` per iteration), against ``2C`` per inner step for conjugate gradients inside the (x, v)
-step and PDHG's slow convergence (benchmarks/README.md, "Multi-coil scheme").
+Cost: the 3 + 3 DFTs of the (x, v) step plus the coil step, a filter of each coil image by a
+factor of the mask's frequencies; for line masks that is one 1D transform pair along the columns
+(a row transform would cancel), about a quarter of a 2D pair as real matrix products (the exported
+graph applies it as one ``2W x 2W`` matrix). Conjugate gradients inside the (x, v) step would cost
+2C 2D DFTs per inner step, and PDHG converges slowly (benchmarks/README.md, "Multi-coil: the scheme").
 
 Shapes: k-space ``f (B, C, 2, H, W)`` centred, maps ``S (B, C, 2, H, W)`` with
 ``sum_c |S_c|^2 <= 1``, mask ``(B, 1, 1|H, W)`` shared by the coils, image ``x (B, 2, H, W)``.
@@ -38,7 +40,6 @@ from tgv_deploy.solvers.admm import (
     DEFAULT_RHO,
     FourierTGVSolve,
     FourierTVSolve,
-    _fft2,
     _ifft2,
     _per_image,
     _to_channels,
@@ -61,10 +62,13 @@ def _centred_ifft2(k: torch.Tensor) -> torch.Tensor:
 
 
 class CoilSplit:
-    """The coil variables' data: maps, the virtual coil's weight, the coils' data spectra.
+    """The coil variables' data: maps, the virtual coil's weight, the coils' data share.
 
     ``f (B, C, 2, H, W)``, ``maps (B, C, 2, H, W)``, ``mask (B, 1, 1|H, W)``. Coil images are complex
-    ``(B, C, H, W)``; spectra are in the loop's (unshifted) DFT basis, as in :mod:`.admm`.
+    ``(B, C, H, W)``. The coil step multiplies each coil's spectrum by a factor of the mask alone, so
+    for a line mask ``(B, 1, 1, W)`` the row transforms cancel (``F^H D F = F_w^H D F_w`` for ``D``
+    constant along the rows) and it runs as 1D transforms along the columns; a 2D mask takes the
+    2D DFT. Either way in the loop's unshifted DFT order, as in :mod:`.admm`.
     """
 
     def __init__(self, f: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, rho_coil: Scalar):
@@ -77,11 +81,18 @@ class CoilSplit:
             raise ValueError(f"coil maps must satisfy sum_c |S_c|^2 <= 1, found {float(weight.max()):.4g}")
         self.virtual = torch.sqrt(torch.clamp(1 - weight, min=0))  # (B, H, W)
         coil_images = _centred_ifft2(_to_complex(mask[:, None] * f))  # A_c^H f_c
-        self.data_hat = _fft2(coil_images)  # M f_c in the loop's basis
         self.rho = _per_image(rho_coil, 4)  # against (B, C, H, W)
         self.rho_image = _per_image(rho_coil, 3)  # against (B, H, W)
-        self.denominator = torch.fft.ifftshift(mask, dim=(-2, -1)) + self.rho
+        self.dims = (-1,) if mask.shape[-2] == 1 else (-2, -1)
+        shifted = torch.fft.ifftshift(mask, dim=self.dims)
+        self.denominator = shifted + self.rho
+        # F^H (M f_c / (m + rho_coil)); the factor m keeps round-off at unsampled frequencies from being scaled by 1 / rho_coil
+        self.data_share = self._filter(coil_images, shifted / self.denominator)
         self.x0 = (self.maps.conj() * coil_images).sum(1)  # A^H f, (B, H, W)
+
+    def _filter(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+        """``F^H (factor F images)`` for a factor of the mask's frequencies."""
+        return torch.fft.ifftn(factor * torch.fft.fftn(images, dim=self.dims, norm="ortho"), dim=self.dims, norm="ortho")
 
     def combine(self, y: torch.Tensor, u: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
         """``rho_coil * (sum_c conj(S_c) (y_c - u_c) + r y_0)`` as image channels ``(B, 2, H, W)``."""
@@ -90,7 +101,7 @@ class CoilSplit:
 
     def coil_step(self, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``y_c = F^H (M f_c + rho_coil F(g_c + u_c)) / (m + rho_coil)``, ``(B, C, H, W)``."""
-        return _ifft2((self.data_hat + self.rho * _fft2(g + u)) / self.denominator)
+        return self._filter(g + u, self.rho / self.denominator) + self.data_share
 
 
 def _start(split: CoilSplit):
