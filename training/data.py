@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from tgv_deploy.coils.maps import estimate_maps
 from tgv_deploy.data.coil_sim import simulate_coil_maps
 from tgv_deploy.dft import fft2c, ifft2c
 from tgv_deploy.data.fastmri import read_fastmri
@@ -80,6 +81,8 @@ class Corruption:
     multicoil_fraction: float = 0.0
     coils: tuple[int, int] = (8, 8)
     sigma_prior: str = "uniform"  # or "log-uniform" (training.config.DataConfig)
+    coil_maps: str = "true"  # or "espirit" (training.config.DataConfig)
+    multicoil_center_fraction: tuple[float, float] = (0.0, 0.0)  # (0, 0): fastMRI's pair for R
 
     def draw_sigma(self, rng: np.random.Generator) -> float:
         if self.sigma_prior == "log-uniform":
@@ -107,11 +110,16 @@ class Corruption:
             image = (image + level * (rng.standard_normal(image.shape) + 1j * rng.standard_normal(image.shape))).astype(np.complex64)
         acceleration = int(rng.integers(self.accelerations[0], self.accelerations[1] + 1))
         kind = self.mask_types[int(rng.integers(len(self.mask_types)))]
-        mask = make_mask(kind, default_center_fraction(acceleration), acceleration)(image.shape[-1], seed=int(rng.integers(2**31)))
+        centre = default_center_fraction(acceleration)
+        if coils > 1 and self.multicoil_center_fraction[1] > 0:  # drawn only when asked, so other configs keep their streams
+            centre = float(rng.uniform(*self.multicoil_center_fraction))
+        mask = make_mask(kind, centre, acceleration)(image.shape[-1], seed=int(rng.integers(2**31)))
         channels = lambda z, axis=0: np.stack((z.real, z.imag), axis=axis).astype(np.float32)  # noqa: E731
         if coils > 1:
             maps = simulate_coil_maps(rng, coils, *image.shape)
             kspace = add_kspace_noise(fft2c(maps * image[None]), mask, sigma, rng)
+            if self.coil_maps == "espirit":  # as the runtime estimates them (tgv_deploy.data.multicoil.prepare)
+                maps = estimate_maps(kspace, mask, method="espirit", outside="extend").maps
             return channels(kspace, 1), mask[None, None], channels(image), channels(maps, 1)
         kspace = add_kspace_noise(fft2c(image), mask, sigma, rng)
         return channels(kspace), mask[None, None], channels(image), None

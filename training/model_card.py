@@ -55,6 +55,7 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         lines.append(f"- Corruption: R ~ U{{{data.get('accelerations')[0]}..{data.get('accelerations')[1]}}}, {sigma}, "
                      f"masks {', '.join(data.get('mask_types', []))} (SPEC 4 noise model)"
                      + (f"; {multicoil:.0%} of the batches multi-coil ({coils[0]}-{coils[1]} simulated coil maps, SENSE"
+                        + _multicoil_data(data)
                         + (f", multi-coil map gain{' and its power of the sampled fraction' if 'coil_acceleration_exponent' in ckpt.state_dict else ''}"
                            f"{' and coil penalty' if 'log_rho_coil' in ckpt.state_dict else ''} learned at rate "
                            f"{_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
@@ -69,6 +70,18 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
     if meta.get("metadata_note"):
         lines.append(f"- Note: {meta['metadata_note']}.")
     return lines
+
+
+def _multicoil_data(data: dict) -> str:
+    """How multi-coil batches were measured and reconstructed, where a config says more than the defaults."""
+    text = ""
+    low, high = data.get("multicoil_center_fraction", (0.0, 0.0))
+    if high:
+        text += f", calibration fraction ~ U[{low:g}, {high:g}]"
+    if data.get("coil_maps", "true") == "espirit":
+        text += (", reconstructed with ESPIRiT maps estimated from the noisy calibration lines as the runtime does"
+                 " and scored on magnitudes")
+    return text
 
 
 def _gain_rate(cfg: dict) -> float:

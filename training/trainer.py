@@ -96,16 +96,24 @@ def ssim_torch(target: torch.Tensor, estimate: torch.Tensor, win_size: int = 7, 
     return s.flatten(1).mean(1)
 
 
-def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.0) -> torch.Tensor:
-    """``x``, ``target`` ``(B, C, H, W)``; see ``TrainConfig.loss``."""
+def _magnitude(z: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, 1, H, W)``; the epsilon keeps the square root differentiable at 0."""
+    return torch.sqrt(z.square().sum(1, keepdim=True) + 1e-12)
+
+
+def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.0,
+                        magnitudes: bool = False) -> torch.Tensor:
+    """``x``, ``target`` ``(B, C, H, W)``; see ``TrainConfig.loss``. ``magnitudes``: compare
+    ``|x|`` with ``|target|`` in every term (reconstructions with estimated coil maps, whose phase
+    is the maps' reference, not the truth's)."""
+    if magnitudes:
+        x, target = _magnitude(x), _magnitude(target)
     if kind == "mse":
         return torch.nn.functional.mse_loss(x, target)
     per_sample = (x - target).square().flatten(1).mean(1)
     loss = 10.0 * torch.log10(per_sample.clamp_min(1e-12)).mean()
-    if kind == "psnr+ssim":
-        # magnitudes, as scored; the epsilon keeps the square root differentiable at 0
-        magnitude_of = lambda z: torch.sqrt(z.square().sum(1) + 1e-12)  # noqa: E731
-        loss = loss + ssim_weight * (1.0 - ssim_torch(magnitude_of(target), magnitude_of(x))).mean()
+    if kind == "psnr+ssim":  # magnitudes, as scored
+        loss = loss + ssim_weight * (1.0 - ssim_torch(_magnitude(target)[:, 0], _magnitude(x)[:, 0])).mean()
     return loss
 
 
@@ -200,7 +208,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     data = config.data
     source = _source(config, config.seed)
     corruption = Corruption(config.model.task, data.accelerations, data.sigma_range, data.mask_types, data.target_noise,
-                            data.multicoil_fraction, data.coils, data.sigma_prior)
+                            data.multicoil_fraction, data.coils, data.sigma_prior, data.coil_maps, data.multicoil_center_fraction)
     val_source = _source(config, config.seed + 10_000)
     val_corruption = Corruption(config.model.task, (data.val_acceleration,) * 2, (data.val_sigma,) * 2, (data.val_mask,))
     val_batch = make_batch(val_source, val_corruption, list(range(data.val_size)), np.random.default_rng([config.seed, 1]), device)
@@ -235,7 +243,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
         model.train()
         iterations = config.iterations_at(step)
         x, _ = trained(f, mask, iterations=iterations, coil_maps=coil_maps)
-        loss = reconstruction_loss(x, target, config.loss, config.ssim_weight)
+        estimated_maps = coil_maps is not None and data.coil_maps != "true"
+        loss = reconstruction_loss(x, target, config.loss, config.ssim_weight, magnitudes=estimated_maps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
