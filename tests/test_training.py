@@ -206,6 +206,45 @@ def test_log_uniform_sigma_prior_is_scale_invariant():
         config_from_dict({"data": {"sigma_prior": "log-uniform", "sigma_range": [0.0, 0.2]}})
 
 
+def test_multicoil_batches_can_carry_espirit_maps_and_a_drawn_calibration_fraction():
+    """As deployed: ESPIRiT maps from the noisy calibration lines (unit norm everywhere, not the
+    simulated ones), and the calibration region's width drawn; single-coil samples keep their streams."""
+    from tgv_deploy.coils.maps import centre_lines
+
+    image = SyntheticSlices(48, 48, seed=3)(0)
+    simulated = Corruption("mri", (8, 8), (0.05, 0.05), ("equispaced",), multicoil_fraction=1.0, coils=(4, 4))
+    deployed = Corruption("mri", (8, 8), (0.05, 0.05), ("equispaced",), multicoil_fraction=1.0, coils=(4, 4),
+                          coil_maps="espirit", multicoil_center_fraction=(0.2, 0.2))
+    f_true, mask_true, target_true, maps_true = simulated.sample(image, np.random.default_rng(1), coils=4)
+    f, mask, target, maps = deployed.sample(image, np.random.default_rng(1), coils=4)
+    assert maps.shape == maps_true.shape == (4, 2, 48, 48)
+    np.testing.assert_allclose((maps ** 2).sum((0, 1)), 1.0, atol=1e-4)  # extended to unit norm everywhere
+    assert np.abs(maps - maps_true).max() > 0.1  # estimated, not the simulated truth
+    np.testing.assert_array_equal(target, target_true)
+    low, high = centre_lines(mask[0, 0])
+    assert high - low >= int(0.2 * 48) > 0.04 * 48 + 2  # the drawn fraction, far above fastMRI's 4% at R = 8
+    assert mask.sum() > mask_true.sum()
+    one_coil = [c.sample(image, np.random.default_rng(2)) for c in (simulated, deployed)]
+    assert all(np.array_equal(a, b) for a, b in zip(one_coil[0][:3], one_coil[1][:3]))
+    with pytest.raises(InputError, match="coil_maps"):
+        config_from_dict({"data": {"coil_maps": "walsh"}})
+    with pytest.raises(InputError, match="multicoil_center_fraction"):
+        config_from_dict({"data": {"multicoil_center_fraction": [0.1, 0.05]}})
+
+
+def test_the_magnitude_loss_ignores_the_phase_of_estimated_maps():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 2, 8, 8, generator=g)
+    x = target + 0.1 * torch.randn(2, 2, 8, 8, generator=g)
+    phase = torch.rand(2, 1, 8, 8, generator=g) * 6.0  # a smooth map phase would do; any per-pixel phase must
+    rotated = torch.cat((x[:, :1] * torch.cos(phase) - x[:, 1:] * torch.sin(phase),
+                         x[:, :1] * torch.sin(phase) + x[:, 1:] * torch.cos(phase)), 1)
+    for kind in ("mse", "psnr", "psnr+ssim"):
+        plain = reconstruction_loss(x, target, kind, 20.0, magnitudes=True)
+        assert reconstruction_loss(rotated, target, kind, 20.0, magnitudes=True).item() == pytest.approx(plain.item(), rel=1e-5)
+        assert reconstruction_loss(rotated, target, kind, 20.0).item() > reconstruction_loss(x, target, kind, 20.0).item() + 1e-3
+
+
 def test_coil_gain_and_penalty_get_their_own_rate_and_no_weight_decay():
     config = config_from_dict({"learning_rate": 1e-4, "gain_learning_rate": 3e-3})
     model = build_model(config.model)
@@ -287,7 +326,8 @@ def test_model_card_describes_every_stage(tmp_path):
     stage2_config.write_text(f'loss = "psnr+ssim"\ngain_learning_rate = 0.003\ninit_checkpoint = "{stage1}"\n'
                              + TINY.format(steps=2, kind="utgv", task="mri")
                              .replace("[data]", "[data]\nreal_fraction = 0.5\nsigma_prior = 'log-uniform'\nsigma_range = [0.01, 0.2]\n"
-                                      "multicoil_fraction = 0.5\ncoils = [2, 3]")
+                                      "multicoil_fraction = 0.5\ncoils = [2, 3]\ncoil_maps = 'espirit'\n"
+                                      "multicoil_center_fraction = [0.2, 0.3]")
                              .replace("iterations = 5", "iterations = 5\nnoise_gain = true"))
     stage2 = train(load_config(stage2_config), tmp_path / "s2", log=lambda _: None)
     text = card(stage2, "tiny", "stage2.toml", [], [], earlier=[(stage1, "stage1.toml")])
@@ -298,8 +338,9 @@ def test_model_card_describes_every_stage(tmp_path):
     assert f"`tgv-deploy train stage1.toml -o {stage1.parent}`" in text  # each stage's run folder is its checkpoint's
     assert "ADMM (SPEC 2b" in text  # the solver the final stage trained through (new models default to ADMM)
     assert "sigma ~ U[0.0, 0.2]" in text[first:second] and "log sigma ~ U[log 0.01, log 0.2]" in text[second:]
-    assert ("50% of the batches multi-coil (2-3 simulated coil maps, SENSE, multi-coil map gain and its power of the sampled "
-            "fraction and coil penalty learned at rate 0.003)" in text[second:])
+    assert ("50% of the batches multi-coil (2-3 simulated coil maps, SENSE, calibration fraction ~ U[0.2, 0.3], reconstructed "
+            "with ESPIRiT maps estimated from the noisy calibration lines as the runtime does and scored on magnitudes, "
+            "multi-coil map gain and its power of the sampled fraction and coil penalty learned at rate 0.003)" in text[second:])
     assert "learned rho_coil = " in text.splitlines()[2]  # the final stage trained on coils: its learned coil penalty
     assert "times (0.167 / sampled fraction) to the powers" in text.splitlines()[2]
     assert "learned rho_coil" not in card(stage1, "tiny", "stage1.toml", [], []).splitlines()[2]  # never trained on coils
