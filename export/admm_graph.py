@@ -147,7 +147,7 @@ class ADMMGraph:
             self.rows_inv = g.const("admm/idft_rows", np.ascontiguousarray(rows.T))
             self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
             self.shape_rows_back = g.const("admm/shape_rows_back", [0, -1, 2 * h, w])
-        # -1 for the image count: the coil-splitting graph transforms C coil images with the same nodes
+        # -1 for the image count (x, v0, v1 or x alone)
         self.shape_spectra = g.const("admm/shape_spectra", [0, -1, h, 2 * w])
         self.shape_step_in = g.const("admm/shape_step_in", [0, 1, k, h, 1, 2, w])
         self.shape_images = g.const("admm/shape_images", [0, -1, h, w])

@@ -10,7 +10,7 @@ import torch
 from cvx_reference import exact_tgv_minimum, exact_tv_minimum_sense
 from tgv_deploy.operators.sense import SenseOp
 from tgv_deploy.solvers.admm import admm_tgv_channels
-from tgv_deploy.solvers.admm_sense import admm_tgv_sense_channels, admm_tv_sense_channels
+from tgv_deploy.solvers.admm_sense import CoilSplit, admm_tgv_sense_channels, admm_tv_sense_channels
 from tgv_deploy.solvers.pdhg import tgv_energy_channels, tv_energy_channels
 
 H, W, COILS = 10, 8, 3
@@ -82,6 +82,7 @@ def test_a_line_mask_takes_the_same_iterates_as_its_two_dimensional_form():
     f, maps, mask, _ = _problem("crop", seed=7)
     l0 = torch.full((1, H, W), 0.1, dtype=torch.float64)
     l1 = torch.full((1, H, W), 0.05, dtype=torch.float64)
+    assert CoilSplit(f, maps, mask, 0.25).dims == (-1,) and CoilSplit(f, maps, mask.expand(1, 1, H, W), 0.25).dims == (-2, -1)
     x_lines, _ = admm_tgv_sense_channels(f, maps, mask, l0, l1, 30)
     x_full, _ = admm_tgv_sense_channels(f, maps, mask.expand(1, 1, H, W), l0, l1, 30)
     assert torch.allclose(x_lines, x_full, rtol=0, atol=1e-12 * float(x_full.abs().max()))

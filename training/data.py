@@ -118,7 +118,7 @@ class Corruption:
         if coils > 1:
             maps = simulate_coil_maps(rng, coils, *image.shape)
             kspace = add_kspace_noise(fft2c(maps * image[None]), mask, sigma, rng)
-            if self.coil_maps == "espirit":  # as the runtime estimates them (tgv_deploy.data.multicoil.prepare)
+            if self.coil_maps == "espirit":  # as the runtime does (tgv_deploy.runtime.multicoil.MultiCoilPipeline's defaults)
                 maps = estimate_maps(kspace, mask, method="espirit", outside="extend").maps
             return channels(kspace, 1), mask[None, None], channels(image), channels(maps, 1)
         kspace = add_kspace_noise(fft2c(image), mask, sigma, rng)

@@ -113,7 +113,8 @@ def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_w
     per_sample = (x - target).square().flatten(1).mean(1)
     loss = 10.0 * torch.log10(per_sample.clamp_min(1e-12)).mean()
     if kind == "psnr+ssim":  # magnitudes, as scored
-        loss = loss + ssim_weight * (1.0 - ssim_torch(_magnitude(target)[:, 0], _magnitude(x)[:, 0])).mean()
+        x_abs, target_abs = (x, target) if magnitudes else (_magnitude(x), _magnitude(target))
+        loss = loss + ssim_weight * (1.0 - ssim_torch(target_abs[:, 0], x_abs[:, 0])).mean()
     return loss
 
 

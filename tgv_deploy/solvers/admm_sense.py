@@ -20,8 +20,8 @@ Each iteration (``alpha`` over-relaxes every constraint alike)::
     u_c = u_c + g_c - y_c
 
 Cost: the 3 + 3 DFTs of the (x, v) step plus the coil step, a filter of each coil image by a
-factor of the mask's frequencies; for line masks that is one 1D transform pair along the columns
-(a row transform would cancel), about a quarter of a 2D pair as real matrix products (the exported
+factor of the mask's frequencies; for line masks that is one 1D transform pair along each row (the
+last axis; the row transforms would cancel), about a quarter of a 2D pair as real matrix products (the exported
 graph applies it as one ``2W x 2W`` matrix). Conjugate gradients inside the (x, v) step would cost
 2C 2D DFTs per inner step, and PDHG converges slowly (benchmarks/README.md, "Multi-coil: the scheme").
 
@@ -67,7 +67,7 @@ class CoilSplit:
     ``f (B, C, 2, H, W)``, ``maps (B, C, 2, H, W)``, ``mask (B, 1, 1|H, W)``. Coil images are complex
     ``(B, C, H, W)``. The coil step multiplies each coil's spectrum by a factor of the mask alone, so
     for a line mask ``(B, 1, 1, W)`` the row transforms cancel (``F^H D F = F_w^H D F_w`` for ``D``
-    constant along the rows) and it runs as 1D transforms along the columns; a 2D mask takes the
+    constant along the rows) and it runs as 1D transforms along each row (the last axis); a 2D mask takes the
     2D DFT. Either way in the loop's unshifted DFT order, as in :mod:`.admm`.
     """
 
