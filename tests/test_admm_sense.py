@@ -33,15 +33,24 @@ def _problem(kind: str, seed: int = 0):
     return f, maps, mask, op
 
 
+def _scalar_maps(lambda0: float, lambda1: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.full((1, H, W), lambda0, dtype=torch.float64), torch.full((1, H, W), lambda1, dtype=torch.float64)
+
+
 def _complex(t: torch.Tensor) -> np.ndarray:
     return (t[..., 0, :, :] + 1j * t[..., 1, :, :]).numpy()
 
 
-@pytest.mark.parametrize("kind", ["extend", "crop"])
-def test_reaches_the_cvxpy_minimum_of_the_sense_tgv_energy(kind):
-    f, maps, mask, op = _problem(kind)
-    l0 = torch.full((1, H, W), 0.1, dtype=torch.float64)
-    l1 = torch.full((1, H, W), 0.05, dtype=torch.float64)
+@pytest.mark.parametrize("kind, mask_form", [("extend", "lines"), ("crop", "lines"), ("extend", "2d")])
+def test_reaches_the_cvxpy_minimum_of_the_sense_tgv_energy(kind, mask_form):
+    """Line masks take the coil step's 1D transforms, a mask that varies along the rows the 2D ones."""
+    f, maps, mask, op = _problem(kind, seed=5 if mask_form == "2d" else 0)
+    if mask_form == "2d":
+        g = torch.Generator().manual_seed(6)
+        mask = (torch.rand(1, 1, H, W, generator=g, dtype=torch.float64) < 0.5).double()
+        mask[..., H // 2, W // 2] = 1
+        f, op = f * mask[:, None], SenseOp(maps, mask)
+    l0, l1 = _scalar_maps(0.1, 0.05)
     reference = exact_tgv_minimum(_complex(f[0]), l0[0].numpy(), l1[0].numpy(), mask[0, 0].numpy(), periodic=True,
                                   maps=_complex(maps[0]))
     x, v = admm_tgv_sense_channels(f, maps, mask, l0, l1, 3000)
@@ -60,28 +69,10 @@ def test_reaches_the_cvxpy_minimum_of_the_sense_tv_energy(kind):
     assert abs(energy - reference) / reference < 1e-7
 
 
-def test_a_two_dimensional_mask_reaches_the_cvxpy_minimum():
-    """A mask that varies along the rows takes the coil step's 2D transform (line masks take 1D ones)."""
-    f, maps, line_mask, op = _problem("extend", seed=5)
-    g = torch.Generator().manual_seed(6)
-    mask = (torch.rand(1, 1, H, W, generator=g, dtype=torch.float64) < 0.5).double()
-    mask[..., H // 2, W // 2] = 1
-    f = f * mask[:, None]
-    op = SenseOp(maps, mask)
-    l0 = torch.full((1, H, W), 0.1, dtype=torch.float64)
-    l1 = torch.full((1, H, W), 0.05, dtype=torch.float64)
-    reference = exact_tgv_minimum(_complex(f[0]), l0[0].numpy(), l1[0].numpy(), mask[0, 0].numpy(), periodic=True,
-                                  maps=_complex(maps[0]))
-    x, v = admm_tgv_sense_channels(f, maps, mask, l0, l1, 3000)
-    energy = float(tgv_energy_channels(x, v, f, l0, l1, op, periodic=True))
-    assert abs(energy - reference) / reference < 1e-7
-
-
 def test_a_line_mask_takes_the_same_iterates_as_its_two_dimensional_form():
     """The 1D coil step of a line mask is the 2D one: the row transforms cancel."""
     f, maps, mask, _ = _problem("crop", seed=7)
-    l0 = torch.full((1, H, W), 0.1, dtype=torch.float64)
-    l1 = torch.full((1, H, W), 0.05, dtype=torch.float64)
+    l0, l1 = _scalar_maps(0.1, 0.05)
     assert CoilSplit(f, maps, mask, 0.25).dims == (-1,) and CoilSplit(f, maps, mask.expand(1, 1, H, W), 0.25).dims == (-2, -1)
     x_lines, _ = admm_tgv_sense_channels(f, maps, mask, l0, l1, 30)
     x_full, _ = admm_tgv_sense_channels(f, maps, mask.expand(1, 1, H, W), l0, l1, 30)
@@ -97,8 +88,7 @@ def test_one_coil_of_ones_is_the_single_coil_problem():
     maps[:, :, 0] = 1
     op = SenseOp(maps, mask)
     f = op(x)
-    l0 = torch.full((1, H, W), 0.2, dtype=torch.float64)
-    l1 = torch.full((1, H, W), 0.1, dtype=torch.float64)
+    l0, l1 = _scalar_maps(0.2, 0.1)
     xs, vs = admm_tgv_sense_channels(f, maps, mask, l0, l1, 3000)
     x1, v1 = admm_tgv_channels(f[:, 0], l0, l1, mask, 3000)
     e_split = float(tgv_energy_channels(xs, vs, f, l0, l1, op, periodic=True))
@@ -108,8 +98,7 @@ def test_one_coil_of_ones_is_the_single_coil_problem():
 
 def test_positive_homogeneity_and_input_checks():
     f, maps, mask, _ = _problem("extend", seed=3)
-    l0 = torch.full((1, H, W), 0.1, dtype=torch.float64)
-    l1 = torch.full((1, H, W), 0.05, dtype=torch.float64)
+    l0, l1 = _scalar_maps(0.1, 0.05)
     x, _ = admm_tgv_sense_channels(f, maps, mask, l0, l1, 20)
     x3, _ = admm_tgv_sense_channels(3 * f, maps, mask, 3 * l0, 3 * l1, 20)
     assert torch.allclose(x3, 3 * x, rtol=1e-10, atol=1e-12)
