@@ -211,6 +211,27 @@ def test_extended_maps_have_unit_norm_everywhere_and_match_the_cropped_ones():
     np.testing.assert_array_equal(extended.maps[:, cropped.support], cropped.maps[:, cropped.support])
 
 
+def test_power_iteration_stops_pixels_only_where_nothing_is_left_to_change(monkeypatch):
+    """The early stop per pixel gives the maps of the full iteration count to float32 storage accuracy."""
+    import tgv_deploy.coils.maps as maps_module
+
+    _, _, kspace, mask, _ = _multicoil_phantom(80, 72, 16, seed=5, noise=0.05)
+    early = estimate_maps(kspace, mask, outside="extend")
+    monkeypatch.setattr(maps_module, "POWER_ITERATION_TOLERANCE", 0.0)  # every pixel runs all iterations
+    full = estimate_maps(kspace, mask, outside="extend")
+    assert np.abs(early.maps - full.maps).max() < 1e-5
+    assert np.abs(early.weight - full.weight).max() < 1e-5
+    np.testing.assert_array_equal(early.support, full.support)
+    # and the stop happens: after the first iterations most pixels have met the tolerance
+    calib = calibration_region(kspace, mask, 64)[0]
+    matrices = maps_module._image_space_matrices(maps_module.espirit_kernel(calib, 6), (80, 72))
+    vectors = np.broadcast_to(maps_module._virtual_coil(calib), matrices.shape[:2]).astype(matrices.dtype)[..., None]
+    for _ in range(maps_module._FULL_ITERATIONS + 1):
+        previous, vectors = vectors, matrices @ vectors
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert (np.abs(vectors - previous).max(axis=(1, 2)) < 1e-6).mean() > 0.5
+
+
 def test_espirit_matches_sigpy():
     sigpy_app = pytest.importorskip("sigpy.mri.app", reason="sigpy (dev extra) is not installed or does not import")
     height, width, coils, calib = 72, 64, 8, 24

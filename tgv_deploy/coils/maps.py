@@ -138,17 +138,45 @@ def _reference_phase(maps: np.ndarray, reference: np.ndarray | None) -> np.ndarr
     return maps * rotation[:, None]
 
 
+#: A pixel's power iteration stops once one step moves its unit vector by less than this (max
+#: component): about ten float32 roundings, so what is left of its convergence is below the maps'
+#: float32 storage. The rest of the pixels run the full count.
+POWER_ITERATION_TOLERANCE = 1e-6
+
+#: Iterations every pixel runs before any is checked: by then most pixels on the object have met the
+#: tolerance, so the few that have not are gathered once and iterated alone.
+_FULL_ITERATIONS = 8
+
+
 def _top_eigenvectors(matrices: np.ndarray, start: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """Power iteration for Hermitian PSD ``matrices (N, C, C)`` from ``start (C,)``.
 
     Returns unit vectors ``(N, C)`` and Rayleigh quotients ``(N,)``. One start for all pixels keeps
-    the vectors' phase continuous where the matrices vary smoothly.
+    the vectors' phase continuous where the matrices vary smoothly. After ``_FULL_ITERATIONS``, a
+    pixel stops as soon as a step moves it by less than ``POWER_ITERATION_TOLERANCE``; the others go
+    on to ``iterations`` (most of the run time otherwise goes to pixels that no longer change).
     """
+
+    def step(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+        v = m @ v
+        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        return v / np.where(norm > 0, norm, 1)
+
     vectors = np.broadcast_to(start, matrices.shape[:2]).astype(matrices.dtype)[..., None]
-    for _ in range(iterations):
-        vectors = matrices @ vectors
-        norm = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norm > 0, norm, 1)
+    full = min(iterations, _FULL_ITERATIONS)
+    for _ in range(full):
+        vectors = step(matrices, vectors)
+    active = np.arange(matrices.shape[0])
+    subset, current = matrices, vectors
+    for _ in range(iterations - full):
+        moved = step(subset, current)
+        going = np.abs(moved - current).max(axis=(1, 2)) >= POWER_ITERATION_TOLERANCE
+        vectors[active] = moved
+        if not going.any():
+            break
+        if going.mean() < 0.5:  # gather the pixels still moving (one copy each time the set halves)
+            active, subset, moved = active[going], subset[going], moved[going]
+        current = moved
     vectors = vectors[..., 0]
     eigenvalues = np.einsum("nc,nc->n", vectors.conj(), (matrices @ vectors[..., None])[..., 0]).real
     return vectors, eigenvalues
@@ -241,7 +269,8 @@ def espirit_maps(
     phase : {"virtual", "first"}
         Phase reference: the virtual body coil or coil 0.
     iterations : int
-        Power iterations per pixel. The eigenvalue gap is large (the second eigenvalue is far
+        Power iterations per pixel, at most: a pixel stops once a step moves it by less than
+        ``POWER_ITERATION_TOLERANCE``. The eigenvalue gap is large (the second eigenvalue is far
         below 1): measured on simulated 8- and 16-coil data, 10 iterations reach float32 accuracy
         on the object and 20 everywhere (the extended maps included).
     """
