@@ -332,6 +332,19 @@ def dft_op(path: Path) -> str:
     return "\n".join(lines)
 
 
+def quality_vs_t(path: Path) -> str:
+    """PSNR / SSIM per (coils, R) against T: one row per setting, one column per T."""
+    data = json.loads(path.read_text())
+    ts = data["iterations"]
+    lines = ["| data | R | " + " | ".join(f"T={t}" for t in ts) + " |", "| --- | --- |" + " --- |" * len(ts)]
+    settings = dict.fromkeys((r["coils"], r["acceleration"]) for r in data["rows"])
+    for coils, acceleration in settings:
+        cells = {r["T"]: r for r in data["rows"] if (r["coils"], r["acceleration"]) == (coils, acceleration)}
+        name = f"{coils} coils" if coils > 1 else "single-coil"
+        lines.append(f"| {name} | {acceleration} | " + " | ".join(f"{cells[t]['psnr']:.2f} dB / {cells[t]['ssim']:.3f}" for t in ts) + " |")
+    return "\n".join(lines)
+
+
 def provenance(path: Path) -> str:
     data = json.loads(path.read_text())
     data = data.get("provenance", data)  # nested by the newer scripts, top level in the older ones
@@ -344,7 +357,7 @@ KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed"
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp}
+         "rho-schedule": rho_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp, "quality-vs-t": quality_vs_t}
 
 
 def render(spec: str) -> str:
