@@ -1,6 +1,6 @@
 """Quality against T, multi-coil next to single-coil: where each stops gaining from more iterations.
 
-The bundled U-TGV's maps, solved by the model itself (PyTorch) at T = 32 ... 256, on slices of the
+A bundled model's maps (U-TGV by default, ``--model utv-mri`` for U-TV), solved by the model itself (PyTorch) at T = 32 ... 256, on slices of the
 training generator with seeds of their own (``synthetic_image_v3``, the seed range of
 ``map_scale.py --images-from v3``; never the held-out slices), R = 4 and 8, sigma = 0.05: 8 coils
 (8% calibration lines, ESPIRiT maps, as ``evaluate`` makes them) and single-coil. The default T was
@@ -8,7 +8,7 @@ chosen on the single-coil curve (``quality_speed.py``); coil splitting converges
 iteration, so the multi-coil curve may keep rising after it. An iteration's cost is the same at
 every T, so the time per slice grows in proportion to T (``multicoil_latency.py`` times T = 64).
 
-Usage: ``python benchmarks/multicoil_quality_vs_T.py [--images 4] [--out benchmarks/results/multicoil/quality_vs_T.json]``
+Usage: ``python benchmarks/multicoil_quality_vs_T.py [--model utgv-mri] [--images 4] [--out benchmarks/results/multicoil/quality_vs_T.json]``
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
-MODEL = "utgv-mri"
 ITERATIONS = (32, 64, 96, 128, 256)
 ACCELERATIONS = (4, 8)
 SIGMA = 0.05
@@ -39,10 +38,11 @@ V3_SEED = 58_000  # map_scale.py's range for training-generator test slices
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="utgv-mri", help="a bundled name or a checkpoint")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--out", default="benchmarks/results/multicoil/quality_vs_T.json")
     args = parser.parse_args()
-    path = resolve_model(MODEL)
+    path = resolve_model(args.model)
     model = load_checkpoint(path).build().eval()
     images = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([V3_SEED, i]), 128, 128)) for i in range(args.images)]
     rows = []
@@ -63,7 +63,7 @@ def main() -> None:
                                  "psnr": float(psnr_mean), "ssim": float(ssim_mean)})
                     print(f"{coils} coil(s), R {acceleration}, T {iterations}: {psnr_mean:.2f} dB / {ssim_mean:.3f}",
                           file=sys.stderr, flush=True)
-    payload = {"provenance": provenance({MODEL: str(path)}), "images": args.images, "iterations": ITERATIONS, "rows": rows}
+    payload = {"provenance": provenance({args.model: str(path)}), "images": args.images, "iterations": ITERATIONS, "rows": rows}
     atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=1) + "\n").encode())
     print(f"wrote {args.out}", file=sys.stderr)
 
