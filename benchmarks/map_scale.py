@@ -47,6 +47,11 @@ CENTER_FRACTION = 0.08  # multi-coil cases, as in the multi-coil evaluation
 V3_SEED = 58_000  # neither a training nor a test seed range, nor another study's
 
 
+def v3_images(count: int) -> list[tuple[str, np.ndarray]]:
+    """``count`` 128 x 128 slices of the training generator from this study's seed range."""
+    return [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([V3_SEED, i]), 128, 128)) for i in range(count)]
+
+
 def _solve(model, f, mask, coil_maps, maps):
     """The model's own ADMM (single- or multi-coil) with the given maps, at its default T; ``f`` is
     a case's k-space, zero where the mask does not sample."""
@@ -90,7 +95,7 @@ def main() -> None:
     if args.images_from == "test":
         images = ground_truth_images([], args.images, (128, 128))
     else:
-        images = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([V3_SEED, i]), 128, 128)) for i in range(args.images)]
+        images = v3_images(args.images)
     rows = []
     for label, path in paths.items():
         model = load_checkpoint(path).build().eval()

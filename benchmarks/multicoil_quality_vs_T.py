@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgv_deploy.data.synthetic import synthetic_image_v3
 from tgv_deploy.evaluation.cases import corrupt, corrupt_multicoil
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
@@ -29,11 +28,12 @@ from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
+from map_scale import v3_images  # map_scale.py's training-generator test slices (a sibling script)
+
 ITERATIONS = (32, 64, 96, 128, 256)
 ACCELERATIONS = (4, 8)
 SIGMA = 0.05
 COILS, CENTER_FRACTION = 8, 0.08
-V3_SEED = 58_000  # map_scale.py's range for training-generator test slices
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     path = resolve_model(args.model)
     model = load_checkpoint(path).build().eval()
-    images = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([V3_SEED, i]), 128, 128)) for i in range(args.images)]
+    images = v3_images(args.images)
     rows = []
     with torch.no_grad():
         for coils in (COILS, 1):

@@ -341,8 +341,9 @@ class ADMMSenseGraph(ADMMGraph):
         g = self.g
         m = self._mask_along_w(mask, "coil_filter")
         m = g.op("Concat", [m, m], "coil_filter", axis=3)  # the same factor on the real and imaginary halves
-        inv = g.op("Reciprocal", [g.op("Add", [m, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_filter")], "coil_filter")
-        keep = g.op("Mul", [inv, g.const("admm/rho_coil", np.float32(self.rho_coil))], "coil_filter")
+        rho_coil = g.const("admm/rho_coil", np.float32(self.rho_coil))
+        inv = g.op("Reciprocal", [g.op("Add", [m, rho_coil], "coil_filter")], "coil_filter")
+        keep = g.op("Mul", [inv, rho_coil], "coil_filter")
         # m / (m + rho_coil), not 1 / (m + rho_coil): the data have no unsampled frequencies, and a
         # matrix with gains up to 1 / rho_coil there would multiply its own float32 round-off by them
         data = g.op("Mul", [inv, m], "coil_filter")

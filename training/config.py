@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tgv_deploy.data.masks import default_center_fraction
+from tgv_deploy.coils.maps import MIN_CALIBRATION_LINES
+from tgv_deploy.data.masks import centre_line_count, default_center_fraction
 from tgv_deploy.errors import InputError
 from tgv_deploy.models.config import ModelConfig, UNetConfig, unet_preset
 
@@ -81,12 +82,12 @@ class DataConfig:
         if (low, high) != (0.0, 0.0) and not 0.0 < low <= high < 1.0:
             raise ValueError(f"multicoil_center_fraction must be a range 0 < lo <= hi < 1 (or [0, 0]), got {[low, high]}")
         if self.coil_maps == "espirit" and self.multicoil_fraction > 0:
-            # ESPIRiT needs 3 calibration lines (tgv_deploy.coils.maps.estimate_maps); refuse here, not at the
-            # first multi-coil batch of a run (which a resume would replay)
+            # refused here, not at the first multi-coil batch of a run (which a resume would replay)
             narrowest = low if high else default_center_fraction(self.accelerations[1])
-            if max(1, round(self.width * narrowest)) < 3:
-                raise ValueError(f"coil_maps = 'espirit' needs at least 3 calibration lines: a calibration fraction of "
-                                 f"{narrowest:g} of width {self.width} gives {max(1, round(self.width * narrowest))}")
+            lines = centre_line_count(self.width, narrowest)
+            if lines < MIN_CALIBRATION_LINES:
+                raise ValueError(f"coil_maps = 'espirit' needs at least {MIN_CALIBRATION_LINES} calibration lines: a calibration "
+                                 f"fraction of {narrowest:g} of width {self.width} gives {lines}")
         if not 0.0 <= self.target_noise[0] <= self.target_noise[1]:
             raise ValueError(f"target_noise must be a range 0 <= lo <= hi, got {list(self.target_noise)}")
 

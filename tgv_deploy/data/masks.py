@@ -33,7 +33,7 @@ class LineMask:
     def __call__(self, width: int, seed: int | None = None) -> np.ndarray:
         """Float32 ``(W,)`` mask of 0/1 values."""
         rng = np.random.default_rng(seed)
-        num_low = max(1, round(width * self.center_fraction))
+        num_low = centre_line_count(width, self.center_fraction)
         mask = np.zeros(width, dtype=np.float32)
         pad = (width - num_low + 1) // 2
         mask[pad : pad + num_low] = 1
@@ -98,6 +98,11 @@ def make_mask(kind: str, center_fraction: float, acceleration: float) -> LineMas
         return MASK_TYPES[kind](center_fraction, acceleration)
     except KeyError:
         raise ValueError(f"unknown mask type {kind!r}; choose one of {sorted(MASK_TYPES)}") from None
+
+
+def centre_line_count(width: int, center_fraction: float) -> int:
+    """Lines of the fully sampled centre a line mask of ``width`` lines gets for ``center_fraction``."""
+    return max(1, round(width * center_fraction))
 
 
 def default_center_fraction(acceleration: float) -> float:

@@ -85,9 +85,10 @@ class CoilSplit:
         self.rho_image = _per_image(rho_coil, 3)  # against (B, H, W)
         self.dims = (-1,) if mask.shape[-2] == 1 else (-2, -1)
         shifted = torch.fft.ifftshift(mask, dim=self.dims)
-        self.denominator = shifted + self.rho
+        denominator = shifted + self.rho
+        self.keep = self.rho / denominator
         # F^H (M f_c / (m + rho_coil)); the factor m keeps round-off at unsampled frequencies from being scaled by 1 / rho_coil
-        self.data_share = self._filter(coil_images, shifted / self.denominator)
+        self.data_share = self._filter(coil_images, shifted / denominator)
         self.x0 = (self.maps.conj() * coil_images).sum(1)  # A^H f, (B, H, W)
 
     def _filter(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,7 @@ class CoilSplit:
 
     def coil_step(self, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``y_c = F^H (M f_c + rho_coil F(g_c + u_c)) / (m + rho_coil)``, ``(B, C, H, W)``."""
-        return self._filter(g + u, self.rho / self.denominator) + self.data_share
+        return self._filter(g + u, self.keep) + self.data_share
 
 
 def _start(split: CoilSplit):
