@@ -91,7 +91,8 @@ def io_specs(task: str, kind: str, height: int, width: int, batch: int | None,
 
 
 def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
-    iterations = ckpt.config.iterations if config.iterations is None else config.iterations
+    # a multi-coil (SENSE) graph takes the model's multi-coil default T where it has one
+    iterations = ckpt.config.default_iterations(bool(config.coils)) if config.iterations is None else config.iterations
     if iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {iterations}")
     if iterations > 10_000:

@@ -2,6 +2,7 @@ import io
 import pickle
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -189,6 +190,38 @@ def test_config_validation():
     # checkpoints written before the ratio existed load with SPEC 2b's single penalty
     older = {k: v for k, v in ModelConfig(unet=TINY).to_dict().items() if k != "penalty_ratio"}
     assert ModelConfig.from_dict(older).penalty_ratio == 1.0
+
+
+def test_multicoil_default_iterations():
+    config = ModelConfig(unet=TINY, iterations=64, multicoil_iterations=96)
+    assert (config.default_iterations(False), config.default_iterations(True)) == (64, 96)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    # checkpoints written before the field existed run multi-coil data at their one T
+    older = {k: v for k, v in config.to_dict().items() if k != "multicoil_iterations"}
+    assert ModelConfig.from_dict(older).default_iterations(True) == 64
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="multicoil_iterations must be an integer >= 1"):
+            ModelConfig(multicoil_iterations=bad)
+    with pytest.raises(ValueError, match="MRI models only"):
+        ModelConfig(task="denoise", multicoil_iterations=8)
+
+
+def test_the_model_runs_multicoil_data_at_its_multicoil_default():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(unet=TINY, iterations=3, multicoil_iterations=5)).eval()
+    rng = np.random.default_rng(1)
+    coils, height, width = 3, 16, 12
+    f = torch.from_numpy(rng.standard_normal((1, coils, 2, height, width)).astype(np.float32))
+    maps = torch.from_numpy(rng.standard_normal((1, coils, 2, height, width)).astype(np.float32))
+    maps = maps / maps.square().sum(dim=(1, 2), keepdim=True).sqrt()  # sum_c |S_c|^2 = 1
+    mask = torch.zeros(1, 1, 1, width)
+    mask[..., ::2] = 1
+    mask[..., width // 2] = 1
+    single = f[:, 0]
+    with torch.no_grad():
+        assert torch.equal(model(f * mask, mask, coil_maps=maps)[0], model(f * mask, mask, iterations=5, coil_maps=maps)[0])
+        assert not torch.equal(model(f * mask, mask, coil_maps=maps)[0], model(f * mask, mask, iterations=3, coil_maps=maps)[0])
+        assert torch.equal(model(single * mask, mask)[0], model(single * mask, mask, iterations=3)[0])
 
 
 @pytest.mark.parametrize("solver", ["pdhg", "admm"])

@@ -15,6 +15,8 @@ pytest.importorskip("torch", reason="the bundled checkpoint runs on the torch ba
 from tgv_deploy.data.masks import make_mask  # noqa: E402
 from tgv_deploy.data.multicoil import prepare  # noqa: E402
 from tgv_deploy.dft import ifft2c  # noqa: E402
+from tgv_deploy.models.checkpoint import load_checkpoint  # noqa: E402
+from tgv_deploy.registry import resolve_model  # noqa: E402
 from tgv_deploy.runtime.multicoil import crop_to_recon  # noqa: E402
 from tgv_deploy.stream import assembly  # noqa: E402
 from tgv_deploy.stream.assembly import SliceAssembler, encoding_from_mrd, line_from_mrd  # noqa: E402
@@ -137,6 +139,7 @@ def test_undersample_keeps_the_mask_lines_noise_and_slice_ends(phantom, piped):
 
 def test_pipe_writes_one_valid_image_per_slice(phantom, piped):
     in_header, _ = _read(phantom)
+    multicoil_t = load_checkpoint(resolve_model("utgv-mri")).config.default_iterations(multicoil=True)
     header, items = _read(piped["images"])
     assert header == in_header  # the input header, as mrd-python's stream_recon writes it
     assert [type(i) for i in items] == [mrd.StreamItem.ImageFloat] * REPETITIONS
@@ -152,7 +155,7 @@ def test_pipe_writes_one_valid_image_per_slice(phantom, piped):
         np.testing.assert_array_equal(head.slice_dir, (0, 0, 1))
         meta = {name: [v.value for v in values] for name, values in image.meta.items()}
         assert meta["DataRole"] == ["Image"] and meta["TgvModel"] == ["utgv-mri"]
-        assert meta["TgvBackend"] == ["torch"] and meta["TgvIterations"] == [64] and meta["TgvWhitened"] == [1]
+        assert meta["TgvBackend"] == ["torch"] and meta["TgvIterations"] == [multicoil_t] and meta["TgvWhitened"] == [1]
         assert meta["TgvSampledLines"] == [16] and meta["TgvCoils"] == [COILS] and "TgvDeployVersion" in meta
     progress = [line for line in piped["stderr"].splitlines() if line.startswith("slice ")]
     assert len(progress) == REPETITIONS and all("model" in line for line in progress)

@@ -99,6 +99,32 @@ def test_infer_ismrmrd_raw_data_whitens_crops_and_reconstructs(tmp_path):
         assert np.linalg.norm(estimate - reference) / np.linalg.norm(reference) < 0.2  # measured 0.10-0.13 (zero-filled 0.14)
 
 
+def test_multicoil_data_runs_at_the_checkpoints_multicoil_default(tmp_path):
+    """A checkpoint's own multi-coil T for multi-coil data, its T for single-coil data, -T for both;
+    the output records the T that ran, the contract both; a SENSE export takes the multi-coil T."""
+    from conftest import make_checkpoint
+    from tgv_deploy.contract import Contract
+    from tgv_deploy.export.exporter import ExportConfig, build_graph
+
+    checkpoint = make_checkpoint(tmp_path / "m.pt", solver="admm", iterations=3, multicoil_iterations=5, height=32, width=32)
+    multi, single = tmp_path / "mc.h5", tmp_path / "sc.h5"
+    main(["synth", str(multi), "--slices", "1", "--height", "32", "--width", "32", "--coils", "4",
+          "--acceleration", "4", "--center-fraction", "0.25"])
+    main(["synth", str(single), "--slices", "1", "--height", "32", "--width", "32", "--acceleration", "4"])
+    runs = {"multi": (multi, []), "single": (single, []), "multi-T4": (multi, ["-T", "4"]), "one coil": (multi, ["--coils", "1"])}
+    recorded = {}
+    for name, (source, options) in runs.items():
+        out = tmp_path / f"{name}.h5"
+        assert main(["infer", str(checkpoint), str(source), "-o", str(out), *options]) in (None, 0)
+        with h5py.File(out) as result:
+            recorded[name] = int(result.attrs["iterations"]), Contract.from_json(result.attrs["contract"]).multicoil_iterations
+    assert recorded == {"multi": (5, 5), "single": (3, 5), "multi-T4": (4, None), "one coil": (3, 5)}
+    ckpt = load_checkpoint(checkpoint)
+    assert build_graph(ckpt, ExportConfig(coils=2, verify=False)).contract.iterations == 5
+    exported = build_graph(ckpt, ExportConfig(verify=False)).contract
+    assert exported.iterations == 3 and "multicoil_iterations" not in exported.to_dict()
+
+
 def test_compression_to_one_coil_takes_the_single_coil_path(tmp_path):
     source, out = tmp_path / "mc.h5", tmp_path / "out.h5"
     main(["synth", str(source), "--slices", "1", "--height", "32", "--width", "32", "--coils", "4",

@@ -87,7 +87,8 @@ def models_command(as_json: bool) -> None:
 @cli.command("export")
 @click.argument("checkpoint")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx (default: <checkpoint name>.onnx).")
-@click.option("--iterations", "-T", type=POSITIVE, help="Unrolled iterations T (default: the checkpoint's).")
+@click.option("--iterations", "-T", type=POSITIVE,
+              help="Unrolled iterations T (default: the checkpoint's; with --coils its multi-coil default where it has one).")
 @click.option("--height", type=POSITIVE, help="Matrix rows H (default: the training size).")
 @click.option("--width", type=POSITIVE, help="Matrix columns W (default: the training size).")
 @click.option("--batch", default="1", show_default=True, help="Fixed batch size, or 'dynamic'.")
@@ -237,7 +238,9 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
               help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
-@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints; an exported model's T is fixed by its contract.")
+@click.option("--iterations", "-T", type=POSITIVE,
+              help="T for checkpoints (default: the checkpoint's, for multi-coil data its multi-coil default where it "
+                   "has one); an exported model's T is fixed by its contract.")
 @click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]),
               help="Retrospective mask for inputs without a 'mask' dataset.")
 @click.option("--acceleration", default=4.0, show_default=True, type=float)
@@ -305,7 +308,6 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
             raise InputError(f"{volume.source}: --coils applies to multi-coil raw data; this input has one coil")
         data = volume.images if isinstance(volume, ImageVolume) else volume.kspace
         Reconstructor(session).check_size(*data.shape[-2:])
-    label = f"{Path(model).name} ({session.backend}, T={session.contract.iterations})"
     for volume, samples, target in zip(volumes, raw, targets):
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
@@ -317,8 +319,8 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
             result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
         write_output(target, result, session.contract, volume.source)
         if png:
-            write_png(target.with_suffix(".png"), result, label)
-        click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={session.contract.iterations})")
+            write_png(target.with_suffix(".png"), result, f"{Path(model).name} ({session.backend}, T={result.iterations})")
+        click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
 
 
 @cli.command("train")
@@ -510,7 +512,9 @@ def _mrd_streams(input_path: str | None, output_path: str | None):
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
               help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
-@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints; an exported model's T is fixed by its contract.")
+@click.option("--iterations", "-T", type=POSITIVE,
+              help="T for checkpoints (default: the checkpoint's, for multi-coil data its multi-coil default where it "
+                   "has one); an exported model's T is fixed by its contract.")
 @click.option("--coils", type=POSITIVE, help="SVD-compress to this many virtual coils.")
 @click.option("--coil-maps", "coil_maps", default="espirit", show_default=True, type=click.Choice(["espirit", "walsh"]))
 @EXPECT_SHA256
@@ -534,7 +538,7 @@ def mrd_command(model, input_path, output_path, backend, iterations, coils, coil
     pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps)
     stack, source, sink, name = _mrd_streams(input_path, output_path)
     with stack:
-        _echo(f"tgv-deploy mrd: {session.path.name} ({session.backend}, T={session.contract.iterations}), reading {name}")
+        _echo(f"tgv-deploy mrd: {session.path.name} ({session.backend}, {session.contract.iterations_text()}), reading {name}")
         report = reconstruct_stream(pipeline, model, source, sink, name=name, say=_echo)
     _echo(f"wrote {report.images} images from {report.acquisitions} acquisitions")
 

@@ -199,7 +199,7 @@ def write_output(path: Path, reconstruction, contract: Contract, source: str) ->
                 handle.create_dataset("mask", data=reconstruction.mask.astype(np.float32))
             handle.attrs["contract"] = contract.to_json()
             handle.attrs["source"] = source
-            handle.attrs["iterations"] = contract.iterations
+            handle.attrs["iterations"] = reconstruction.iterations
     return path
 
 

@@ -78,11 +78,26 @@ class Contract:
     #: Receive coils of the graph's k-space (SPEC 1b): 0 single-coil ``kspace (B, 2, H, W)``; C > 0 a
     #: multi-coil graph with ``kspace`` and ``coil_maps`` ``(B, C, 2, H, W)``; -1 either (checkpoints run by torch).
     coils: int = 0
+    #: Checkpoints run by torch (``coils = -1``): the T of multi-coil runs where it differs from
+    #: ``iterations`` (``ModelConfig.multicoil_iterations``); an exported graph has one T.
+    multicoil_iterations: int | None = None
     layout: str = LAYOUT
     kspace_convention: str = KSPACE_CONVENTION
     normalisation: str = NORMALISATION
     contract_version: int = CONTRACT_VERSION
     engine: dict[str, Any] = field(default_factory=dict)
+
+    def iterations_for(self, multicoil: bool) -> int:
+        """The T a single- or multi-coil run of this model takes."""
+        if multicoil and self.multicoil_iterations is not None:
+            return self.multicoil_iterations
+        return self.iterations
+
+    def iterations_text(self) -> str:
+        """``T=64``, or ``T=64, multi-coil T=96`` where the two differ."""
+        if self.multicoil_iterations is None or self.multicoil_iterations == self.iterations:
+            return f"T={self.iterations}"
+        return f"T={self.iterations}, multi-coil T={self.multicoil_iterations}"
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:
@@ -149,6 +164,8 @@ class Contract:
         data = asdict(self)
         data["inputs"] = [asdict(s) for s in self.inputs]
         data["outputs"] = [asdict(s) for s in self.outputs]
+        if data["multicoil_iterations"] is None:  # absent unless set, so that earlier versions still read exported contracts
+            del data["multicoil_iterations"]
         return data
 
     def to_json(self) -> str:

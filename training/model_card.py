@@ -119,7 +119,8 @@ def card(checkpoint: Path, name: str, config: str, evaluation: list[str], comman
         f"(depth {model.unet.depth}, {model.unet.base_channels} base channels, "
         f"{sum(v.numel() for v in ckpt.state_dict.values())} parameters) predicts the regularisation map(s); "
         f"T unrolled {_SOLVERS[model.solver]} iterations reconstruct ({_learned(ckpt)}). "
-        f"Default T at inference and export: **{model.iterations}**.",
+        f"Default T at inference and export: **{model.iterations}**"
+        + (f" (multi-coil data: **{model.multicoil_iterations}**)." if model.multicoil_iterations is not None else "."),
         "",
         "## Training",
     ]

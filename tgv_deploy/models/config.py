@@ -54,8 +54,9 @@ def unet_preset(name: str) -> UNetConfig:
 class ModelConfig:
     """What a checkpoint needs to rebuild its model.
 
-    ``iterations`` is the T the model was trained with and the default for export; inference
-    may use another T. ``solver`` names the unrolled iteration; ``alpha`` is ADMM's (fixed)
+    ``iterations`` is the default T for export and inference (``-T`` overrides it);
+    ``multicoil_iterations`` the default for multi-coil data where it differs (coil splitting
+    converges more slowly per iteration; None: ``iterations``). ``solver`` names the unrolled iteration; ``alpha`` is ADMM's (fixed)
     relaxation, its penalty rho is a learned weight.
     """
 
@@ -70,6 +71,8 @@ class ModelConfig:
     #: ADMM U-TGV: the ``E v`` constraint's penalty over rho (1: SPEC 2b's single rho; see
     #: :func:`tgv_deploy.solvers.admm.admm_tgv_channels`)
     penalty_ratio: float = 1.0
+    #: MRI: the default T for multi-coil data (None: ``iterations``); :meth:`default_iterations`
+    multicoil_iterations: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +81,10 @@ class ModelConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if self.multicoil_iterations is not None and (
+                isinstance(self.multicoil_iterations, bool) or not isinstance(self.multicoil_iterations, int)
+                or self.multicoil_iterations < 1 or self.task != "mri"):
+            raise ValueError(f"multicoil_iterations must be an integer >= 1 (MRI models only), got {self.multicoil_iterations!r}")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if not 1.0 <= self.alpha <= 1.9:
@@ -87,6 +94,12 @@ class ModelConfig:
             raise ValueError(f"penalty_ratio applies to ADMM U-TGV models only, got {self.penalty_ratio!r} for {self.kind}/{self.solver}")
         if not isinstance(self.noise_gain, bool) or (self.noise_gain and self.task != "mri"):
             raise ValueError(f"noise_gain is true or false, and true for MRI models only, got {self.noise_gain!r} for {self.task}")
+
+    def default_iterations(self, multicoil: bool) -> int:
+        """The T a model runs when none is asked for: ``multicoil_iterations`` for multi-coil data if set."""
+        if multicoil and self.multicoil_iterations is not None:
+            return self.multicoil_iterations
+        return self.iterations
 
     @property
     def image_channels(self) -> int:
@@ -108,7 +121,8 @@ class ModelConfig:
         unet = data.get("unet", {})
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
-        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain", "penalty_ratio"}
+        unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain", "penalty_ratio",
+                              "multicoil_iterations"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG

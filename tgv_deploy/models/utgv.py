@@ -185,7 +185,7 @@ class UnrolledModel(nn.Module):
         mask
             MRI only: binary ``(B, 1, 1, W)`` line mask or ``(B, 1, H, W)``.
         iterations
-            T; defaults to the configured training T.
+            T; defaults to the configured default (:meth:`ModelConfig.default_iterations`).
         coil_maps
             Multi-coil MRI (SPEC 1b): maps ``(B, C, 2, H, W)`` with ``sum_c |S_c|^2 <= 1``; ``f`` is
             then coil k-space ``(B, C, 2, H, W)``. The U-Net reads the coil-combined ``A^H f``, so the
@@ -198,7 +198,7 @@ class UnrolledModel(nn.Module):
         units of ``f``.
         """
         forward_op = self.forward_operator(f, mask, coil_maps)
-        iterations = self.config.iterations if iterations is None else iterations
+        iterations = self.config.default_iterations(coil_maps is not None) if iterations is None else iterations
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
         x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)

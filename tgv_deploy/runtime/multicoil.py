@@ -23,7 +23,7 @@ from tgv_deploy.runtime.reconstructor import Reconstruction, Reconstructor
 class SliceReconstruction:
     """One slice: ``image (H', W)`` complex64 coil-combined (readout oversampling removed), the
     maps ``lambda0`` / ``lambda1 (H', W)``, the slice's ``mask (W,)``, what preprocessing made of
-    it, and the seconds spent in preprocessing and in the model."""
+    it, the seconds spent in preprocessing and in the model, and the T the model ran."""
 
     sample: MultiCoilSlice
     prepared: Prepared
@@ -32,6 +32,7 @@ class SliceReconstruction:
     lambda1: np.ndarray
     preprocess_s: float
     model_s: float
+    iterations: int
 
 
 class MultiCoilPipeline:
@@ -72,7 +73,7 @@ class MultiCoilPipeline:
         return SliceReconstruction(sample, prepared, image,
                                    None if result.lambda0 is None else crop_to_recon(result.lambda0[0], sample),
                                    crop_to_recon(result.lambda1[0], sample),
-                                   middle - start, end - middle)
+                                   middle - start, end - middle, result.iterations)
 
     def reconstruct_all(self, samples: Iterable[MultiCoilSlice],
                         progress: Callable[[int, int], None] | None = None) -> list[SliceReconstruction]:
@@ -104,5 +105,6 @@ def stack(results: list[SliceReconstruction]) -> Reconstruction:
     if len(shapes) > 1:
         raise InputError(f"slices of one file have different matrix sizes {sorted(shapes)}")
     lambda0 = None if results[0].lambda0 is None else np.stack([r.lambda0 for r in results if r.lambda0 is not None])
+    # a file's slices share their coil count, so the model ran them all at one T
     return Reconstruction(np.stack([r.image for r in results]), lambda0, np.stack([r.lambda1 for r in results]),
-                          np.stack([r.prepared.mask for r in results]))
+                          np.stack([r.prepared.mask for r in results]), results[0].iterations)

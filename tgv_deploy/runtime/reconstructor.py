@@ -13,12 +13,14 @@ from tgv_deploy.runtime.session import Session
 
 @dataclass
 class Reconstruction:
-    """``image (S, H, W)`` complex64 (float32 for denoising), maps ``(S, H, W)`` float32, ``mask (S, W)``."""
+    """``image (S, H, W)`` complex64 (float32 for denoising), maps ``(S, H, W)`` float32, ``mask (S, W)``,
+    and the T the model ran."""
 
     image: np.ndarray
     lambda0: np.ndarray | None
     lambda1: np.ndarray
     mask: np.ndarray | None
+    iterations: int
 
 
 class Reconstructor:
@@ -62,7 +64,7 @@ class Reconstructor:
         channels = np.stack((sampled.real, sampled.imag), axis=1).astype(np.float32)
         outputs = self._run_batched({"kspace": channels, "mask": mask[:, None, None, :]})
         image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
-        return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width))
+        return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width), multicoil=False)
 
     def reconstruct_multicoil(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray) -> Reconstruction:
         """Multi-coil SENSE reconstruction (SPEC 1b): ``kspace (S, C, H, W)`` and coil ``maps (S, C, H, W)``
@@ -97,7 +99,7 @@ class Reconstructor:
                   "mask": mask[:, None, None, :]}
         outputs = self._run_batched(inputs)
         image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
-        return self._unpack(image, outputs["maps"], [slices], mask)
+        return self._unpack(image, outputs["maps"], [slices], mask, multicoil=True)
 
     @staticmethod
     def _masks(mask: np.ndarray, slices: int, width: int) -> np.ndarray:
@@ -122,13 +124,14 @@ class Reconstructor:
         *lead, height, width = images.shape
         self.check_size(height, width)
         outputs = self._run_batched({"noisy": images.reshape(-1, 1, height, width).astype(np.float32)})
-        return self._unpack(outputs["image"][:, 0].reshape(*lead, height, width), outputs["maps"], lead, None)
+        return self._unpack(outputs["image"][:, 0].reshape(*lead, height, width), outputs["maps"], lead, None, multicoil=False)
 
-    def _unpack(self, image, maps, lead, mask) -> Reconstruction:
+    def _unpack(self, image, maps, lead, mask, multicoil: bool) -> Reconstruction:
         shape = (*lead, *maps.shape[-2:])
+        iterations = self.contract.iterations_for(multicoil)
         if maps.shape[1] == 2:
-            return Reconstruction(image, maps[:, 0].reshape(shape), maps[:, 1].reshape(shape), mask)
-        return Reconstruction(image, None, maps[:, 0].reshape(shape), mask)
+            return Reconstruction(image, maps[:, 0].reshape(shape), maps[:, 1].reshape(shape), mask, iterations)
+        return Reconstruction(image, None, maps[:, 0].reshape(shape), mask, iterations)
 
     def _run_batched(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         total = next(iter(inputs.values())).shape[0]

@@ -193,7 +193,8 @@ class _OrtBackend:
 
 
 def checkpoint_contract(
-    task: str, kind: str, iterations: int, weights_sha256: str, package_version: str, solver: str = "pdhg"
+    task: str, kind: str, iterations: int, weights_sha256: str, package_version: str, solver: str = "pdhg",
+    multicoil_iterations: int | None = None,
 ) -> Contract:
     """The contract of a checkpoint run by the torch backend: any H, W, batch and (MRI) coil count; the checkpoint's solver."""
     channels, maps = (2, 2 if kind == "utgv" else 1) if task == "mri" else (1, 2 if kind == "utgv" else 1)
@@ -205,4 +206,4 @@ def checkpoint_contract(
     outputs = (TensorSpec("image", (-1, channels, -1, -1)), TensorSpec("maps", (-1, maps, -1, -1)))
     return Contract(task=task, kind=kind, height=-1, width=-1, batch=None, iterations=iterations, inputs=inputs,
                     outputs=outputs, opset=0, package_version=package_version, weights_sha256=weights_sha256, dft="fft",
-                    solver=solver, coils=-1 if task == "mri" else 0)
+                    solver=solver, coils=-1 if task == "mri" else 0, multicoil_iterations=multicoil_iterations)

@@ -23,16 +23,17 @@ class TorchBackend:
         self.torch = torch
         checkpoint = load_checkpoint(path)
         self.model = checkpoint.build()
-        self.iterations = checkpoint.config.iterations if iterations is None else iterations
-        if self.iterations < 1:
+        if iterations is not None and iterations < 1:
             from tgv_deploy.errors import InputError
 
-            raise InputError(f"--iterations must be >= 1, got {self.iterations}")
+            raise InputError(f"--iterations must be >= 1, got {iterations}")
+        config = checkpoint.config
+        # an asked-for T applies to every run; otherwise the checkpoint's defaults, multi-coil's own where set
+        single = config.iterations if iterations is None else iterations
+        multi = config.multicoil_iterations if iterations is None and config.multicoil_iterations != single else None
         state = {k: v.numpy() for k, v in checkpoint.state_dict.items()}
-        self.contract = checkpoint_contract(
-            checkpoint.config.task, checkpoint.config.kind, self.iterations, weights_sha256(state), __version__,
-            checkpoint.config.solver,
-        )
+        self.contract = checkpoint_contract(config.task, config.kind, single, weights_sha256(state), __version__,
+                                            config.solver, multicoil_iterations=multi)
 
     def synchronise(self) -> None:
         # CUDA kernels run asynchronously: a clock read needs them finished
@@ -42,11 +43,12 @@ class TorchBackend:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.no_grad():
+            iterations = self.contract.iterations_for("coil_maps" in inputs)
             if "coil_maps" in inputs:
                 image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]),
-                                         iterations=self.iterations, coil_maps=torch.from_numpy(inputs["coil_maps"]))
+                                         iterations=iterations, coil_maps=torch.from_numpy(inputs["coil_maps"]))
             elif self.contract.task == "mri":
-                image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=self.iterations)
+                image, maps = self.model(torch.from_numpy(inputs["kspace"]), torch.from_numpy(inputs["mask"]), iterations=iterations)
             else:
-                image, maps = self.model(torch.from_numpy(inputs["noisy"]), iterations=self.iterations)
+                image, maps = self.model(torch.from_numpy(inputs["noisy"]), iterations=iterations)
         return {"image": image.numpy(), "maps": maps.numpy()}

@@ -47,15 +47,16 @@ def describe_model(model: str, session: Any) -> dict[str, Any]:
         "TgvModelKind": contract.kind,
         "TgvSolver": contract.solver,
         "TgvBackend": session.backend,
-        "TgvIterations": int(contract.iterations),
     }
 
 
 def slice_meta(result: Any) -> dict[str, Any]:
-    """Meta of one slice (a :class:`~tgv_deploy.runtime.multicoil.SliceReconstruction`): what was sampled, what it cost."""
+    """Meta of one slice (a :class:`~tgv_deploy.runtime.multicoil.SliceReconstruction`): what was sampled, the T
+    the model ran (multi-coil data may have its own), what it cost."""
     lines = int(result.prepared.mask.sum())
     return {
         "TgvCoils": int(result.prepared.kspace.shape[0]),
+        "TgvIterations": int(result.iterations),
         "TgvSampledLines": lines,
         "TgvAcceleration": float(result.prepared.mask.size / max(lines, 1)),
         "TgvWhitened": int(result.prepared.whitening is not None),

@@ -248,8 +248,8 @@ def process(connection: Any, config: Any, metadata: Any) -> None:
         intensity = IntensityScale(settings.scaling, bits)
         pipeline = pipeline_for(settings)
         described = describe_model(settings.model, pipeline.reconstructor.session)
-        log.info("tgv-deploy: %s (%s, T=%d), %d-bit int16 images, %s scaling", settings.model,
-                 pipeline.reconstructor.session.backend, pipeline.reconstructor.contract.iterations, bits, settings.scaling)
+        log.info("tgv-deploy: %s (%s, %s), %d-bit int16 images, %s scaling", settings.model,
+                 pipeline.reconstructor.session.backend, pipeline.reconstructor.contract.iterations_text(), bits, settings.scaling)
         assembler = SliceAssembler(encoding, source="connection")
         for item in connection:
             if item is None:
