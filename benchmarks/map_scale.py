@@ -54,8 +54,10 @@ def v3_images(count: int) -> list[tuple[str, np.ndarray]]:
 
 def _solve(model, f, mask, coil_maps, maps):
     """The model's own ADMM (single- or multi-coil) with the given maps, at its default T; ``f`` is
-    a case's k-space, zero where the mask does not sample."""
-    config, args = model.config, (model.config.iterations, model.rho(), model.config.alpha)
+    a case's k-space, zero where the mask does not sample. Multi-coil cases run at the model's
+    multi-coil default T (files recorded before it existed: its one T, 64)."""
+    config = model.config
+    args = (config.default_iterations(coil_maps is not None), model.rho(), config.alpha)
     if coil_maps is None:
         if config.kind == "utgv":
             return admm_tgv_channels(f, maps[:, 0], maps[:, 1], mask, *args, penalty_ratio=config.penalty_ratio)[0]
