@@ -1,6 +1,6 @@
 """The initial multi-coil map gain (``tgv_deploy.models.utgv.DEFAULT_COIL_GAIN``), chosen on synthetic data.
 
-The bundled U-TGV's maps, multiplied by a gain, solved with coil-splitting ADMM at the model's T
+The bundled U-TGV's maps, multiplied by a gain, solved with coil-splitting ADMM at the model's multi-coil default T
 on synthetic slices (``synthetic_image_v2``, a seed range of their own, 256 x 256) with 8
 simulated coils, ESPIRiT maps from the calibration lines, R = 4 and 8, sigma = 0.05. Writes PSNR
 and SSIM per gain; the gain with the best median PSNR over both R starts every model's learned
@@ -41,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_checkpoint(resolve_model("utgv-mri")).build().eval()
     images = [(f"synthetic:{i}", synthetic_image_v2(np.random.default_rng([SEED, i]), 256, 256)) for i in range(args.slices)]
+    iterations = model.config.default_iterations(multicoil=True)
     rows = []
     for acceleration in (4, 8):
         for case in corrupt_multicoil(images, 8, acceleration, 0.08, 0.05):
@@ -51,15 +52,15 @@ def main() -> None:
                 maps = model.noise_scaled(model.unet(SenseOp(coil_maps, mask).adjoint(f_n)), f_n, mask)
                 for gain in GAINS:
                     x, _ = admm_tgv_sense_channels(f / scale.reshape(1, 1, 1, 1, 1), coil_maps, mask, gain * maps[:, 0],
-                                                   gain * maps[:, 1], model.config.iterations, model.rho(), model.config.alpha, model.rho_coil(),
-                                                   penalty_ratio=model.config.penalty_ratio)
+                                                   gain * maps[:, 1], iterations, model.rho(), model.config.alpha,
+                                                   model.rho_coil(), penalty_ratio=model.config.penalty_ratio)
                     image = torch.sqrt(x[0].square().sum(0)).numpy() * float(scale)
                     rows.append({"case": case.name, "acceleration": acceleration, "gain": gain,
                                  "psnr": psnr(case.target, image), "ssim": ssim(case.target, image)})
             print(f"R={acceleration} {case.name}: " + ", ".join(f"{r['gain']:g}: {r['psnr']:.2f}" for r in rows[-len(GAINS):]),
                   file=sys.stderr, flush=True)
     medians = {g: float(np.median([r["psnr"] for r in rows if r["gain"] == g])) for g in GAINS}
-    payload = {"provenance": provenance({"utgv-mri": str(resolve_model("utgv-mri"))}), "rows": rows,
+    payload = {"provenance": provenance({"utgv-mri": str(resolve_model("utgv-mri"))}), "iterations": iterations, "rows": rows,
                "median_psnr_by_gain": medians, "best_gain": max(medians, key=lambda g: medians[g])}
     atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=1) + "\n").encode())
     print(f"median PSNR by gain {medians}; best {payload['best_gain']}", file=sys.stderr)

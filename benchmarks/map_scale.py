@@ -108,6 +108,7 @@ def main() -> None:
                 result = scores(model, cases)
                 best = max(result, key=lambda factor: result[factor][0])
                 rows.append({"model": label, "sigma": sigma, "acceleration": acceleration, "best_factor": best,
+                             "iterations": model.config.default_iterations(args.coils > 1),
                              "psnr": {str(k): v[0] for k, v in result.items()}, "ssim": {str(k): v[1] for k, v in result.items()}})
                 print(f"{label} sigma {sigma} R {acceleration}: best factor {best} "
                       + " ".join(f"{k}: {v[0]:.2f}" for k, v in result.items()), file=sys.stderr, flush=True)

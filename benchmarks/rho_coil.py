@@ -60,7 +60,7 @@ def main() -> None:
                     x, _ = model(f, mask, iterations, coil_maps=coil_maps)
                     image = torch.sqrt(x[0].square().sum(0)).numpy()
                     rows.append({"case": case.name, "acceleration": acceleration, "model": name, "rho_coil": rho_coil,
-                                 "iterations": iterations or model.config.iterations,
+                                 "iterations": iterations or model.config.default_iterations(multicoil=True),
                                  "psnr": psnr(case.target, image), "ssim": ssim(case.target, image)})
                     scores.append(f"{rho_coil:g}{'' if iterations is None else f' T={iterations}'}: {rows[-1]['psnr']:.2f}")
                 print(f"R={acceleration} {case.name} {name}: " + ", ".join(scores), file=sys.stderr, flush=True)

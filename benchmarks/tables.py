@@ -312,17 +312,12 @@ def penalty_ratio(path: Path) -> str:
 
 def multicoil_latency(path: Path) -> str:
     data = json.loads(path.read_text())
-    size = f"{data['size']} x {data['size']}"
-    if "iterations" in data["rows"][0]:  # one T per row: multi-coil data may have a default T of their own
-        lines = [f"| backend | coils | compressed to | T | ms per slice (median, {size}) | of which preprocessing | "
-                 "vs single-coil ONNX Runtime |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    else:
-        lines = [f"| backend | coils | compressed to | ms per slice (median, {size}, T={data['iterations']}) | "
-                 "of which preprocessing | vs single-coil ONNX Runtime |", "| --- | --- | --- | --- | --- | --- |"]
+    # one T per row: multi-coil data may have a default T of their own
+    lines = [f"| backend | coils | compressed to | T | ms per slice (median, {data['size']} x {data['size']}) | "
+             "of which preprocessing | vs single-coil ONNX Runtime |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["rows"]:
-        t = f" {r['iterations']} |" if "iterations" in r else ""
-        lines.append(f"| {r['backend']} | {r['coils']} | {r['compressed_to'] or '-'} |{t} {r['median_ms']:.0f} | {r['preprocess_ms']:.0f} | "
-                     f"{r['ratio_to_single_coil_ort']:.2f} |")
+        lines.append(f"| {r['backend']} | {r['coils']} | {r['compressed_to'] or '-'} | {r['iterations']} | {r['median_ms']:.0f} | "
+                     f"{r['preprocess_ms']:.0f} | {r['ratio_to_single_coil_ort']:.2f} |")
     pipe = data.get("mrd_pipe")
     if pipe:
         lines += ["", f"`mrd` pipe ({pipe['model']}): {pipe['images']} images in {pipe['seconds']:.1f} s, "

@@ -29,3 +29,11 @@ def test_exported_models_of_different_t_run_at_their_own_t(tmp_path):
         bench([pdhg, admm, admm_ckpt], runs=1, warmup=0)
     rows = bench([pdhg, admm, admm_ckpt], iterations=3, runs=1, warmup=0)
     assert [r.iterations for r in rows] == [6, 3, 3]
+
+
+def test_a_checkpoint_benched_on_multicoil_inputs_runs_and_reports_its_multicoil_t(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", iterations=2, multicoil_iterations=3, solver="admm")
+    rows = bench([str(ckpt)], backend="torch", height=16, width=12, runs=1, warmup=0, coils=2)
+    single = bench([str(ckpt)], backend="torch", height=16, width=12, runs=1, warmup=0)
+    told = bench([str(ckpt)], backend="torch", iterations=4, height=16, width=12, runs=1, warmup=0, coils=2)
+    assert [r.iterations for r in rows + single + told] == [3, 2, 4]

@@ -42,6 +42,25 @@ def test_evaluation_runs_the_models_at_the_requested_T(tmp_path):
         scores[t] = outcomes[0].scores["U-TGV"]
     assert scores[None] == scores[4]  # the default is the checkpoint's own T
     assert scores[1] != scores[4]
+    import json
+
+    assert [json.loads((tmp_path / f"eval{t}" / "results.json").read_text())["model_iterations"] for t in (None, 1)] == [
+        {"U-TGV": 4}, {"U-TGV": 1}]
+
+
+def test_multicoil_evaluation_runs_and_records_the_multicoil_default_T(tmp_path):
+    import json
+
+    utgv = make_checkpoint(tmp_path / "utgv.pt", solver="admm", iterations=3, multicoil_iterations=5)
+    utv = make_checkpoint(tmp_path / "utv.pt", kind="utv", solver="admm", iterations=3)
+    scores = {}
+    for t in (None, 5):
+        outcomes = run_evaluation([], 1, (24, 24), [(4.0, 0.05)], str(utgv), str(utv), tmp_path / f"eval{t}",
+                                  baseline_max_iterations=40, say=lambda m: None, iterations=t, coils=3, center_fraction=0.25)
+        scores[t] = outcomes[0].scores["U-TGV"]
+    assert scores[None] == scores[5]
+    recorded = json.loads((tmp_path / "evalNone" / "results.json").read_text())["model_iterations"]
+    assert recorded == {"U-TGV": 5, "U-TV": 3}
 
 
 @pytest.mark.parametrize("task", ["mri", "denoise"])

@@ -20,6 +20,8 @@ from tgv_deploy.data.masks import make_mask  # noqa: E402
 from tgv_deploy.data.synthetic import brain_like_image  # noqa: E402
 from tgv_deploy.dft import fft2c, ifft2c  # noqa: E402
 from tgv_deploy.errors import InputError  # noqa: E402
+from tgv_deploy.models.checkpoint import load_checkpoint  # noqa: E402
+from tgv_deploy.registry import resolve_model  # noqa: E402
 from tgv_deploy.stream import assembly  # noqa: E402
 from tgv_deploy.stream.mrd2 import centre_block  # noqa: E402
 from tgv_deploy.stream.mrd_server import (  # noqa: E402
@@ -141,6 +143,7 @@ def _meta(image) -> dict:
 
 
 CONFIG = {"parameters": {"config": "mrd_handler", "model": "utgv-mri"}}
+MULTICOIL_T = load_checkpoint(resolve_model("utgv-mri")).config.default_iterations(multicoil=True)
 
 
 def test_flag_masks_are_ismrmrd_v1s():
@@ -151,7 +154,7 @@ def test_flag_masks_are_ismrmrd_v1s():
     assert assembly.NOT_IMAGING & 1 << (ismrmrd.ACQ_IS_PHASECORR_DATA - 1)
 
 
-# Measured (seed 0, T = 64): relative error to the noise-free whitened RSS 0.17 and 0.27 for the two
+# Measured (seed 0, T = 64, the single default then): relative error to the noise-free whitened RSS 0.17 and 0.27 for the two
 # slices against 0.53 and 0.48 zero-filled (seed 1: 0.18 / 0.23 against 0.32 / 0.39). Asserted with margin.
 @pytest.mark.parametrize("as_text", [False, True], ids=["xsd-header", "xml-text"])
 def test_process_sends_one_image_per_slice_as_it_completes(as_text):
@@ -182,11 +185,20 @@ def test_process_sends_one_image_per_slice_as_it_completes(as_text):
         assert meta["TgvScale"] == _meta(connection.images[0])["TgvScale"]
         assert image.data.max() == 2048 if number == 1 else 0 < image.data.max() < 4095
         assert meta["TgvModel"] == "utgv-mri" and meta["TgvBackend"] == "torch" and meta["TgvWhitened"] == "1"
+        assert meta["TgvIterations"] == str(MULTICOIL_T)  # the model's multi-coil default
         magnitude = image.data[0, 0].T / float(meta["TgvScale"])
         truth = _rss(clean, noise)
         error, zero_filled = _relative_error(magnitude, truth), _relative_error(_rss(raw, noise, mask), truth)
         assert error < 0.35 and error < 0.7 * zero_filled, (error, zero_filled)
     assert sum("slice" in text for level, text in connection.logs if "INFO" in level) == SLICES
+
+
+def test_the_iterations_setting_overrides_both_defaults():
+    acquisitions, _, _, _ = _scan()
+    connection = RecordingConnection(acquisitions)
+    process(connection, {"parameters": {**CONFIG["parameters"], "iterations": "4"}}, _header(bits=12))
+    assert not _errors(connection) and len(connection.images) == SLICES
+    assert {_meta(image)["TgvIterations"] for image in connection.images} == {"4"}
 
 
 def _errors(connection) -> list[str]:

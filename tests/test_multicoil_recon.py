@@ -111,14 +111,18 @@ def test_multicoil_data_runs_at_the_checkpoints_multicoil_default(tmp_path):
     main(["synth", str(multi), "--slices", "1", "--height", "32", "--width", "32", "--coils", "4",
           "--acceleration", "4", "--center-fraction", "0.25"])
     main(["synth", str(single), "--slices", "1", "--height", "32", "--width", "32", "--acceleration", "4"])
-    runs = {"multi": (multi, []), "single": (single, []), "multi-T4": (multi, ["-T", "4"]), "one coil": (multi, ["--coils", "1"])}
-    recorded = {}
+    runs = {"multi": (multi, []), "single": (single, []), "multi-T4": (multi, ["-T", "4"]), "one coil": (multi, ["--coils", "1"]),
+            "multi-T5": (multi, ["-T", "5"])}
+    recorded, images = {}, {}
     for name, (source, options) in runs.items():
         out = tmp_path / f"{name}.h5"
         assert main(["infer", str(checkpoint), str(source), "-o", str(out), *options]) in (None, 0)
         with h5py.File(out) as result:
             recorded[name] = int(result.attrs["iterations"]), Contract.from_json(result.attrs["contract"]).multicoil_iterations
-    assert recorded == {"multi": (5, 5), "single": (3, 5), "multi-T4": (4, None), "one coil": (3, 5)}
+            images[name] = result["reconstruction"][()]
+    assert recorded == {"multi": (5, 5), "single": (3, 5), "multi-T4": (4, None), "one coil": (3, 5), "multi-T5": (5, None)}
+    np.testing.assert_array_equal(images["multi"], images["multi-T5"])  # what ran, not only what was recorded
+    assert not np.array_equal(images["multi"], images["multi-T4"])
     ckpt = load_checkpoint(checkpoint)
     assert build_graph(ckpt, ExportConfig(coils=2, verify=False)).contract.iterations == 5
     exported = build_graph(ckpt, ExportConfig(verify=False)).contract

@@ -16,7 +16,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from tgv_deploy.errors import InputError
-from tgv_deploy.models import load_checkpoint
+from tgv_deploy.models import ModelConfig, load_checkpoint
 from tgv_deploy.training.config import config_from_dict, load_config
 from tgv_deploy.dft import fft2c
 from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
@@ -62,7 +62,8 @@ def _write(tmp_path, steps=4, kind="utgv", task="mri"):
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.toml")))
 def test_committed_configs_parse(name):
     config = load_config(CONFIGS / f"{name}.toml")
-    assert config.steps > 0 and config.model.iterations >= config.iterations_at(0)
+    # no config trains through more iterations than the model runs by default (multi-coil data may run more)
+    assert config.steps > 0 and config.model.default_iterations(multicoil=True) >= config.iterations_at(0)
 
 
 def test_config_errors_name_the_problem(tmp_path):
@@ -266,6 +267,18 @@ def test_coil_gain_and_penalty_get_their_own_rate_and_no_weight_decay():
     assert groups[1]["lr"] == 3e-3 and groups[1]["weight_decay"] == 0.0
     denoiser = build_model(config_from_dict({"model": {"task": "denoise", "kind": "utv"}}).model)
     assert len(parameter_groups(denoiser, config)) == 1  # no coils, no gain
+
+
+def test_trainable_freezes_every_other_parameter(tmp_path):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=r"does not have: \['log_gain'\]"):
+        parameter_groups(build_model(ModelConfig()), config_from_dict({"trainable": ["log_gain"]}))
+    config = dataclasses.replace(load_config(_write(tmp_path, 2)), trainable=("log_rho",))
+    torch.manual_seed(config.seed)  # the trainer's initial weights
+    initial = build_model(config.model).state_dict()
+    trained = load_checkpoint(train(config, tmp_path / "run", log=lambda line: None)).state_dict
+    assert [k for k in initial if not torch.equal(initial[k], trained[k])] == ["log_rho"]
 
 
 def test_lr_schedule_warms_up_then_decays():

@@ -88,7 +88,11 @@ def run_evaluation(
     payload = {
         **(record or {}), "coils": coils,
         **({"baselines_from": origin} if origin else {}),
-        "models": {"U-TGV": utgv, "U-TV": utv}, "model_iterations": iterations, "baseline_convergence": criterion,
+        "models": {"U-TGV": utgv, "U-TV": utv},
+        # the T each model ran: the one asked for, else its default for these cases (multi-coil ones may have their own)
+        "model_iterations": {name: iterations or model.config.default_iterations(coils > 1)
+                             for name, model in zip(("U-TGV", "U-TV"), models) if model is not None},
+        "baseline_convergence": criterion,
         "cases": [{"setting": o.case.setting, "case": o.case.name, "scores": {m: list(v) for m, v in o.scores.items()},
                    "params": o.params,
                    "lambda1_triple_edge": None if o.maps is None else triple_edge_profile(o.case.target, o.maps[-1])["triple_edge"]}

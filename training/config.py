@@ -127,6 +127,9 @@ class TrainConfig:
     ssim_weight: float = 20.0  # dB of PSNR worth one unit of SSIM; only for loss = "psnr+ssim"
     # warm start: a checkpoint (path) whose weights initialise the model; its kind and task must match
     init_checkpoint: str = ""
+    # names of the only parameters to train (e.g. the multi-coil ones, which leave single-coil
+    # reconstructions unchanged); empty: all of them
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.loss not in LOSSES:

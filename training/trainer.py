@@ -38,9 +38,20 @@ GAIN_PARAMETERS = ("log_coil_gain", "coil_acceleration_exponent", "noise_exponen
 
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     """AdamW groups: the per-map gains get their own rate and no weight decay (decay would pull the
-    multi-coil gain towards 1, not towards a small weight); everything else the configured rate and decay."""
-    gain = [p for name, p in model.named_parameters() if name in GAIN_PARAMETERS]
-    rest = [p for name, p in model.named_parameters() if name not in GAIN_PARAMETERS]
+    multi-coil gain towards 1, not towards a small weight); everything else the configured rate and decay.
+    With ``config.trainable`` only those parameters train; the others are frozen (no gradient)."""
+    names = {name for name, _ in model.named_parameters()}
+    unknown = sorted(set(config.trainable) - names)
+    if unknown:
+        raise ValueError(f"trainable names parameters the model does not have: {unknown}")
+    if config.trainable:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in config.trainable)
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    gain = [p for name, p in trained if name in GAIN_PARAMETERS]
+    rest = [p for name, p in trained if name not in GAIN_PARAMETERS]
+    if not rest:
+        return [{"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
     if not gain:
         return [{"params": rest}]
     return [{"params": rest}, {"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]

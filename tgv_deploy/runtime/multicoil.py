@@ -104,7 +104,9 @@ def stack(results: list[SliceReconstruction]) -> Reconstruction:
     shapes = {r.image.shape for r in results}
     if len(shapes) > 1:
         raise InputError(f"slices of one file have different matrix sizes {sorted(shapes)}")
+    iterations = {r.iterations for r in results}
+    if len(iterations) > 1:  # single- and multi-coil slices in one file ran at different defaults
+        raise InputError(f"slices of one file ran at different T {sorted(iterations)}; give one with --iterations")
     lambda0 = None if results[0].lambda0 is None else np.stack([r.lambda0 for r in results if r.lambda0 is not None])
-    # a file's slices share their coil count, so the model ran them all at one T
     return Reconstruction(np.stack([r.image for r in results]), lambda0, np.stack([r.lambda1 for r in results]),
-                          np.stack([r.prepared.mask for r in results]), results[0].iterations)
+                          np.stack([r.prepared.mask for r in results]), iterations.pop())

@@ -103,7 +103,7 @@ class Session:
         return getattr(self._impl, "providers", [self.backend])
 
     def __repr__(self) -> str:
-        return f"Session({str(self.path)!r}, backend={self.backend!r}, T={self.contract.iterations})"
+        return f"Session({str(self.path)!r}, backend={self.backend!r}, {self.contract.iterations_text()})"
 
 
 def _import_ort():
