@@ -272,9 +272,13 @@ def test_coil_gain_and_penalty_get_their_own_rate_and_no_weight_decay():
 def test_trainable_freezes_every_other_parameter(tmp_path):
     import dataclasses
 
-    with pytest.raises(ValueError, match=r"does not have: \['log_gain'\]"):
+    with pytest.raises(InputError, match=r"does not have: \['log_gain'\]"):
         parameter_groups(build_model(ModelConfig()), config_from_dict({"trainable": ["log_gain"]}))
-    config = dataclasses.replace(load_config(_write(tmp_path, 2)), trainable=("log_rho",))
+    config = dataclasses.replace(load_config(_write(tmp_path, 2)), trainable=("log_gain",))
+    with pytest.raises(InputError, match="does not have"):
+        train(config, tmp_path / "refused", log=lambda line: None)
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
+    config = dataclasses.replace(config, trainable=("log_rho",))
     torch.manual_seed(config.seed)  # the trainer's initial weights
     initial = build_model(config.model).state_dict()
     trained = load_checkpoint(train(config, tmp_path / "run", log=lambda line: None)).state_dict

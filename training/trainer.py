@@ -43,7 +43,7 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     names = {name for name, _ in model.named_parameters()}
     unknown = sorted(set(config.trainable) - names)
     if unknown:
-        raise ValueError(f"trainable names parameters the model does not have: {unknown}")
+        raise InputError(f"trainable names parameters the model does not have: {unknown}")
     if config.trainable:
         for name, p in model.named_parameters():
             p.requires_grad_(name in config.trainable)
@@ -187,9 +187,10 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     model.checkpoint_every = config.activation_checkpointing or None
     if config.init_checkpoint:
         warm_start(model, config)  # before anything is written: a bad checkpoint leaves no run directory
+    # before anything is written, like the warm start: a config naming parameters the model lacks leaves no run directory
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=config.weight_decay)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps))
     start, elapsed, history = 0, 0.0, []
     state_path = out_dir / STATE_FILE
