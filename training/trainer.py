@@ -50,11 +50,10 @@ def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     gain = [p for name, p in trained if name in GAIN_PARAMETERS]
     rest = [p for name, p in trained if name not in GAIN_PARAMETERS]
-    if not rest:
-        return [{"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
-    if not gain:
-        return [{"params": rest}]
-    return [{"params": rest}, {"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0}]
+    groups: list[dict] = [{"params": rest}] if rest else []
+    if gain:
+        groups.append({"params": gain, "lr": config.gain_learning_rate or config.learning_rate, "weight_decay": 0.0})
+    return groups
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
