@@ -23,6 +23,13 @@ output rows are ordered ``(row frequency, real/imaginary)``, so the real/imagina
 the columns, where the column transform multiplies from the right into ``(real/imaginary, column)``.
 Spectra live as ``(B, K, H, 2, W)`` (row frequency, real/imaginary, column frequency) and every
 per-frequency constant is stored in that layout.
+
+With ``column_blocks`` the column transform runs in two stages too (``W = n1 n2``): an ``n1``-point
+product from the left into ``(real/imaginary, w1)`` with output ``(k1, real/imaginary)``, one
+Transpose that moves ``k1`` in front of the rows, and per block ``k1`` one ``2 n2 x 2 n2`` product from
+the right with ``H`` rows (a batched MatMul that stays efficient; without the Transpose each product
+would have one row). Spectra then live as ``(B, K, n1 H, 2, n2)`` ("grid" positions ``(k1, row
+frequency)`` x ``k2``), and the per-frequency constants are stored on that grid.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class ADMMSpec:
     alpha: float
     row_blocks: int = 0  # n1 of a two-stage row DFT (H = n1 * n2); 0 = one dense product
     penalty_ratio: float = 1.0  # U-TGV: the E v constraint's penalty over rho (ModelConfig.penalty_ratio)
+    column_blocks: int = 0  # n1 of a two-stage column DFT (W = n1 * n2); 0 = one dense product
 
     @property
     def channels(self) -> int:
@@ -139,6 +147,10 @@ class ADMMGraph:
         self.cols_fwd = g.const("admm/dft_cols", cols.T)  # (2W, 2W): [x_re | x_im] -> [X_re | X_im]
         self.cols_inv = g.const("admm/idft_cols", cols)
         self.order = np.arange(h)  # the spectra's row-frequency order (block order with two stages)
+        self.column_order = np.arange(w)  # column frequency of grid position (k1, k2) at k1 n2 + k2
+        self.column_blocks, self.column_block_size = 1, w  # (n1, n2) of the columns; (1, W) when dense
+        if spec.column_blocks:
+            self._two_stage_columns(h, w, spec.column_blocks)
         if spec.row_blocks:
             self._two_stage_rows(h, w, spec.row_blocks, c)
         else:
@@ -147,11 +159,41 @@ class ADMMGraph:
             self.rows_inv = g.const("admm/idft_rows", np.ascontiguousarray(rows.T))
             self.shape_rows_in = g.const("admm/shape_rows_in", [0, -1, c * h, w])
             self.shape_rows_back = g.const("admm/shape_rows_back", [0, -1, 2 * h, w])
-        # -1 for the image count (x, v0, v1 or x alone)
-        self.shape_spectra = g.const("admm/shape_spectra", [0, -1, h, 2 * w])
-        self.shape_step_in = g.const("admm/shape_step_in", [0, 1, k, h, 1, 2, w])
+        # -1 for the image count (x, v0, v1 or x alone); the grid (module docstring) is (n1 H) x n2 of the columns
+        n1, n2 = self.column_blocks, self.column_block_size
+        self.grid = (n1 * h, n2)
+        self.shape_spectra = g.const("admm/shape_spectra", [0, -1, n1, h, 2 * n2] if spec.column_blocks else [0, -1, h, 2 * w])
+        self.shape_step_in = g.const("admm/shape_step_in", [0, 1, k, n1 * h, 1, 2, n2])
         self.shape_images = g.const("admm/shape_images", [0, -1, h, w])
         self._step_constants()
+
+    def _two_stage_columns(self, h: int, w: int, n1: int) -> None:
+        """Constants of the two-stage column DFT (:func:`tgv_deploy.dft.factorised_plain_dft`, module docstring).
+
+        Stage one multiplies the ``n1``-point real form from the left into ``(re/im, w1)`` (the
+        columns ``w = w1 n2 + w2`` reshaped to ``(2 n1, n2)``), output ``(k1, re/im)``; after the
+        Transpose stage two multiplies row vectors ``[re | im]`` of length ``2 n2`` from the right by the
+        transposed real form of ``m[k1]``. The inverse runs the transposes in reverse order.
+        """
+        g, n2 = self.g, w // n1
+        a, m, self.column_order = factorised_plain_dft(w, n1)
+        self.column_blocks, self.column_block_size = n1, n2
+        stage1 = _frequency_major(real_form(a))  # (2 n1, 2 n1)
+        stage2 = np.ascontiguousarray(real_form(m).transpose(0, 2, 1))  # (n1, 2 n2, 2 n2), row-vector form
+        self.col_stage1_fwd = g.const("admm/dft_cols_stage1", stage1)
+        self.col_stage1_inv = g.const("admm/idft_cols_stage1", np.ascontiguousarray(stage1.T))
+        self.col_stage2_fwd = g.const("admm/dft_cols_stage2", stage2)
+        self.col_stage2_inv = g.const("admm/idft_cols_stage2", np.ascontiguousarray(stage2.transpose(0, 2, 1)))
+        self.shape_col_stage1 = g.const("admm/shape_col_stage1", [0, -1, h, 2 * n1, n2])
+        self.shape_col_stage2 = g.const("admm/shape_col_stage2", [0, -1, h, n1, 2 * n2])
+
+    def _on_grid(self, values: Any) -> np.ndarray:
+        """A per-frequency array ``(H, W)`` (row, column frequency) on the spectra's grid ``(n1 H, n2)``."""
+        h, n2 = self.spec.height, self.column_block_size
+        positions = np.arange(self.grid[0])
+        rows = self.order[positions % h][:, None]
+        cols = self.column_order[(positions // h)[:, None] * n2 + np.arange(n2)[None, :]]
+        return np.asarray(values)[rows, cols]
 
     def _two_stage_rows(self, h: int, w: int, n1: int, c: int) -> None:
         """Constants of the two-stage row DFT (:func:`tgv_deploy.dft.factorised_plain_dft`).
@@ -177,11 +219,12 @@ class ADMMGraph:
 
     def _step_constants(self) -> None:
         """Per-frequency constants of the exact step in the spectra's layout ``(H, 2, W)``:
-        the operator ``(1, K, K, H, 2, 2, W)`` (out image, in image, row frequency, out re/im, in re/im,
-        column frequency), the data offset ``(1, K, H, 2, 2, W)`` and ``rho s`` ``(1, 1, 1, H, 1, 1, W)``."""
+        the operator ``(1, K, K, P, 2, 2, Q)`` (out image, in image, grid row, out re/im, in re/im, grid
+        column; ``(P, Q) = (H, W)`` with dense columns), the data offset ``(1, K, P, 2, 2, Q)`` and
+        ``rho s`` ``(1, n1, H, n2)``."""
         g, spec, k = self.g, self.spec, self.spec.images
-        shape = (spec.height, spec.width)
-        t = lambda a: np.asarray(a)[self.order]  # noqa: E731  row frequencies in the spectra's order
+        shape = self.grid
+        t = self._on_grid
         rho = spec.rho
         if spec.kind == "utgv":
             c = tgv_step_constants(spec.height, spec.width, spec.penalty_ratio)
@@ -194,13 +237,14 @@ class ADMMGraph:
             offset = _real_blocks({(i, 0): left[i] for i in range(3)}, k, 1, shape)[:, 0]  # on M f / den
         else:
             schur = t(tv_step_denominator(spec.height, spec.width))
-            fixed = np.zeros((1, 1, spec.height, 2, 2, spec.width))
+            fixed = np.zeros((1, 1, *shape[:1], 2, 2, shape[1]))
             data = _real_blocks({(0, 0): np.full(shape, rho, dtype=complex)}, 1, 1, shape)
             offset = _real_blocks({(0, 0): np.ones(shape, dtype=complex)}, 1, 1, shape)[:, 0]
         self.step_fixed = g.const("admm/step_fixed", fixed[None])
         self.step_data = g.const("admm/step_data", data[None])
         self.offset = g.const("admm/offset", offset[None])
-        self.rho_schur = g.const("admm/rho_schur", (rho * schur)[None, None, None, :, None, None, :])
+        # (1, n1, H, n2): the mask, a factor of the column frequency alone, adds on as (B, n1, 1, n2)
+        self.rho_schur = g.const("admm/rho_schur", (rho * schur).reshape(1, self.column_blocks, spec.height, self.column_block_size))
 
     # -- pieces ------------------------------------------------------------------------------
     def _circular_pad(self, x: str, hint: str) -> str:
@@ -226,12 +270,21 @@ class ADMMGraph:
             rows = g.op("MatMul", [self.stage2_fwd, g.op("Reshape", [stage1, self.shape_stage2], "dft")], "dft")  # (B, K, n1, 2 n2, W)
         else:
             rows = g.op("MatMul", [self.rows_fwd, g.op("Reshape", [images, self.shape_rows_in], "dft")], "dft")  # (B, K, 2H, W)
-        return g.op("MatMul", [g.op("Reshape", [rows, self.shape_spectra], "dft"), self.cols_fwd], "dft")
+        if not self.spec.column_blocks:
+            return g.op("MatMul", [g.op("Reshape", [rows, self.shape_spectra], "dft"), self.cols_fwd], "dft")
+        stage1 = g.op("MatMul", [self.col_stage1_fwd, g.op("Reshape", [rows, self.shape_col_stage1], "dft")], "dft")  # (B, K, H, 2 n1, n2)
+        blocks = g.op("Transpose", [g.op("Reshape", [stage1, self.shape_col_stage2], "dft")], "dft", perm=[0, 1, 3, 2, 4])
+        return g.op("MatMul", [blocks, self.col_stage2_fwd], "dft")  # (B, K, n1, H, 2 n2)
 
     def _idft(self, spectra: str) -> str:
-        """Spectra ``(B, K, H, 2W)`` -> images ``(B, K C, H, W)``."""
+        """Spectra ``(B, K, H, 2W)`` (two-stage columns: ``(B, K, n1, H, 2 n2)``) -> images ``(B, K C, H, W)``."""
         g = self.g
-        cols = g.op("MatMul", [spectra, self.cols_inv], "idft")  # (B, K, H, 2W): rows (frequency, re/im) x columns
+        if self.spec.column_blocks:
+            blocks = g.op("MatMul", [spectra, self.col_stage2_inv], "idft")  # (B, K, n1, H, 2 n2)
+            stage1_in = g.op("Reshape", [g.op("Transpose", [blocks], "idft", perm=[0, 1, 3, 2, 4]), self.shape_col_stage1], "idft")
+            cols = g.op("MatMul", [self.col_stage1_inv, stage1_in], "idft")  # (B, K, H, 2W / n2, n2): rows (frequency, re/im) x columns
+        else:
+            cols = g.op("MatMul", [spectra, self.cols_inv], "idft")  # (B, K, H, 2W): rows (frequency, re/im) x columns
         if self.spec.row_blocks:
             stage2 = g.op("MatMul", [self.stage2_inv, g.op("Reshape", [cols, self.shape_stage2], "idft")], "idft")  # (B, K, n1, 2 n2, W)
             rows = g.op("MatMul", [self.stage1_inv, g.op("Reshape", [stage2, self.shape_stage1_back], "idft")], "idft")
@@ -254,26 +307,31 @@ class ADMMGraph:
         bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
         return bound, g.op("Neg", [bound], "thr")
 
-    def _mask_along_w(self, mask: str, hint: str) -> str:
-        """The centred line mask ``(B, 1, 1, W)`` in the loop's plain DFT order along the column frequencies."""
+    def _mask_along_w(self, mask: str, hint: str, grid: bool = False) -> str:
+        """The centred line mask ``(B, 1, 1, W)`` in the loop's plain DFT order along the column frequencies
+        (``grid``: in the order of the spectra's grid columns, ``k1 n2 + k2``)."""
         order = np.fft.ifftshift(np.arange(self.spec.width))
-        return self.g.op("Gather", [mask, self.g.const("admm/ifftshift_w", order.astype(np.int64))], hint, axis=3)
+        name = "admm/ifftshift_w"
+        if grid and self.spec.column_blocks:
+            order, name = order[self.column_order], "admm/ifftshift_w_grid"
+        return self.g.op("Gather", [mask, self.g.const(name, order.astype(np.int64))], hint, axis=3)
 
     def _step_operator(self, mask: str | None, data_weight: float = 1.0) -> tuple[str, str]:
-        """``1 / den`` ``(B, 1, 1, H, 1, 1, W)`` and ``L = L_fixed + L_data / den`` ``(B|1, K, K, H, 2, 2, W)``;
+        """``1 / den`` ``(B, 1, 1, P, 1, 1, Q)`` and ``L = L_fixed + L_data / den`` ``(B|1, K, K, P, 2, 2, Q)``;
         without a mask the data weight ``m`` is the constant ``data_weight``."""
         g = self.g
         if mask is None:
             den = g.op("Add", [self.rho_schur, g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))], "den")
         else:
-            m = g.op("Reshape", [self._mask_along_w(mask, "den"), g.const("admm/shape_mask_step", [0, 1, 1, 1, 1, 1, self.spec.width])], "den")
-            den = g.op("Add", [m, self.rho_schur], "den")
+            shape_mask = g.const("admm/shape_mask_step", [0, self.column_blocks, 1, self.column_block_size])
+            den = g.op("Add", [g.op("Reshape", [self._mask_along_w(mask, "den", grid=True), shape_mask], "den"), self.rho_schur], "den")
+        den = g.op("Reshape", [den, g.const("admm/shape_den", [0, 1, 1, self.grid[0], 1, 1, self.grid[1]])], "den")
         inv = g.op("Reciprocal", [den], "den")
         operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
         return inv, operator
 
     def _solve(self, operator: str, spectra: str) -> str:
-        """``L (G, R0, R1)`` per frequency: spectra ``(B, K, H, 2W)`` -> ``(B, K, H, 2, W)``."""
+        """``L (G, R0, R1)`` per frequency: spectra (as :meth:`_dft` gives them) -> ``(B, K, P, 2, Q)``."""
         g = self.g
         product = g.op("Mul", [operator, g.op("Reshape", [spectra, self.shape_step_in], "step")], "step")  # (B, K, K, H, 2, 2, W)
         return g.op("ReduceSum", [product, g.const("admm/axes25", [2, 5])], "step", keepdims=0)
@@ -289,9 +347,10 @@ class ADMMGraph:
         upper, lower = self._thresholds(maps)
         inv_den, operator = self._step_operator(mask)
         # c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1), once
-        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, spec.height, 1, 2, spec.width])], "data")
-        inv_den = g.op("Reshape", [inv_den, g.const("admm/shape_den_data", [0, 1, spec.height, 1, 1, spec.width])], "data")
-        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, H, 1, 2, W)
+        p, q = self.grid
+        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, p, 1, 2, q])], "data")
+        inv_den = g.op("Reshape", [inv_den, g.const("admm/shape_den_data", [0, 1, p, 1, 1, q])], "data")
+        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, P, 1, 2, Q)
         offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
         z = self._conv(x0, self.start_kernel, "start")
@@ -363,19 +422,23 @@ class ADMMSenseGraph(ADMMGraph):
         y_data = g.op("MatMul", [coil_images, data_share], "coil_data")  # (B, C, H, 2W)
         alpha = g.const("admm/alpha", np.float32(spec.alpha))
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
-        virtual_alpha = g.op("Mul", [virtual, alpha], "virtual")
+        # Once, so the loop needs no multiply for them: the relaxation's alpha inside the weights of S_c x,
+        # and r^2 for the data-free coil, whose state is kept as r y_0 (all that b needs)
+        relaxed_weights = g.op("Mul", [coil_weights, alpha], "sx")
+        virtual_sq = g.op("Mul", [virtual, virtual], "virtual")
+        virtual_sq_alpha = g.op("Mul", [virtual_sq, alpha], "virtual")
         axis_coils = g.const("admm/axis1", [1])
         image_in = g.const("admm/shape_coil_product_in", [0, 1, 2, h, 1, w])  # x as (in re/im, row, -, column)
         coils_in = g.const("admm/shape_coil_adjoint_in", [0, -1, 1, h, 2, w])  # y as (coil, -, row, in re/im, column)
         coils_out = g.const("admm/shape_coils", [0, -1, h, 2 * w])
 
-        def coil_products(x: str) -> str:  # S_c x, (B, C, H, 2W): Mul and a sum over the input's re/im
-            product = g.op("Mul", [coil_weights, g.op("Reshape", [x, image_in], "sx")], "sx")
+        def coil_products(x: str, weights: str) -> str:  # S_c x, (B, C, H, 2W): Mul and a sum over the input's re/im
+            product = g.op("Mul", [weights, g.op("Reshape", [x, image_in], "sx")], "sx")
             return g.op("Reshape", [g.op("ReduceSum", [product, g.const("admm/axis2", [2])], "sx", keepdims=0), coils_out], "sx")
 
-        y = coil_products(x0)
+        y = coil_products(x0, coil_weights)
         u_coil: str | None = None
-        y0 = g.op("Mul", [virtual, x0], "y0")
+        ry0 = g.op("Mul", [virtual_sq, x0], "y0")  # r y_0
         z = self._conv(x0, self.start_kernel, "start")
         u = None
         images = x0
@@ -385,13 +448,13 @@ class ADMMSenseGraph(ADMMGraph):
             # sum_c conj(S_c) w_c: the weights read transposed, summed over coils and the input's re/im
             combined = g.op("ReduceSum", [g.op("Mul", [coil_weights, g.op("Reshape", [w_coil, coils_in], "b")], "b"),
                                           g.const("admm/axes14", [1, 4])], "b", keepdims=0)
-            b = g.op("Add", [combined, g.op("Mul", [virtual, y0], "b")], "b")
+            b = g.op("Add", [combined, ry0], "b")
             rhs = self._conv(g.op("Concat", [w_split, b], "rhs", axis=1), self.rhs_kernel, "rhs")
             images = self._idft(g.op("Reshape", [self._solve(operator, self._dft(rhs)), self.shape_spectra], "step"))
             x = g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
             # coil variables: relaxed, then the data step as one filter along the rows
-            relaxed = g.op("Add", [g.op("Mul", [coil_products(x), alpha], "gc"), g.op("Mul", [y, one_minus_alpha], "gc")], "gc")
-            y0 = g.op("Add", [g.op("Mul", [virtual_alpha, x], "y0"), g.op("Mul", [y0, one_minus_alpha], "y0")], "y0")
+            relaxed = g.op("Add", [coil_products(x, relaxed_weights), g.op("Mul", [y, one_minus_alpha], "gc")], "gc")
+            ry0 = g.op("Add", [g.op("Mul", [virtual_sq_alpha, x], "y0"), g.op("Mul", [ry0, one_minus_alpha], "y0")], "y0")
             t_coil = relaxed if u_coil is None else g.op("Add", [relaxed, u_coil], "tc")
             y = g.op("Add", [g.op("MatMul", [t_coil, keep], "yc"), y_data], "yc")
             u_coil = g.op("Sub", [t_coil, y], "uc")  # u + g - y

@@ -58,6 +58,7 @@ class ExportConfig:
     verify: bool = True
     max_lines: int | None = None  # MRI: most sampled phase-encode lines; None = ceil(W / 2)
     row_dft: str = "auto"  # MRI: "factorised" (two stages), "dense" (one product), "auto" (factorised where H allows)
+    column_dft: str = "auto"  # ADMM graphs: the same choice for the DFT along W (PDHG transforms only the sampled lines)
     unet_fp16: bool = False  # U-Net in float16 inside the graph (for TensorRT 11's strong typing)
     coils: int = 0  # MRI, ADMM: receive coils of a multi-coil (SENSE) graph; 0 = single-coil
 
@@ -70,6 +71,7 @@ class ExportResult:
     seconds: float
     parity: float | None
     row_dft: str = "none"  # MRI: "dense" or "two-stage n1 x n2"; "none" for denoising
+    column_dft: str = "none"  # ADMM: "dense" or "two-stage n1 x n2"; "none" for PDHG
 
 
 def io_specs(task: str, kind: str, height: int, width: int, batch: int | None,
@@ -110,8 +112,11 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--opset must be in 13..21, got {config.opset}")
     if config.max_lines is not None and not 1 <= config.max_lines <= width:
         raise InputError(f"--max-lines must be in 1..{width} (the width), got {config.max_lines}")
-    if config.row_dft not in ("auto", "dense", "factorised"):
-        raise InputError(f"--row-dft must be auto, dense or factorised, got {config.row_dft!r}")
+    for option, choice in (("--row-dft", config.row_dft), ("--column-dft", config.column_dft)):
+        if choice not in ("auto", "dense", "factorised"):
+            raise InputError(f"{option} must be auto, dense or factorised, got {choice!r}")
+    if config.column_dft == "factorised" and ckpt.config.solver != "admm":
+        raise InputError("--column-dft factorised is for ADMM graphs; a PDHG graph transforms only the sampled lines")
     if config.coils and (ckpt.config.task != "mri" or ckpt.config.solver != "admm"):
         raise InputError("--coils exports a multi-coil graph of an ADMM MRI model; this checkpoint is "
                          f"{ckpt.config.task}/{ckpt.config.solver}")
@@ -121,6 +126,8 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError("--unet-fp16 is not offered for multi-coil graphs")
     if config.row_dft == "factorised" and row_factors(height) is None:
         raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
+    if config.column_dft == "factorised" and row_factors(width) is None:
+        raise InputError(f"--column-dft factorised needs W = n1 * n2 with n1 even and both >= 4; {width} has none (use dense)")
     return iterations, height, width
 
 
@@ -170,12 +177,13 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     solver = ckpt.config.solver
     say(f"writing {iterations} {solver.upper()} iterations")
     mask_input = "mask" if task == "mri" else None
-    factors = max_lines = None
+    factors = column_factors = max_lines = None
     if solver == "admm":
         g = GraphBuilder(prefix="admm/")
         factors = row_factors(height) if config.row_dft != "dense" else None
+        column_factors = row_factors(width) if config.column_dft != "dense" else None
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
-                        factors[0] if factors else 0, ckpt.config.penalty_ratio)
+                        factors[0] if factors else 0, ckpt.config.penalty_ratio, column_factors[0] if column_factors else 0)
         before = len(g.nodes)
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
@@ -227,8 +235,13 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     if task != "mri" and solver != "admm":
         row_dft = "none"
     else:
-        row_dft = f"two-stage {factors[0]} x {factors[1]}" if factors else "dense"
-    return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity, row_dft)
+        row_dft = _dft_text(factors)
+    column_dft = _dft_text(column_factors) if solver == "admm" else "none"
+    return ExportResult(onnx_model, contract, nodes_per_iteration, time.perf_counter() - start, parity, row_dft, column_dft)
+
+
+def _dft_text(factors: tuple[int, int] | None) -> str:
+    return f"two-stage {factors[0]} x {factors[1]}" if factors else "dense"
 
 
 def torch_reference(ckpt: Checkpoint, inputs: dict[str, np.ndarray], iterations: int) -> tuple[np.ndarray, np.ndarray]:

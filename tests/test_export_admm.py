@@ -49,22 +49,56 @@ def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_pat
     assert contract.solver == "admm" and contract.max_sampled_lines is None
 
 
-@pytest.mark.parametrize("row_dft", ["dense", "factorised"])
-def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft):
+@pytest.mark.parametrize("row_dft, column_dft", [("dense", "dense"), ("factorised", "dense"), ("factorised", "factorised")])
+def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, column_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft)).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft)).model
+    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft, column_dft=column_dft)).model
+    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft, column_dft=column_dft)).model
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
     assert per_iteration == int(per_iteration) and per_iteration <= 64
     assert len(large.graph.initializer) == len(small.graph.initializer)
-    # the DFTs run without a Transpose: none inside the loop
+    # the row DFT runs without a Transpose; a two-stage column DFT has one each way
     transposes = [sum(n.op_type == "Transpose" for n in m.graph.node) for m in (small, large)]
-    assert transposes[0] == transposes[1]
+    assert (transposes[1] - transposes[0]) / 16 == (2 if column_dft == "factorised" else 0)
     dims = {i.name: list(i.dims) for i in large.graph.initializer}
     if row_dft == "dense":
         assert dims["admm/dft_rows"] == [64, 64]
-    assert dims["admm/dft_cols"] == [48, 48]
-    assert dims["admm/step_data"] == [1, 3, 3, 32, 2, 2, 24]  # per frequency, in the spectra's (H, 2, W) layout
+    if column_dft == "dense":
+        assert dims["admm/dft_cols"] == [48, 48]
+        assert dims["admm/step_data"] == [1, 3, 3, 32, 2, 2, 24]  # per frequency, in the spectra's (H, 2, W) layout
+    else:  # W = 24 = 4 x 6: stage matrices, and the constants on the grid (4 x 32 rows, 6 columns)
+        assert "admm/dft_cols" not in dims
+        assert dims["admm/dft_cols_stage1"] == [8, 8] and dims["admm/dft_cols_stage2"] == [4, 12, 12]
+        assert dims["admm/step_data"] == [1, 3, 3, 128, 2, 2, 6]
+
+
+@pytest.mark.parametrize("kind, task, coils", [("utgv", "mri", 0), ("utv", "mri", 0), ("utgv", "denoise", 0), ("utgv", "mri", 3)])
+def test_two_stage_columns_compute_the_dense_graphs_image(tmp_path, kind, task, coils):
+    """W = 24 = 4 x 6: the factorised column DFT changes the frequencies' order on the grid, not the result."""
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", kind=kind, task=task, iterations=9, height=20, width=24, solver="admm"))
+    factorised = build_graph(ckpt, ExportConfig(column_dft="factorised", coils=coils, verify=False, batch=None))
+    dense = build_graph(ckpt, ExportConfig(column_dft="dense", coils=coils, verify=False, batch=None))
+    assert (factorised.column_dft, dense.column_dft) == ("two-stage 4 x 6", "dense")
+    assert factorised.nodes_per_iteration <= 64
+    inputs = example_inputs(task, 2, 20, 24, seed=5, coils=coils) if coils else example_inputs(task, 2, 20, 24, seed=5)
+    if task == "mri":
+        inputs["mask"][1, ..., 1::3] = 1  # another mask per element: the division by m + rho s is per element too
+        inputs["kspace"] = inputs["kspace"] * (inputs["mask"][:, None] if coils else inputs["mask"])
+    a, _ = _run(factorised.model, inputs)
+    b, _ = _run(dense.model, inputs)
+    assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-5
+    assert check_model(factorised.model, 10) == [] and check_model(factorised.model, 11) == []
+
+
+def test_column_dft_choices_are_checked(tmp_path):
+    admm = load_checkpoint(make_checkpoint(tmp_path / "a.pt", iterations=3, height=16, width=21, solver="admm"))
+    with pytest.raises(InputError, match="--column-dft factorised needs W"):
+        build_graph(admm, ExportConfig(column_dft="factorised", verify=False))
+    assert build_graph(admm, ExportConfig(verify=False)).column_dft == "dense"  # auto: 21 has no split
+    pdhg = load_checkpoint(make_checkpoint(tmp_path / "p.pt", iterations=3, height=16, width=24))
+    with pytest.raises(InputError, match="ADMM graphs"):
+        build_graph(pdhg, ExportConfig(column_dft="factorised", verify=False))
+    assert build_graph(pdhg, ExportConfig(verify=False)).column_dft == "none"
 
 
 def test_dynamic_batch_admm_graph_runs_each_mask(tmp_path):
@@ -119,6 +153,7 @@ def test_multicoil_export_matches_pytorch(tmp_path, kind, size, row_dft, noise_g
     assert np.linalg.norm(image - ref_image) / np.linalg.norm(ref_image) < 1e-5
     assert np.linalg.norm(maps - ref_maps) / np.linalg.norm(ref_maps) < 1e-5
     assert check_model(result.model, 10) == [] and check_model(result.model, 11) == []
+    assert result.nodes_per_iteration <= 64
     contract = get_contract(result.model)
     assert contract.coils == 4 and [s.name for s in contract.inputs] == ["kspace", "coil_maps", "mask"]
     assert contract.inputs[0].shape == (1, 4, 2, *size)

@@ -98,6 +98,9 @@ def models_command(as_json: bool) -> None:
 @click.option("--row-dft", type=click.Choice(["auto", "dense", "factorised"]), default="auto", show_default=True,
               help="MRI: the DFT along H as two small stages (H = n1 x n2, n1 even; fewer FLOPs) or one dense product; "
               "auto factorises where H allows.")
+@click.option("--column-dft", type=click.Choice(["auto", "dense", "factorised"]), default="auto", show_default=True,
+              help="ADMM graphs: the same choice for the DFT along W (W = n1 x n2). PDHG graphs transform only the "
+              "sampled lines, densely.")
 @click.option("--unet-fp16", is_flag=True, help="Run the U-Net in float16 inside the graph (TensorRT 11 reads precision "
               "from the graph); the iterations stay float32. Verified to 1e-2 instead of 1e-5.")
 @click.option("--coils", default=0, show_default=True, type=click.IntRange(0, 64),
@@ -106,8 +109,8 @@ def models_command(as_json: bool) -> None:
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
 @click.option("--triton-repo", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, row_dft, unet_fp16, coils, no_verify,
-                   triton_repo, as_json) -> None:
+def export_command(checkpoint, output, iterations, height, width, batch, opset, max_lines, row_dft, column_dft, unet_fp16, coils,
+                   no_verify, triton_repo, as_json) -> None:
     """Export CHECKPOINT (a .pt file or bundled name) to one ONNX graph: U-Net + T iterations.
 
     Writes OUT.onnx and OUT.json (the contract, also stored in the ONNX metadata). By default
@@ -138,7 +141,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     check_output_path(out)
     ckpt = load_checkpoint(path)
     config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify,
-                          max_lines=max_lines, row_dft=row_dft, unet_fp16=unet_fp16, coils=coils)
+                          max_lines=max_lines, row_dft=row_dft, column_dft=column_dft, unet_fp16=unet_fp16, coils=coils)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
     triton_name = onnx_path.stem.replace("-", "_")
@@ -151,7 +154,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
         "nodes": len(result.model.graph.node), "nodes_per_iteration": round(result.nodes_per_iteration, 2),
         "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity, "row_dft": result.row_dft,
-        "triton_repo": triton_repo,
+        "column_dft": result.column_dft, "triton_repo": triton_repo,
     }
     if as_json:
         from tgv_deploy.machine import provenance
@@ -161,6 +164,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     else:
         parity = "not checked" if result.parity is None else f"{result.parity:.2e} relative L2 vs PyTorch"
         rows = "" if result.row_dft == "none" else f", {result.row_dft} row DFT"
+        rows += "" if result.column_dft == "none" else f", {result.column_dft} column DFT"
         click.echo(f"PASSED | wrote {onnx_path} ({report['nodes']} nodes, {report['nodes_per_iteration']} per iteration, "
                    f"T={report['iterations']}{rows}) and {contract_path} | parity {parity} | {report['seconds']} s")
     if triton_repo:
