@@ -120,6 +120,7 @@ def test_export_bad_arguments(tmp_path, mri_checkpoint):
     assert_user_error(run("export", mri_checkpoint, "-o", out, "--height", 3), 3, "height")
     assert_user_error(run("export", mri_checkpoint, "-o", out, "--batch", "many"), 3, "batch")
     assert_user_error(run("export", "utgv-nothing", "-o", out), 3, "unknown model")
+    assert_user_error(run("export", mri_checkpoint, "-o", out, "--column-dft", "factorised"), 3, "ADMM graphs")  # a PDHG checkpoint
     assert not out.exists()
 
 
@@ -128,6 +129,7 @@ def test_export_check_trt_and_build(tmp_path, mri_checkpoint):
     result = run("export", mri_checkpoint, "-o", out, "--iterations", 4, "--json")
     assert result.returncode == 0, result.stderr
     assert '"nodes_per_iteration"' in result.stdout and out.exists() and out.with_suffix(".json").exists()
+    assert '"column_dft": "none"' in result.stdout  # PDHG graphs transform only the sampled lines
     check = run("check-trt", out, "--trt", "10")
     assert check.returncode == 0 and check.stdout.strip().splitlines()[-1].startswith("PASSED")
     try:
