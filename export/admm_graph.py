@@ -218,7 +218,7 @@ class ADMMGraph:
         self.shape_stage1_back = g.const("admm/shape_stage1_back", [0, -1, 2 * n1, n2 * w])
 
     def _step_constants(self) -> None:
-        """Per-frequency constants of the exact step in the spectra's layout ``(H, 2, W)``:
+        """Per-frequency constants of the exact step in the spectra's layout ``(P, 2, Q)``:
         the operator ``(1, K, K, P, 2, 2, Q)`` (out image, in image, grid row, out re/im, in re/im, grid
         column; ``(P, Q) = (H, W)`` with dense columns), the data offset ``(1, K, P, 2, 2, Q)`` and
         ``rho s`` ``(1, n1, H, n2)``."""
@@ -237,7 +237,7 @@ class ADMMGraph:
             offset = _real_blocks({(i, 0): left[i] for i in range(3)}, k, 1, shape)[:, 0]  # on M f / den
         else:
             schur = t(tv_step_denominator(spec.height, spec.width))
-            fixed = np.zeros((1, 1, *shape[:1], 2, 2, shape[1]))
+            fixed = np.zeros((1, 1, shape[0], 2, 2, shape[1]))
             data = _real_blocks({(0, 0): np.full(shape, rho, dtype=complex)}, 1, 1, shape)
             offset = _real_blocks({(0, 0): np.ones(shape, dtype=complex)}, 1, 1, shape)[:, 0]
         self.step_fixed = g.const("admm/step_fixed", fixed[None])
