@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tgv_deploy.bench import bench, rows_to_markdown
-from tgv_deploy.dft import row_factors
+from tgv_deploy.dft import dft_factors
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import machine_description
@@ -70,7 +70,7 @@ def dft_flops_per_iteration(height: int, width: int, batch: int, lines: int) -> 
     """Matrix-product FLOPs of one iteration's two 2D DFTs on ``lines`` = K sampled lines, as the
     default export writes them: a column product (2, H, W) @ (W, 2K) (8 K H W) and a row transform,
     dense (2H, 2H) @ (2H, K) (8 K H^2) or in two stages for H = n1 n2 (8 K H (n1 + n2))."""
-    factors = row_factors(height)
+    factors = dft_factors(height)
     row_taps = sum(factors) if factors else height
     return 2 * 8 * lines * height * (width + row_taps) * batch
 

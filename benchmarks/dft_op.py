@@ -5,7 +5,7 @@ times, in one ONNX Runtime process with the runtime's own session options, the 2
 complex images one ADMM iteration transforms (``(1, 3, H, W)``), forward and inverse:
 
 * ``matmul``: exactly the nodes the exported graph uses (``export.admm_graph.ADMMGraph``'s DFT and
-  inverse, real matrix products, the rows in two stages where H allows);
+  inverse, real matrix products, the rows and the columns in two stages where H and W allow);
 * ``dft-op``: two ``DFT`` nodes (opset 20, one per axis) forward and two inverse, on the
   ``(..., 2)`` real/imaginary layout the operator takes.
 
@@ -30,7 +30,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from tgv_deploy.dft import row_factors
+from tgv_deploy.dft import dft_factors
 from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder
 from tgv_deploy.io_utils import atomic_write_bytes
@@ -40,12 +40,13 @@ from tgv_deploy.runtime.session import _import_ort, session_options
 IMAGES = 3  # x, v0, v1: what one ADMM iteration transforms each way
 
 
-def matmul_graph(size: int) -> tuple[onnx.ModelProto, np.ndarray]:
-    """The exported graph's forward and inverse DFT: images ``(1, 6, H, W)`` -> spectra ``(1, 3, H, 2W)``
-    and back; also the row-frequency order the spectra come in."""
-    factors = row_factors(size)
+def matmul_graph(size: int) -> tuple[onnx.ModelProto, ADMMGraph]:
+    """The exported graph's forward and inverse DFT: images ``(1, 6, H, W)`` -> spectra (on the graph's
+    frequency grid, ``(1, 3, n1, H, 2 n2)``; ``n1 = 1`` with dense columns) and back; also the graph
+    builder, which knows the grid's frequency order."""
+    factors = dft_factors(size)
     spec = ADMMSpec(task="mri", kind="utgv", height=size, width=size, iterations=1, rho=1.0, alpha=1.5,
-                    row_blocks=factors[0] if factors else 0)
+                    row_blocks=factors[0] if factors else 0, column_blocks=factors[0] if factors else 0)
     g = GraphBuilder()
     admm = ADMMGraph(g, spec)
     spectra = admm._dft("images")
@@ -54,7 +55,7 @@ def matmul_graph(size: int) -> tuple[onnx.ModelProto, np.ndarray]:
     inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 2 * IMAGES, size, size])]
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("spectra", "back")]
     graph = helper.make_graph(g.nodes, "matmul_dft", inputs, outputs, list(g.initializers.values()))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), admm.order
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), admm
 
 
 def dft_op_graph(size: int) -> onnx.ModelProto:
@@ -84,7 +85,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         images = (rng.standard_normal((IMAGES, size, size)) + 1j * rng.standard_normal((IMAGES, size, size))).astype(np.complex64)
         reference = np.fft.fft2(images, norm="ortho")
-        matmul, order = matmul_graph(size)
+        matmul, admm = matmul_graph(size)
         sessions = {name: ort.InferenceSession(model.SerializeToString(), session_options(ort), providers=["CPUExecutionProvider"])
                     for name, model in (("matmul", matmul), ("dft-op", dft_op_graph(size)))}
         feeds = {"matmul": {"images": np.stack([images.real, images.imag], 1).reshape(1, 2 * IMAGES, size, size)},
@@ -96,12 +97,13 @@ def main() -> None:
                 spectra = (spectra[..., 0] + 1j * spectra[..., 1])[0] / size
                 back = (back[..., 0] + 1j * back[..., 1])[0]
                 expected = reference
-            else:  # (1, 3, H, [Re | Im] x W), the row frequencies in the graph's own order
-                spectra = spectra.reshape(IMAGES, size, 2, size)
-                spectra = spectra[:, :, 0] + 1j * spectra[:, :, 1]
+            else:  # (1, 3, n1, H, [Re | Im] x n2): rows and column blocks in the graph's own order
+                n1, n2 = admm.column_blocks, admm.column_block_size
+                spectra = spectra.reshape(IMAGES, n1, size, 2, n2)
+                spectra = spectra[:, :, :, 0] + 1j * spectra[:, :, :, 1]
                 back = back.reshape(IMAGES, 2, size, size)
                 back = back[:, 0] + 1j * back[:, 1]
-                expected = reference[:, order]
+                expected = reference[:, admm.order][:, :, admm.column_order].reshape(IMAGES, size, n1, n2).transpose(0, 2, 1, 3)
             errors[name] = float(np.linalg.norm(spectra - expected) / np.linalg.norm(expected))
             round_trip = float(np.linalg.norm(back - images) / np.linalg.norm(images))
             if round_trip > 1e-4 or errors[name] > 1e-4:

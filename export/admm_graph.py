@@ -1,4 +1,4 @@
-"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (about 40 per iteration).
+"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (34-44 per iteration).
 
 State in the image domain: ``z`` and ``u`` ``(B, 5C, H, W)``, the split variables
 ``(grad x - v, E v)`` and their scaled duals, channels ordered (component, real/imaginary) with
@@ -17,12 +17,12 @@ the exact (x, v) step of :mod:`tgv_deploy.fourier_symbols` with the learned rho 
 depend on the mask only through one per-frequency division, done once before the loop.
 
 The 2D DFT is the plain orthonormal one (no shifts: periodic operators commute with them, and the
-data enter once as the transform of ``A^H f``), in real block form and without a Transpose: the
+data enter once as the transform of ``A^H f``), in real block form, and with dense columns without a Transpose: the
 row transform multiplies from the left into rows ``(real/imaginary, row)``, and its constant's
 output rows are ordered ``(row frequency, real/imaginary)``, so the real/imaginary axis lands beside
 the columns, where the column transform multiplies from the right into ``(real/imaginary, column)``.
-Spectra live as ``(B, K, H, 2, W)`` (row frequency, real/imaginary, column frequency) and every
-per-frequency constant is stored in that layout.
+With dense columns spectra live as ``(B, K, H, 2, W)`` (row frequency, real/imaginary, column
+frequency) and every per-frequency constant is stored in that layout.
 
 With ``column_blocks`` the column transform runs in two stages too (``W = n1 n2``): an ``n1``-point
 product from the left into ``(real/imaginary, w1)`` with output ``(k1, real/imaginary)``, one
@@ -143,7 +143,7 @@ class ADMMGraph:
         self.split_kernel = g.const("admm/split_kernel", split_kernel)
         self.start_kernel = g.const("admm/start_kernel", split_kernel[:, :c] / spec.alpha)  # z = (grad x0, 0)
         # DFT (see the module docstring): rows from the left, output rows (row frequency, re/im); columns from the right
-        cols = real_form(dft_matrix(w))
+        cols = real_form(dft_matrix(w))  # dense columns, and the SENSE coil step's filters at any column DFT
         self.cols_fwd = g.const("admm/dft_cols", cols.T)  # (2W, 2W): [x_re | x_im] -> [X_re | X_im]
         self.cols_inv = g.const("admm/idft_cols", cols)
         self.order = np.arange(h)  # the spectra's row-frequency order (block order with two stages)
@@ -263,7 +263,8 @@ class ADMMGraph:
         return self.g.op("Conv", [self._circular_pad(x, hint), kernel], hint, pads=[0, 0, 0, 0])
 
     def _dft(self, images: str) -> str:
-        """Images ``(B, K C, H, W)`` -> spectra ``(B, K, H, 2W)`` (row frequency, [Re | Im] x column frequency)."""
+        """Images ``(B, K C, H, W)`` -> spectra ``(B, K, H, 2W)`` (row frequency, [Re | Im] x column frequency);
+        two-stage columns: ``(B, K, n1, H, 2 n2)`` (column block, row frequency, [Re | Im] x k2)."""
         g = self.g
         if self.spec.row_blocks:
             stage1 = g.op("MatMul", [self.stage1_fwd, g.op("Reshape", [images, self.shape_stage1_in], "dft")], "dft")
@@ -282,7 +283,7 @@ class ADMMGraph:
         if self.spec.column_blocks:
             blocks = g.op("MatMul", [spectra, self.col_stage2_inv], "idft")  # (B, K, n1, H, 2 n2)
             stage1_in = g.op("Reshape", [g.op("Transpose", [blocks], "idft", perm=[0, 1, 3, 2, 4]), self.shape_col_stage1], "idft")
-            cols = g.op("MatMul", [self.col_stage1_inv, stage1_in], "idft")  # (B, K, H, 2W / n2, n2): rows (frequency, re/im) x columns
+            cols = g.op("MatMul", [self.col_stage1_inv, stage1_in], "idft")  # (B, K, H, 2 n1, n2): rows (frequency, re/im) x columns
         else:
             cols = g.op("MatMul", [spectra, self.cols_inv], "idft")  # (B, K, H, 2W): rows (frequency, re/im) x columns
         if self.spec.row_blocks:
@@ -333,7 +334,7 @@ class ADMMGraph:
     def _solve(self, operator: str, spectra: str) -> str:
         """``L (G, R0, R1)`` per frequency: spectra (as :meth:`_dft` gives them) -> ``(B, K, P, 2, Q)``."""
         g = self.g
-        product = g.op("Mul", [operator, g.op("Reshape", [spectra, self.shape_step_in], "step")], "step")  # (B, K, K, H, 2, 2, W)
+        product = g.op("Mul", [operator, g.op("Reshape", [spectra, self.shape_step_in], "step")], "step")  # (B, K, K, P, 2, 2, Q)
         return g.op("ReduceSum", [product, g.const("admm/axes25", [2, 5])], "step", keepdims=0)
 
     # -- the loop ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from onnx import TensorProto, helper
 from tgv_deploy import __version__
 from tgv_deploy.contract import Contract, TensorSpec, weights_sha256
 from tgv_deploy.data.examples import example_inputs
-from tgv_deploy.dft import row_factors
+from tgv_deploy.dft import dft_factors
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
 from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSenseGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
@@ -124,9 +124,9 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--coils must be in 1..64, got {config.coils}")
     if config.coils and config.unet_fp16:
         raise InputError("--unet-fp16 is not offered for multi-coil graphs")
-    if config.row_dft == "factorised" and row_factors(height) is None:
+    if config.row_dft == "factorised" and dft_factors(height) is None:
         raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
-    if config.column_dft == "factorised" and row_factors(width) is None:
+    if config.column_dft == "factorised" and dft_factors(width) is None:
         raise InputError(f"--column-dft factorised needs W = n1 * n2 with n1 even and both >= 4; {width} has none (use dense)")
     return iterations, height, width
 
@@ -180,10 +180,11 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     factors = column_factors = max_lines = None
     if solver == "admm":
         g = GraphBuilder(prefix="admm/")
-        factors = row_factors(height) if config.row_dft != "dense" else None
-        column_factors = row_factors(width) if config.column_dft != "dense" else None
+        factors = dft_factors(height) if config.row_dft != "dense" else None
+        column_factors = dft_factors(width) if config.column_dft != "dense" else None
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
-                        factors[0] if factors else 0, ckpt.config.penalty_ratio, column_factors[0] if column_factors else 0)
+                        row_blocks=factors[0] if factors else 0, penalty_ratio=ckpt.config.penalty_ratio,
+                        column_blocks=column_factors[0] if column_factors else 0)
         before = len(g.nodes)
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
@@ -195,7 +196,7 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         sigma, tau = (float(v.detach()) for v in model.step_sizes())
         g = GraphBuilder(prefix="pdhg/")
         max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
-        factors = row_factors(height) if task == "mri" and config.row_dft != "dense" else None
+        factors = dft_factors(height) if task == "mri" and config.row_dft != "dense" else None
         loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
         before = len(g.nodes)
         x = loop.build("x0", "f_n", "maps_n", mask_input)

@@ -124,6 +124,21 @@ def test_export_bad_arguments(tmp_path, mri_checkpoint):
     assert not out.exists()
 
 
+def test_export_column_dft_option_reaches_the_graph(tmp_path):
+    import json
+
+    from conftest import make_checkpoint
+
+    admm = make_checkpoint(tmp_path / "admm.pt", iterations=3, height=16, width=24, solver="admm")
+    reports = {}
+    for choice in ("dense", "auto"):
+        result = run("export", admm, "-o", tmp_path / f"{choice}.onnx", "--column-dft", choice, "--no-verify", "--json")
+        assert result.returncode == 0, result.stderr
+        reports[choice] = json.loads(result.stdout)
+    assert reports["dense"]["column_dft"] == "dense" and reports["auto"]["column_dft"] == "two-stage 4 x 6"  # W = 24
+    assert reports["auto"]["nodes_per_iteration"] > reports["dense"]["nodes_per_iteration"]
+
+
 def test_export_check_trt_and_build(tmp_path, mri_checkpoint):
     out = tmp_path / "m.onnx"
     result = run("export", mri_checkpoint, "-o", out, "--iterations", 4, "--json")

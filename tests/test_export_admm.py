@@ -49,7 +49,8 @@ def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_pat
     assert contract.solver == "admm" and contract.max_sampled_lines is None
 
 
-@pytest.mark.parametrize("row_dft, column_dft", [("dense", "dense"), ("factorised", "dense"), ("factorised", "factorised")])
+@pytest.mark.parametrize("row_dft, column_dft", [("dense", "dense"), ("factorised", "dense"), ("dense", "factorised"),
+                                                 ("factorised", "factorised")])
 def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, column_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
     small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft, column_dft=column_dft)).model
@@ -80,7 +81,7 @@ def test_two_stage_columns_compute_the_dense_graphs_image(tmp_path, kind, task, 
     dense = build_graph(ckpt, ExportConfig(column_dft="dense", coils=coils, verify=False, batch=None))
     assert (factorised.column_dft, dense.column_dft) == ("two-stage 4 x 6", "dense")
     assert factorised.nodes_per_iteration <= 64
-    inputs = example_inputs(task, 2, 20, 24, seed=5, coils=coils) if coils else example_inputs(task, 2, 20, 24, seed=5)
+    inputs = example_inputs(task, 2, 20, 24, seed=5, coils=coils)
     if task == "mri":
         inputs["mask"][1, ..., 1::3] = 1  # another mask per element: the division by m + rho s is per element too
         inputs["kspace"] = inputs["kspace"] * (inputs["mask"][:, None] if coils else inputs["mask"])

@@ -155,9 +155,9 @@ def test_step_size_bound_covers_operator_norm(size):
 
 @pytest.mark.parametrize("n", [16, 24, 40, 64, 256, 320, 368])
 def test_factorised_dft_equals_the_centred_dft(n):
-    from tgv_deploy.dft import centred_dft_matrix, factorised_dft, row_factors
+    from tgv_deploy.dft import centred_dft_matrix, factorised_dft, dft_factors
 
-    n1, n2 = row_factors(n)
+    n1, n2 = dft_factors(n)
     assert n1 * n2 == n and n1 % 2 == 0 and min(n1, n2) >= 4
     a, m, order = factorised_dft(n, n1)
     rng = np.random.default_rng(n)
@@ -170,6 +170,6 @@ def test_factorised_dft_equals_the_centred_dft(n):
 
 @pytest.mark.parametrize("n", [9, 12, 13, 14, 18, 22, 31])
 def test_sizes_without_an_even_factorisation_keep_the_dense_dft(n):
-    from tgv_deploy.dft import row_factors
+    from tgv_deploy.dft import dft_factors
 
-    assert row_factors(n) is None
+    assert dft_factors(n) is None

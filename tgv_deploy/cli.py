@@ -163,10 +163,10 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
         click.echo(json.dumps(report, indent=2))
     else:
         parity = "not checked" if result.parity is None else f"{result.parity:.2e} relative L2 vs PyTorch"
-        rows = "" if result.row_dft == "none" else f", {result.row_dft} row DFT"
-        rows += "" if result.column_dft == "none" else f", {result.column_dft} column DFT"
+        dft = "" if result.row_dft == "none" else f", {result.row_dft} row DFT"
+        dft += "" if result.column_dft == "none" else f", {result.column_dft} column DFT"
         click.echo(f"PASSED | wrote {onnx_path} ({report['nodes']} nodes, {report['nodes_per_iteration']} per iteration, "
-                   f"T={report['iterations']}{rows}) and {contract_path} | parity {parity} | {report['seconds']} s")
+                   f"T={report['iterations']}{dft}) and {contract_path} | parity {parity} | {report['seconds']} s")
     if triton_repo:
         from tgv_deploy.export.triton import trt_instructions
 

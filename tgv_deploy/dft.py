@@ -42,7 +42,7 @@ def ifft2c(kspace: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
 
 
-def row_factors(n: int) -> tuple[int, int] | None:
+def dft_factors(n: int) -> tuple[int, int] | None:
     """``(n1, n2)`` with ``n = n1 * n2``, ``n1`` even and both at least 4, ``n1`` nearest ``sqrt(n)``;
     ``None`` when there is none (odd sizes, primes, twice a prime): those keep the dense DFT."""
     candidates = [(abs(n1 - n**0.5), n1) for n1 in range(4, n // 4 + 1, 2) if n % n1 == 0]
