@@ -1,3 +1,4 @@
+import copy
 import io
 import pickle
 import zipfile
@@ -68,13 +69,23 @@ def test_scale_equivariance(kind, task, solver):
 
 
 def test_scale_equivariance_float32():
+    """In float32 the model is as scale-equivariant as it is accurate: at 1x and 250x the data its
+    output is within float32 rounding of the float64 model's (exactly equivariant, test above)."""
     torch.manual_seed(1)
     model = UTGV(ModelConfig(unet=TINY, iterations=8))
     f, mask = _mri_input()
     x, _ = model(f, mask)
     xc, _ = model(250.0 * f, mask)
-    # float32 rounding: measured 1.2e-7 (about one ulp); bounded at ten ulps
-    assert ((xc - 250.0 * x).norm() / (250.0 * x).norm()).item() < 1.2e-6
+    x64, _ = copy.deepcopy(model).double()(f.double(), mask.double())
+
+    def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+    # The ADMM default's float32 solve measured 7e-7 ... 1e-6 from float64 over seeds at both scales
+    # (a few ulps per iteration through the FFTs; the equivariance gap is at most their sum). 1e-5
+    # still fails for any scale-dependent loss of precision, which shows at one scale only.
+    assert relative(x, x64) < 1e-5 and relative(xc, 250.0 * x64) < 1e-5
+    assert relative(xc, 250.0 * x) < 1e-5
 
 
 def test_returned_maps_reproduce_output_through_public_solver():

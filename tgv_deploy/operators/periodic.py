@@ -18,23 +18,26 @@ def _needs_graph(u: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and u.requires_grad
 
 
-def periodic_forward_difference(u: torch.Tensor, dim: int) -> torch.Tensor:
-    """``D+`` with wrap-around along ``dim`` (-2 rows or -1 columns), same shape as ``u``."""
+def periodic_forward_difference(u: torch.Tensor, dim: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``D+`` with wrap-around along ``dim`` (-2 rows or -1 columns), same shape as ``u``; without
+    autograd written into ``out`` when given (a slice of a stacked result saves the stack's copy)."""
     if _needs_graph(u):
         return torch.roll(u, -1, dims=dim) - u
     # without autograd, two subtractions straight into the result: one pass instead of roll's
     # copy plus a subtraction (2.3x faster at 320 x 320; the evaluation's baselines live here)
-    n, out = u.shape[dim], torch.empty_like(u)
+    n = u.shape[dim]
+    out = torch.empty_like(u) if out is None else out
     torch.sub(u.narrow(dim, 1, n - 1), u.narrow(dim, 0, n - 1), out=out.narrow(dim, 0, n - 1))
     torch.sub(u.narrow(dim, 0, 1), u.narrow(dim, n - 1, 1), out=out.narrow(dim, n - 1, 1))
     return out
 
 
-def periodic_backward_difference(u: torch.Tensor, dim: int) -> torch.Tensor:
-    """``D- = -(D+)^T`` with wrap-around along ``dim``, same shape as ``u``."""
+def periodic_backward_difference(u: torch.Tensor, dim: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``D- = -(D+)^T`` with wrap-around along ``dim``, same shape as ``u`` (``out`` as for ``D+``)."""
     if _needs_graph(u):
         return u - torch.roll(u, 1, dims=dim)
-    n, out = u.shape[dim], torch.empty_like(u)
+    n = u.shape[dim]
+    out = torch.empty_like(u) if out is None else out
     torch.sub(u.narrow(dim, 1, n - 1), u.narrow(dim, 0, n - 1), out=out.narrow(dim, 1, n - 1))
     torch.sub(u.narrow(dim, 0, 1), u.narrow(dim, n - 1, 1), out=out.narrow(dim, 0, 1))
     return out
@@ -44,7 +47,12 @@ class PeriodicGradient(LinearOperator):
     """``grad u = (D_0+ u, D_1+ u)``, periodic: ``(B, C, H, W) -> (B, 2, C, H, W)``."""
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.stack((periodic_forward_difference(u, -2), periodic_forward_difference(u, -1)), dim=1)
+        if _needs_graph(u):
+            return torch.stack((periodic_forward_difference(u, -2), periodic_forward_difference(u, -1)), dim=1)
+        out = u.new_empty((u.shape[0], 2, *u.shape[1:]))
+        periodic_forward_difference(u, -2, out[:, 0])
+        periodic_forward_difference(u, -1, out[:, 1])
+        return out
 
     def adjoint(self, p: torch.Tensor) -> torch.Tensor:
         """``grad^T p = -(D_0- p_0 + D_1- p_1)``: ``(B, 2, C, H, W) -> (B, C, H, W)``."""
@@ -59,10 +67,17 @@ class PeriodicSymGradient(LinearOperator):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         v1, v2 = v[:, 0], v[:, 1]
-        xx = periodic_backward_difference(v1, -2)
-        yy = periodic_backward_difference(v2, -1)
-        xy = 0.5 * (periodic_backward_difference(v1, -1) + periodic_backward_difference(v2, -2))
-        return torch.stack((xx, yy, xy), dim=1)
+        if _needs_graph(v):
+            xx = periodic_backward_difference(v1, -2)
+            yy = periodic_backward_difference(v2, -1)
+            xy = 0.5 * (periodic_backward_difference(v1, -1) + periodic_backward_difference(v2, -2))
+            return torch.stack((xx, yy, xy), dim=1)
+        out = v.new_empty((v.shape[0], 3, *v.shape[2:]))
+        periodic_backward_difference(v1, -2, out[:, 0])
+        periodic_backward_difference(v2, -1, out[:, 1])
+        xy = periodic_backward_difference(v1, -1, out[:, 2])
+        xy.add_(periodic_backward_difference(v2, -2)).mul_(0.5)
+        return out
 
     def adjoint(self, w: torch.Tensor) -> torch.Tensor:
         """``E^* w = -(D_0+ w_xx + D_1+ w_xy, D_0+ w_xy + D_1+ w_yy)``: ``(B, 3, C, H, W) -> (B, 2, C, H, W)``."""

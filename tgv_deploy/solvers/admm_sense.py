@@ -44,10 +44,10 @@ from tgv_deploy.solvers.admm import (
     _per_image,
     _to_channels,
     _to_complex,
+    relaxed_plus_dual,
     require_centre_sampled,
-    shrink,
 )
-from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run
+from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
 
 #: Coil penalty on data normalised as the models normalise it: the fastest to the minimiser at T = 64
 #: and 128 of 0.25 ... 4, extended and cropped maps (benchmarks/results/convergence_sense).
@@ -143,11 +143,11 @@ def admm_tgv_sense_channels(
         xc = _to_complex(x)
         g = alpha * split.maps * xc[:, None] + (1 - alpha) * y
         y0 = alpha * split.virtual * xc + (1 - alpha) * y0
-        g1 = alpha * (grad(x) - v) + (1 - alpha) * z1
-        g2 = alpha * sym(v) + (1 - alpha) * z2
-        z1, z2 = shrink(g1 + u1, t1), shrink(g2 + u2, t0)
+        s1 = relaxed_plus_dual(grad(x) - v, z1, u1, alpha)  # g1 + u1
+        s2 = relaxed_plus_dual(sym(v), z2, u2, alpha)
+        u1, u2 = clip(s1, t1), clip(s2, t0)  # u + g - shrink(g + u, t) = clip(g + u, t)
         y = split.coil_step(g, u)
-        return x, v, z1, z2, u1 + g1 - z1, u2 + g2 - z2, y, u + g - y, y0
+        return x, v, s1 - u1, s2 - u2, u1, u2, y, u + g - y, y0
 
     x0, y, y0 = _start(split)
     v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
@@ -181,10 +181,10 @@ def admm_tv_sense_channels(
         xc = _to_complex(x)
         g = alpha * split.maps * xc[:, None] + (1 - alpha) * y
         y0 = alpha * split.virtual * xc + (1 - alpha) * y0
-        g1 = alpha * grad(x) + (1 - alpha) * z
-        z = shrink(g1 + w, threshold)
+        s = relaxed_plus_dual(grad(x), z, w, alpha)  # g1 + w
+        w = clip(s, threshold)
         y = split.coil_step(g, u)
-        return x, z, w + g1 - z, y, u + g - y, y0
+        return x, s - w, w, y, u + g - y, y0
 
     x0, y, y0 = _start(split)
     tv_callback = None if callback is None else (lambda k, x, _z: callback(k, x))

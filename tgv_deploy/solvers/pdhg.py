@@ -47,7 +47,7 @@ def step_sizes(log_step: Scalar) -> tuple[Scalar, Scalar]:
 
 def clip(y: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
     """Clamp every component of ``y`` to ``[-bound, bound]`` (bound broadcast, non-negative)."""
-    return torch.minimum(torch.maximum(y, -bound), bound)
+    return torch.clamp(y, -bound, bound)  # one pass; the same values as minimum(maximum(y, -bound), bound)
 
 
 def _as_field_bound(lam: torch.Tensor) -> torch.Tensor:
