@@ -76,6 +76,7 @@ class CoilSplit:
             raise ValueError(f"coil k-space and maps must both be (B, C, 2, H, W), got {tuple(f.shape)} and {tuple(maps.shape)}")
         require_centre_sampled(mask)
         self.maps = _to_complex(maps)  # (B, C, H, W)
+        self.maps_conj = self.maps.conj().resolve_conj()  # stored resolved: a lazy conj view is slower in products
         weight = self.maps.abs().square().sum(1)  # (B, H, W)
         if bool((weight > 1 + MAP_NORM_TOLERANCE).any()):
             raise ValueError(f"coil maps must satisfy sum_c |S_c|^2 <= 1, found {float(weight.max()):.4g}")
@@ -89,7 +90,7 @@ class CoilSplit:
         self.keep = self.rho / denominator
         # F^H (M f_c / (m + rho_coil)); the factor m keeps round-off at unsampled frequencies from being scaled by 1 / rho_coil
         self.data_share = self._filter(coil_images, shifted / denominator)
-        self.x0 = (self.maps.conj() * coil_images).sum(1)  # A^H f, (B, H, W)
+        self.x0 = (self.maps_conj * coil_images).sum(1)  # A^H f, (B, H, W)
 
     def _filter(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         """``F^H (factor F images)`` for a factor of the mask's frequencies."""
@@ -97,12 +98,16 @@ class CoilSplit:
 
     def combine(self, y: torch.Tensor, u: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
         """``rho_coil * (sum_c conj(S_c) (y_c - u_c) + r y_0)`` as image channels ``(B, 2, H, W)``."""
-        b = (self.maps.conj() * (y - u)).sum(1) + self.virtual * y0
+        b = (self.maps_conj * (y - u)).sum(1) + self.virtual * y0
         return _to_channels(self.rho_image * b, 2)
 
-    def coil_step(self, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """``y_c = F^H (M f_c + rho_coil F(g_c + u_c)) / (m + rho_coil)``, ``(B, C, H, W)``."""
-        return self._filter(g + u, self.keep) + self.data_share
+    def coil_step(self, t: torch.Tensor) -> torch.Tensor:
+        """``y_c = F^H (M f_c + rho_coil F t_c) / (m + rho_coil)`` for ``t = g + u`` ``(B, C, H, W)``."""
+        return self._filter(t, self.keep) + self.data_share
+
+    def relaxation(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``alpha S_c`` and ``alpha r``, once per run: the relaxed coil variables are then one fused pass each."""
+        return alpha * self.maps, alpha * self.virtual
 
 
 def _start(split: CoilSplit):
@@ -137,17 +142,20 @@ def admm_tgv_sense_channels(
     rho_fields = _per_image(rho, 5)
     t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / (penalty_ratio * rho_fields)
 
+    alpha_maps, alpha_virtual = split.relaxation(alpha)
+
     def step(state):
         _, _, z1, z2, u1, u2, y, u, y0 = state
         x, v = solve(z1 - u1, z2 - u2, data_image=split.combine(y, u, y0))
         xc = _to_complex(x)
-        g = alpha * split.maps * xc[:, None] + (1 - alpha) * y
-        y0 = alpha * split.virtual * xc + (1 - alpha) * y0
+        g = torch.add(alpha_maps * xc[:, None], y, alpha=1 - alpha)  # relaxed S_c x
+        y0 = torch.add(alpha_virtual * xc, y0, alpha=1 - alpha)
         s1 = relaxed_plus_dual(grad(x) - v, z1, u1, alpha)  # g1 + u1
         s2 = relaxed_plus_dual(sym(v), z2, u2, alpha)
         u1, u2 = clip(s1, t1), clip(s2, t0)  # u + g - shrink(g + u, t) = clip(g + u, t)
-        y = split.coil_step(g, u)
-        return x, v, s1 - u1, s2 - u2, u1, u2, y, u + g - y, y0
+        t = g + u
+        y = split.coil_step(t)
+        return x, v, s1 - u1, s2 - u2, u1, u2, y, t - y, y0
 
     x0, y, y0 = _start(split)
     v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
@@ -175,16 +183,19 @@ def admm_tv_sense_channels(
     grad = solve.grad
     threshold = _as_field_bound(lam) / _per_image(rho, 5)
 
+    alpha_maps, alpha_virtual = split.relaxation(alpha)
+
     def step(state):
         _, z, w, y, u, y0 = state
         x = solve(z - w, data_image=split.combine(y, u, y0))
         xc = _to_complex(x)
-        g = alpha * split.maps * xc[:, None] + (1 - alpha) * y
-        y0 = alpha * split.virtual * xc + (1 - alpha) * y0
+        g = torch.add(alpha_maps * xc[:, None], y, alpha=1 - alpha)  # relaxed S_c x
+        y0 = torch.add(alpha_virtual * xc, y0, alpha=1 - alpha)
         s = relaxed_plus_dual(grad(x), z, w, alpha)  # g1 + w
         w = clip(s, threshold)
-        y = split.coil_step(g, u)
-        return x, s - w, w, y, u + g - y, y0
+        t = g + u
+        y = split.coil_step(t)
+        return x, s - w, w, y, t - y, y0
 
     x0, y, y0 = _start(split)
     tv_callback = None if callback is None else (lambda k, x, _z: callback(k, x))
