@@ -95,13 +95,17 @@ def shrink(y: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return y - clip(y, threshold)
 
 
-def relaxed_plus_dual(constraint: torch.Tensor, z: torch.Tensor, u: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``g + u`` with the relaxed ``g = alpha constraint + (1 - alpha) z``, in two fused passes.
+def split_update(constraint: torch.Tensor, z: torch.Tensor, u: torch.Tensor, threshold: torch.Tensor,
+                 alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split variable and its scaled dual after the (x, v) step: ``(z, u)``.
 
-    The loops then update ``u = clip(g + u, t)`` and ``z = (g + u) - u``: the same values as
-    ``z = shrink(g + u, t)``, ``u = u + g - z`` in three passes fewer (as the exported graph does).
+    With the relaxed ``g = alpha constraint + (1 - alpha) z``, SPEC 2b's ``z = shrink(g + u, t)``,
+    ``u = u + g - z`` are computed as ``u = clip(g + u, t)``, ``z = (g + u) - u``: the same values in
+    three passes fewer, ``g + u`` in two fused ones (as the exported graph does).
     """
-    return torch.add(torch.add(u, z, alpha=1 - alpha), constraint, alpha=alpha)
+    s = torch.add(torch.add(u, z, alpha=1 - alpha), constraint, alpha=alpha)
+    u = clip(s, threshold)
+    return s - u, u
 
 
 def _to_complex(y: torch.Tensor) -> torch.Tensor:
@@ -315,10 +319,9 @@ def admm_tgv_channels(
         _, _, z1, z2, u1, u2, k = state
         (solve, t1, t0), u1, u2 = prepare(u1, u2, k)
         x, v = solve(z1 - u1, z2 - u2)
-        s1 = relaxed_plus_dual(grad(x) - v, z1, u1, alpha)  # g1 + u1
-        s2 = relaxed_plus_dual(sym(v), z2, u2, alpha)
-        u1, u2 = clip(s1, t1), clip(s2, t0)  # u + g - shrink(g + u, t) = clip(g + u, t)
-        return x, v, s1 - u1, s2 - u2, u1, u2, k + 1
+        z1, u1 = split_update(grad(x) - v, z1, u1, t1, alpha)
+        z2, u2 = split_update(sym(v), z2, u2, t0, alpha)
+        return x, v, z1, z2, u1, u2, k + 1
 
     x0 = xv_step.data.x0
     v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
@@ -353,9 +356,8 @@ def admm_tv_channels(
     def step(state):
         _, z, u = state
         x = x_step(z - u)
-        s = relaxed_plus_dual(grad(x), z, u, alpha)  # g + u
-        u = clip(s, threshold)
-        return x, s - u, u
+        z, u = split_update(grad(x), z, u, threshold, alpha)
+        return x, z, u
 
     x0 = x_step.data.x0
     tv_callback = None if callback is None else (lambda k, x, _z: callback(k, x))

@@ -44,10 +44,10 @@ from tgv_deploy.solvers.admm import (
     _per_image,
     _to_channels,
     _to_complex,
-    relaxed_plus_dual,
     require_centre_sampled,
+    split_update,
 )
-from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run, clip
+from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run
 
 #: Coil penalty on data normalised as the models normalise it: the fastest to the minimiser at T = 64
 #: and 128 of 0.25 ... 4, extended and cropped maps (benchmarks/results/convergence_sense).
@@ -64,14 +64,14 @@ def _centred_ifft2(k: torch.Tensor) -> torch.Tensor:
 class CoilSplit:
     """The coil variables' data: maps, the virtual coil's weight, the coils' data share.
 
-    ``f (B, C, 2, H, W)``, ``maps (B, C, 2, H, W)``, ``mask (B, 1, 1|H, W)``. Coil images are complex
+    ``f (B, C, 2, H, W)``, ``maps (B, C, 2, H, W)``, ``mask (B, 1, 1|H, W)``, ``alpha`` the relaxation. Coil images are complex
     ``(B, C, H, W)``. The coil step multiplies each coil's spectrum by a factor of the mask alone, so
     for a line mask ``(B, 1, 1, W)`` the row transforms cancel (``F^H D F = F_w^H D F_w`` for ``D``
     constant along the rows) and it runs as 1D transforms along each row (the last axis); a 2D mask takes the
     2D DFT. Either way in the loop's unshifted DFT order, as in :mod:`.admm`.
     """
 
-    def __init__(self, f: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, rho_coil: Scalar):
+    def __init__(self, f: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, rho_coil: Scalar, alpha: float = DEFAULT_ALPHA):
         if f.ndim != 5 or f.shape[2] != 2 or maps.shape != f.shape:
             raise ValueError(f"coil k-space and maps must both be (B, C, 2, H, W), got {tuple(f.shape)} and {tuple(maps.shape)}")
         require_centre_sampled(mask)
@@ -91,6 +91,8 @@ class CoilSplit:
         # F^H (M f_c / (m + rho_coil)); the factor m keeps round-off at unsampled frequencies from being scaled by 1 / rho_coil
         self.data_share = self._filter(coil_images, shifted / denominator)
         self.x0 = (self.maps_conj * coil_images).sum(1)  # A^H f, (B, H, W)
+        # once per run, so each relaxed coil variable is one fused pass per iteration
+        self.alpha, self.alpha_maps, self.alpha_virtual = alpha, alpha * self.maps, alpha * self.virtual
 
     def _filter(self, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
         """``F^H (factor F images)`` for a factor of the mask's frequencies."""
@@ -101,13 +103,17 @@ class CoilSplit:
         b = (self.maps_conj * (y - u)).sum(1) + self.virtual * y0
         return _to_channels(self.rho_image * b, 2)
 
-    def coil_step(self, t: torch.Tensor) -> torch.Tensor:
-        """``y_c = F^H (M f_c + rho_coil F t_c) / (m + rho_coil)`` for ``t = g + u`` ``(B, C, H, W)``."""
-        return self._filter(t, self.keep) + self.data_share
+    def update(self, x: torch.Tensor, y: torch.Tensor, u: torch.Tensor, y0: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The coil variables after the (x, v) step, ``x`` complex ``(B, H, W)``: ``(y, u, y_0)``.
 
-    def relaxation(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``alpha S_c`` and ``alpha r``, once per run: the relaxed coil variables are then one fused pass each."""
-        return alpha * self.maps, alpha * self.virtual
+        ``g_c = alpha S_c x + (1 - alpha) y_c``, ``y_c = F^H (M f_c + rho_coil F t_c) / (m + rho_coil)``
+        for ``t = g + u``, ``u = t - y``; the data-free coil's ``y_0 = alpha r x + (1 - alpha) y_0``.
+        """
+        g = torch.add(self.alpha_maps * x[:, None], y, alpha=1 - self.alpha)
+        y0 = torch.add(self.alpha_virtual * x, y0, alpha=1 - self.alpha)
+        t = g + u
+        y = self._filter(t, self.keep) + self.data_share
+        return y, t - y, y0
 
 
 def _start(split: CoilSplit):
@@ -136,26 +142,19 @@ def admm_tgv_sense_channels(
     ``penalty_ratio``: the ``E v`` constraint's penalty over ``rho``, as in
     :func:`tgv_deploy.solvers.admm.admm_tgv_channels`.
     """
-    split = CoilSplit(f, maps, mask, rho_coil)
+    split = CoilSplit(f, maps, mask, rho_coil, alpha)
     solve = FourierTGVSolve(split.rho_image, rho, f[:, 0], 2, penalty_ratio)
     grad, sym = solve.grad, solve.sym
     rho_fields = _per_image(rho, 5)
     t1, t0 = _as_field_bound(lambda1) / rho_fields, _as_field_bound(lambda0) / (penalty_ratio * rho_fields)
 
-    alpha_maps, alpha_virtual = split.relaxation(alpha)
-
     def step(state):
         _, _, z1, z2, u1, u2, y, u, y0 = state
         x, v = solve(z1 - u1, z2 - u2, data_image=split.combine(y, u, y0))
-        xc = _to_complex(x)
-        g = torch.add(alpha_maps * xc[:, None], y, alpha=1 - alpha)  # relaxed S_c x
-        y0 = torch.add(alpha_virtual * xc, y0, alpha=1 - alpha)
-        s1 = relaxed_plus_dual(grad(x) - v, z1, u1, alpha)  # g1 + u1
-        s2 = relaxed_plus_dual(sym(v), z2, u2, alpha)
-        u1, u2 = clip(s1, t1), clip(s2, t0)  # u + g - shrink(g + u, t) = clip(g + u, t)
-        t = g + u
-        y = split.coil_step(t)
-        return x, v, s1 - u1, s2 - u2, u1, u2, y, t - y, y0
+        z1, u1 = split_update(grad(x) - v, z1, u1, t1, alpha)
+        z2, u2 = split_update(sym(v), z2, u2, t0, alpha)
+        y, u, y0 = split.update(_to_complex(x), y, u, y0)
+        return x, v, z1, z2, u1, u2, y, u, y0
 
     x0, y, y0 = _start(split)
     v0 = torch.zeros((x0.shape[0], 2, *x0.shape[1:]), dtype=x0.dtype, device=x0.device)
@@ -178,24 +177,17 @@ def admm_tv_sense_channels(
     checkpoint_every: int | None = None,
 ) -> torch.Tensor:
     """The TV variant of :func:`admm_tgv_sense_channels` (no ``v``); returns ``x (B, 2, H, W)``."""
-    split = CoilSplit(f, maps, mask, rho_coil)
+    split = CoilSplit(f, maps, mask, rho_coil, alpha)
     solve = FourierTVSolve(split.rho_image, rho, f[:, 0], 2)
     grad = solve.grad
     threshold = _as_field_bound(lam) / _per_image(rho, 5)
 
-    alpha_maps, alpha_virtual = split.relaxation(alpha)
-
     def step(state):
         _, z, w, y, u, y0 = state
         x = solve(z - w, data_image=split.combine(y, u, y0))
-        xc = _to_complex(x)
-        g = torch.add(alpha_maps * xc[:, None], y, alpha=1 - alpha)  # relaxed S_c x
-        y0 = torch.add(alpha_virtual * xc, y0, alpha=1 - alpha)
-        s = relaxed_plus_dual(grad(x), z, w, alpha)  # g1 + w
-        w = clip(s, threshold)
-        t = g + u
-        y = split.coil_step(t)
-        return x, s - w, w, y, t - y, y0
+        z, w = split_update(grad(x), z, w, threshold, alpha)
+        y, u, y0 = split.update(_to_complex(x), y, u, y0)
+        return x, z, w, y, u, y0
 
     x0, y, y0 = _start(split)
     tv_callback = None if callback is None else (lambda k, x, _z: callback(k, x))
