@@ -358,6 +358,7 @@ class ADMMGraph:
         u = None
         images = x0
         for _ in range(spec.iterations):
+            g.mark_iteration()
             w = z if u is None else g.op("Sub", [z, u], "w")
             solved = g.op("Add", [self._solve(operator, self._dft(self._conv(w, self.rhs_kernel, "rhs"))), offset], "step")
             images = self._idft(g.op("Reshape", [solved, self.shape_spectra], "step"))
@@ -366,6 +367,7 @@ class ADMMGraph:
             t = t if u is None else g.op("Add", [t, u], "t")
             u = g.op("Min", [g.op("Max", [t, lower], "u"), upper], "u")
             z = g.op("Sub", [t, u], "z")
+        g.mark_iteration()
         return g.op("Slice", [images, g.const("admm/i0", [0]), g.const(f"admm/i{c}", [c]), g.const("admm/axis1", [1])], "x")
 
 
@@ -444,6 +446,7 @@ class ADMMSenseGraph(ADMMGraph):
         u = None
         images = x0
         for _ in range(spec.iterations):
+            g.mark_iteration()
             w_split = z if u is None else g.op("Sub", [z, u], "w")
             w_coil = y if u_coil is None else g.op("Sub", [y, u_coil], "wc")
             # sum_c conj(S_c) w_c: the weights read transposed, summed over coils and the input's re/im
@@ -465,6 +468,7 @@ class ADMMSenseGraph(ADMMGraph):
             t = t if u is None else g.op("Add", [t, u], "t")
             u = g.op("Min", [g.op("Max", [t, lower], "u"), upper], "u")
             z = g.op("Sub", [t, u], "z")
+        g.mark_iteration()
         return g.op("Slice", [images, g.const("admm/i0", [0]), g.const("admm/i2", [2]), axis_coils], "x")
 
 

@@ -67,7 +67,7 @@ class ExportConfig:
 class ExportResult:
     model: onnx.ModelProto
     contract: Contract
-    nodes_per_iteration: float
+    nodes_per_iteration: int  # of the middle iteration, after pruning (GraphBuilder.nodes_of_middle_iteration)
     seconds: float
     parity: float | None
     row_dft: str = "none"  # MRI: "dense" or "two-stage n1 x n2"; "none" for denoising
@@ -185,10 +185,8 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
                         row_blocks=factors[0] if factors else 0, penalty_ratio=ckpt.config.penalty_ratio,
                         column_blocks=column_factors[0] if column_factors else 0)
-        before = len(g.nodes)
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
-            before = len(g.nodes)
             x = graph_builder.build_sense("x0", "maps_n", "mask", "coil_images", "coil_weights", "virtual")
         else:
             x = ADMMGraph(g, admm).build("x0", "maps_n", mask_input)
@@ -198,12 +196,11 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
         factors = dft_factors(height) if task == "mri" and config.row_dft != "dense" else None
         loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
-        before = len(g.nodes)
         x = loop.build("x0", "f_n", "maps_n", mask_input)
     g.nodes.append(helper.make_node("Mul", [x, "scale"], ["image"], name="epilogue/image"))
     g.nodes.append(helper.make_node("Mul", ["maps_n", "scale"], ["maps"], name="epilogue/maps"))
     loop_nodes = prune_dead_nodes(g.nodes, {"image", "maps"})
-    nodes_per_iteration = (len(loop_nodes) - 2 - before) / iterations
+    nodes_per_iteration = g.nodes_of_middle_iteration(loop_nodes)
 
     graph = prologue.graph
     graph.node.extend(loop_nodes)

@@ -15,6 +15,8 @@ class GraphBuilder:
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.prefix = prefix
         self._count = 0
+        #: ``len(nodes)`` at the start of each unrolled iteration, and once after the last
+        self.iteration_marks: list[int] = []
 
     def fresh(self, hint: str) -> str:
         self._count += 1
@@ -32,6 +34,21 @@ class GraphBuilder:
         output = self.fresh(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output
+
+    def mark_iteration(self) -> None:
+        """Call at the start of every unrolled iteration and once after the last."""
+        self.iteration_marks.append(len(self.nodes))
+
+    def nodes_of_middle_iteration(self, kept: list[onnx.NodeProto]) -> int:
+        """How many of ``kept`` (the nodes left after pruning) the middle iteration holds: a steady
+        one from T = 3 (ADMM) or 5 (PDHG); the first iterations lack state that does not exist yet,
+        the last's updates of that state are pruned as unused."""
+        marks = self.iteration_marks
+        if len(marks) < 2:
+            raise ValueError("no iterations were marked")
+        k = (len(marks) - 1) // 2
+        survivors = {id(node) for node in kept}
+        return sum(id(node) in survivors for node in self.nodes[marks[k]:marks[k + 1]])
 
     def rename_output(self, value: str, new_name: str) -> None:
         """Make the node that produces ``value`` write ``new_name`` instead (for graph outputs)."""

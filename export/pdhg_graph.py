@@ -310,6 +310,7 @@ class PDHGGraph:
         x = xbar = x0
         V = Vbar = p = q = r = None
         for _ in range(spec.iterations):
+            g.mark_iteration()
             # dual updates
             grad = g.op("Mul", [self._conv(xbar, self.Wg, c, "grad", PADS_PLUS), self.Mg], "grad")
             p = self._clip(self._sum([p, grad, Vbar], "p"), l1, nl1, "p")
@@ -338,4 +339,5 @@ class PDHGGraph:
                 V_new = self._sum([V, *dv], "v")
                 Vbar = self._sum([V_new, *dv], "vbar")
                 V = V_new
+        g.mark_iteration()
         return x

@@ -53,10 +53,12 @@ def test_admm_export_matches_pytorch_with_at_most_64_nodes_per_iteration(tmp_pat
                                                  ("factorised", "factorised")])
 def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, column_dft):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24, solver="admm"))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft, column_dft=column_dft)).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft, column_dft=column_dft)).model
+    results = [build_graph(ckpt, ExportConfig(iterations=t, verify=False, row_dft=row_dft, column_dft=column_dft)) for t in (3, 8, 24)]
+    small, large = results[1].model, results[2].model
     per_iteration = (len(large.graph.node) - len(small.graph.node)) / 16
     assert per_iteration == int(per_iteration) and per_iteration <= 64
+    # the reported count is one steady iteration's, at any T from 3 (pre-loop nodes not spread over T)
+    assert [r.nodes_per_iteration for r in results] == [per_iteration] * 3
     assert len(large.graph.initializer) == len(small.graph.initializer)
     # the row DFT runs without a Transpose; a two-stage column DFT has one each way
     transposes = [sum(n.op_type == "Transpose" for n in m.graph.node) for m in (small, large)]

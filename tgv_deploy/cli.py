@@ -152,7 +152,7 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     report = {
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
-        "nodes": len(result.model.graph.node), "nodes_per_iteration": round(result.nodes_per_iteration, 2),
+        "nodes": len(result.model.graph.node), "nodes_per_iteration": result.nodes_per_iteration,
         "seconds": round(result.seconds, 2), "parity_rel_l2": result.parity, "row_dft": result.row_dft,
         "column_dft": result.column_dft, "triton_repo": triton_repo,
     }
