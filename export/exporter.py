@@ -167,17 +167,18 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     task, kind = ckpt.config.task, ckpt.config.kind
     inputs, outputs = io_specs(task, kind, height, width, config.batch, config.coils)
     trace_batch = config.batch or 2
-    example = example_inputs(task, trace_batch, height, width, coils=config.coils)
+    solver = ckpt.config.solver
+    max_lines = (config.max_lines or -(-width // 2)) if solver == "pdhg" and task == "mri" else None
+    example = example_inputs(task, trace_batch, height, width, coils=config.coils, max_lines=max_lines)
     say(f"tracing the U-Net and normalisation ({task}, {height}x{width}{f', {config.coils} coils' if config.coils else ''})")
     prologue = _trace_prologue(
         model, tuple(torch.from_numpy(example[s.name]) for s in inputs), [s.name for s in inputs], config.batch is None, config.opset,
         config.unet_fp16, multicoil=bool(config.coils),
     )
 
-    solver = ckpt.config.solver
     say(f"writing {iterations} {solver.upper()} iterations")
     mask_input = "mask" if task == "mri" else None
-    factors = column_factors = max_lines = None
+    factors = column_factors = None
     if solver == "admm":
         g = GraphBuilder(prefix="admm/")
         factors = dft_factors(height) if config.row_dft != "dense" else None
@@ -193,7 +194,6 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
     else:
         sigma, tau = (float(v.detach()) for v in model.step_sizes())
         g = GraphBuilder(prefix="pdhg/")
-        max_lines = (config.max_lines or -(-width // 2)) if task == "mri" else None
         factors = dft_factors(height) if task == "mri" and config.row_dft != "dense" else None
         loop = PDHGGraph(g, LoopSpec(task, kind, height, width, iterations, sigma, tau, max_lines or 0, factors[0] if factors else 0))
         x = loop.build("x0", "f_n", "maps_n", mask_input)

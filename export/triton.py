@@ -51,12 +51,19 @@ def trt_instructions(name: str, contract: Contract) -> str:
     )
 
 
+def check_triton_repo(directory: str | Path, name: str) -> Path:
+    """Refuse, before any work, a repository path where the model folders cannot be made."""
+    directory = Path(directory)
+    for folder in (directory, *(directory / f"{name}_{suffix}" / sub for suffix in ("onnx", "trt") for sub in ("", "1"))):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--triton-repo: {folder} exists and is not a directory")
+    return directory
+
+
 def write_triton_repo(directory: str | Path, onnx_path: str | Path, contract: Contract, name: str) -> list[Path]:
     """Write both models' ``config.pbtxt``, ``<name>_onnx/1/model.onnx`` and ``<name>_trt/1/README.txt``
     (what to add there); returns the files written."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise InputError(f"--triton-repo must be a directory: {directory}")
+    directory = check_triton_repo(directory, name)
     written = []
     for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
         model_dir = directory / f"{name}_{suffix}"

@@ -128,7 +128,8 @@ def bench(
     h, w = (height, width) if height and width else (next(iter(sizes)) if sizes else (None, None))
     if h is None or w is None:
         raise InputError("pass --height and --width (no exported model fixes the matrix size)")
-    inputs = example_inputs(tasks.pop(), batch, h, w, coils=coil_count)
+    line_limits = [s.contract.max_sampled_lines for s in sessions if s.contract.max_sampled_lines]
+    inputs = example_inputs(tasks.pop(), batch, h, w, coils=coil_count, max_lines=min(line_limits, default=None))
     multicoil = "coil_maps" in inputs  # a checkpoint runs these at its multi-coil default T unless told one
     times: list[list[float]] = [[] for _ in sessions]
     for session in sessions:

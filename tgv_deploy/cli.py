@@ -7,6 +7,7 @@ Every subcommand goes options -> config -> one library call -> report.  User err
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -17,6 +18,26 @@ from tgv_deploy.errors import InputError, TgvDeployError
 #: Exit code of an unexpected exception: a bug, reported with its traceback.
 EXIT_BUG = 70
 POSITIVE = click.IntRange(min=1)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float range that also refuses NaN and infinities (NaN passes every bound comparison)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
+ACCELERATION = FiniteFloatRange(min=1)
+CENTER_FRACTION = FiniteFloatRange(0, 1, min_open=True, max_open=True)
+SIGMA = FiniteFloatRange(min=0)
+SEED = click.IntRange(min=0)
+#: most k-space values ``synth`` writes into one file (8 GiB of complex64): refused before any work
+MAX_SYNTH_VALUES = 2**30
+#: T of a checkpoint run from the command line: far beyond any useful T, short of a typo's forever
+ITERATIONS = click.IntRange(1, 100_000)
 
 EXPECT_SHA256 = click.option(
     "--expect-sha256", metavar="HEX",
@@ -139,16 +160,25 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
     if out.suffix != ".onnx":
         raise InputError(f"output must end in .onnx, got {out}")
     check_output_path(out)
+    triton_name = out.stem.replace("-", "_")
+    if triton_repo:
+        from tgv_deploy.export.triton import check_triton_repo
+
+        check_triton_repo(triton_repo, triton_name)
     ckpt = load_checkpoint(path)
     config = ExportConfig(iterations=iterations, height=height, width=width, batch=batch_size, opset=opset, verify=not no_verify,
                           max_lines=max_lines, row_dft=row_dft, column_dft=column_dft, unet_fp16=unet_fp16, coils=coils)
     result = build_graph(ckpt, config, progress=_echo)
     onnx_path, contract_path = write_export(result, out)
-    triton_name = onnx_path.stem.replace("-", "_")
     if triton_repo:
         from tgv_deploy.export.triton import write_triton_repo
 
-        write_triton_repo(triton_repo, onnx_path, result.contract, triton_name)
+        try:
+            write_triton_repo(triton_repo, onnx_path, result.contract, triton_name)
+        except OSError as exc:  # the command failed: it leaves no export behind
+            onnx_path.unlink(missing_ok=True)
+            contract_path.unlink(missing_ok=True)
+            raise InputError(f"--triton-repo {triton_repo}: {exc.strerror or exc}") from None
     report = {
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
@@ -190,18 +220,11 @@ def check_trt_command(model, trt_major, allow_dft, as_json) -> None:
     import json
     from pathlib import Path
 
-    import onnx
-
-    from tgv_deploy.errors import IntegrityError
     from tgv_deploy.export.trt_check import check_model
+    from tgv_deploy.onnx_graph import load_onnx
 
     path = Path(model)
-    if not path.is_file():
-        raise InputError(f"model not found: {path}")
-    try:
-        proto = onnx.load(str(path))
-    except Exception:
-        raise IntegrityError(f"{path}: not a readable ONNX file") from None
+    proto = load_onnx(path)
     violations = check_model(proto, int(trt_major), allow_dft=allow_dft)
     if as_json:
         click.echo(json.dumps({"model": str(path), "tensorrt": int(trt_major), "violations": [str(v) for v in violations]}, indent=2))
@@ -242,14 +265,14 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
               help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
-@click.option("--iterations", "-T", type=POSITIVE,
+@click.option("--iterations", "-T", type=ITERATIONS,
               help="T for checkpoints (default: the checkpoint's, for multi-coil data its multi-coil default where it "
                    "has one); an exported model's T is fixed by its contract.")
 @click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]),
               help="Retrospective mask for inputs without a 'mask' dataset.")
-@click.option("--acceleration", default=4.0, show_default=True, type=float)
-@click.option("--center-fraction", default=0.08, show_default=True, type=float)
-@click.option("--seed", type=int, help="Mask seed (default: from the file name and slice).")
+@click.option("--acceleration", default=4.0, show_default=True, type=ACCELERATION)
+@click.option("--center-fraction", default=0.08, show_default=True, type=CENTER_FRACTION)
+@click.option("--seed", type=SEED, help="Mask seed (default: from the file name and slice).")
 @click.option("--png", is_flag=True, help="Also write OUTPUT.png previews.")
 @click.option("--coils", type=POSITIVE, help="Multi-coil data: SVD-compress to this many virtual coils (latency grows with coils).")
 @click.option("--coil-maps", "coil_maps", default="espirit", show_default=True, type=click.Choice(["espirit", "walsh"]),
@@ -274,16 +297,8 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     """
     from pathlib import Path
 
-    from tgv_deploy.cli_io import (
-        ImageVolume,
-        MaskOptions,
-        check_task,
-        read_infer_input,
-        slice_masks,
-        write_output,
-        write_png,
-    )
-    from tgv_deploy.io_utils import check_output_path
+    from tgv_deploy.cli_io import ImageVolume, MaskOptions, check_task, read_infer_input, write_output, write_png
+    from tgv_deploy.io_utils import check_not_overwriting, check_output_path
     from tgv_deploy.runtime import Reconstructor, Session
     from tgv_deploy.runtime.multicoil import MultiCoilPipeline, stack
 
@@ -297,22 +312,18 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         targets = [out]
     for target in targets:
         check_output_path(target)
+    check_not_overwriting(paths, targets)
     options = MaskOptions(mask_type, acceleration, center_fraction, seed)
-    read = [read_infer_input(p, options) for p in paths]  # every input is validated before any work
+    read = [_naming(str(p), read_infer_input, p, options) for p in paths]  # every input is validated before any work
     volumes, raw = [volume for volume, _ in read], [samples for _, samples in read]
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
                       allow_host_code=allow_engine_host_code)
     pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps, outside=maps_outside)
-    for volume, samples in zip(volumes, raw):  # before the first slice runs
+    masks = []
+    for volume, samples in zip(volumes, raw):  # every check a slice would make, before the first slice runs
         check_task(volume, session.contract.task)
-        if samples is not None:
-            pipeline.check(samples)
-            continue
-        if coils is not None:
-            raise InputError(f"{volume.source}: --coils applies to multi-coil raw data; this input has one coil")
-        data = volume.images if isinstance(volume, ImageVolume) else volume.kspace
-        Reconstructor(session).check_size(*data.shape[-2:])
-    for volume, samples, target in zip(volumes, raw, targets):
+        masks.append(_naming(volume.source, _check_infer_input, volume, samples, pipeline, Reconstructor(session), options, coils))
+    for volume, samples, mask, target in zip(volumes, raw, masks, targets):
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
         if samples is not None:
@@ -320,11 +331,38 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         elif isinstance(volume, ImageVolume):
             result = reconstructor.denoise(volume.images)
         else:
-            result = reconstructor.reconstruct(volume.kspace, slice_masks(volume, options))
+            result = reconstructor.reconstruct(volume.kspace, mask)
         write_output(target, result, session.contract, volume.source)
         if png:
             write_png(target.with_suffix(".png"), result, f"{Path(model).name} ({session.backend}, T={result.iterations})")
         click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
+
+
+def _naming(source: str, function, *args):
+    """``function(*args)``, its user errors prefixed with ``source`` (the input file) unless they name it."""
+    try:
+        return function(*args)
+    except TgvDeployError as exc:
+        if source in str(exc):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
+
+
+def _check_infer_input(volume, samples, pipeline, reconstructor, options, coils):
+    """Refuse an ``infer`` input its model cannot run; returns a single-coil volume's masks ``(S, W)``."""
+    from tgv_deploy.cli_io import ImageVolume, slice_masks
+
+    if samples is not None:
+        pipeline.check(samples)
+        return None
+    if coils is not None:
+        raise InputError("--coils applies to multi-coil raw data; this input has one coil")
+    if isinstance(volume, ImageVolume):
+        reconstructor.check_size(*volume.images.shape[-2:])
+        return None
+    mask = slice_masks(volume, options)
+    reconstructor.check_kspace(volume.kspace, mask)
+    return mask
 
 
 @cli.command("train")
@@ -356,12 +394,12 @@ def train_command(config, out_dir, resume, overwrite) -> None:
 @cli.command("synth")
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--slices", default=4, show_default=True, type=POSITIVE)
-@click.option("--height", default=256, show_default=True, type=POSITIVE)
-@click.option("--width", default=256, show_default=True, type=POSITIVE)
-@click.option("--acceleration", type=float, help="Undersample with an equispaced mask (and store it); omit for fully sampled.")
-@click.option("--center-fraction", default=0.08, show_default=True, type=float)
-@click.option("--sigma", default=0.0, show_default=True, type=float, help="Noise level (relative, SPEC 4).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--height", default=256, show_default=True, type=click.IntRange(8, 4096))
+@click.option("--width", default=256, show_default=True, type=click.IntRange(8, 4096))
+@click.option("--acceleration", type=ACCELERATION, help="Undersample with an equispaced mask (and store it); omit for fully sampled.")
+@click.option("--center-fraction", default=0.08, show_default=True, type=CENTER_FRACTION)
+@click.option("--sigma", default=0.0, show_default=True, type=SIGMA, help="Noise level (relative, SPEC 4).")
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--coils", default=1, show_default=True, type=POSITIVE,
               help="Receive coils: above 1, a multi-coil file (simulated smooth coil maps, 'reconstruction_rss' target).")
 def synth_command(output, slices, height, width, acceleration, center_fraction, sigma, seed, coils) -> None:
@@ -374,8 +412,9 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
     from tgv_deploy.data.synthetic import synthetic_image
     from tgv_deploy.dft import fft2c
 
-    if min(height, width) < 8:
-        raise InputError(f"synthetic slices must be at least 8x8, got {height}x{width}")
+    if slices * coils * height * width > MAX_SYNTH_VALUES:
+        raise InputError(f"{slices} slices x {coils} coils of {height}x{width} is beyond what one synthetic file should hold "
+                         f"({MAX_SYNTH_VALUES:.1e} k-space values)")
     rng = np.random.default_rng(seed)
     images = np.stack([synthetic_image(rng, height, width) for _ in range(slices)])
     if coils > 1:
@@ -398,9 +437,9 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
 @cli.command("bench")
 @click.argument("models", nargs=-1, required=True)
 @click.option("--backend", default="auto", show_default=True, help="Backend for every model (default: by extension).")
-@click.option("--iterations", "-T", type=POSITIVE, help="T for checkpoints (must equal the T of exported models).")
-@click.option("--height", type=POSITIVE, help="Matrix rows (default: from an exported model's contract).")
-@click.option("--width", type=POSITIVE, help="Matrix columns.")
+@click.option("--iterations", "-T", type=ITERATIONS, help="T for checkpoints (must equal the T of exported models).")
+@click.option("--height", type=click.IntRange(min=2), help="Matrix rows (default: from an exported model's contract).")
+@click.option("--width", type=click.IntRange(min=2), help="Matrix columns.")
 @click.option("--batch", default=1, show_default=True, type=POSITIVE)
 @click.option("--runs", default=10, show_default=True, type=POSITIVE)
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
@@ -436,18 +475,18 @@ def bench_command(models, backend, iterations, height, width, batch, runs, warmu
 @cli.command("evaluate")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--synthetic", default=0, show_default=True, type=click.IntRange(min=0), help="Add N synthetic test images (never used in training).")
-@click.option("--size", default=128, show_default=True, type=POSITIVE, help="Size of the synthetic test images.")
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=8), help="Size of the synthetic test images.")
 @click.option("--setting", "settings", multiple=True, default=["4,0.05"], show_default=True,
               help="R,sigma pairs for fully sampled inputs (repeatable); denoising models use sigma only.")
 @click.option("--utgv", default="utgv-mri", show_default=True, help="U-TGV checkpoint or bundled name ('none' to skip).")
 @click.option("--utv", default="utv-mri", show_default=True, help="U-TV checkpoint or bundled name ('none' to skip).")
-@click.option("--iterations", "-T", type=POSITIVE, help="T of U-TV and U-TGV (default: each checkpoint's own).")
+@click.option("--iterations", "-T", type=ITERATIONS, help="T of U-TV and U-TGV (default: each checkpoint's own).")
 @click.option("--baseline-max-iterations", default=3000, show_default=True, type=POSITIVE,
               help="Most iterations of the scalar TV/TGV solves; each stops earlier at convergence "
               "(ADMM, relative change of the image over 20 iterations below 1e-4).")
 @click.option("--coils", default=1, show_default=True, type=POSITIVE,
               help="Above 1: multi-coil test data (simulated coil maps, ESPIRiT maps from the calibration lines, SENSE).")
-@click.option("--center-fraction", type=float, help="Calibration lines of the multi-coil masks (default: fastMRI's for R).")
+@click.option("--center-fraction", type=CENTER_FRACTION, help="Calibration lines of the multi-coil masks (default: fastMRI's for R).")
 @click.option("--max-slices", type=POSITIVE, help="Evaluate only the first N slices of each fully sampled file.")
 @click.option("--baselines-from", type=click.Path(exists=True, dir_okay=False),
               help="An earlier run's results.json: solve its tuned scalar TV/TGV parameters again instead of searching "
@@ -473,6 +512,8 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
             r, s = (float(v) for v in text.split(","))
         except ValueError:
             raise InputError(f"--setting must be R,sigma (e.g. 4,0.05), got {text!r}") from None
+        if not (math.isfinite(r) and math.isfinite(s) and r >= 1 and s >= 0):
+            raise InputError(f"--setting {text!r}: R must be a finite number >= 1 and sigma one >= 0")
         parsed.append((r, s))
     none = lambda v: None if v.lower() == "none" else v  # noqa: E731
     from tgv_deploy.machine import provenance
@@ -493,19 +534,23 @@ def _mrd_streams(input_path: str | None, output_path: str | None):
     from pathlib import Path
     from typing import BinaryIO
 
-    from tgv_deploy.io_utils import check_output_path
+    from typing import cast
+
+    from tgv_deploy.io_utils import OpenOnFirstWrite, check_not_overwriting, check_output_path
 
     if input_path is not None and not Path(input_path).is_file():
         raise InputError(f"input not found: {input_path}")
     if output_path is not None:
         check_output_path(output_path)
+        if input_path is not None:
+            check_not_overwriting([input_path], [output_path])
     stack = contextlib.ExitStack()
     source: BinaryIO = sys.stdin.buffer
     sink: BinaryIO = sys.stdout.buffer
     if input_path is not None:
         source = stack.enter_context(open(input_path, "rb"))
-    if output_path is not None:
-        sink = stack.enter_context(open(output_path, "wb"))
+    if output_path is not None:  # created once the input's header has been read and the output's is written
+        sink = cast(BinaryIO, stack.enter_context(contextlib.closing(OpenOnFirstWrite(output_path))))
     return stack, source, sink, input_path or "standard input"
 
 
@@ -516,7 +561,7 @@ def _mrd_streams(input_path: str | None, output_path: str | None):
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt", "torch"]),
               help="auto: by extension (.onnx onnxruntime, .plan tensorrt, .pt or bundled name torch).")
-@click.option("--iterations", "-T", type=POSITIVE,
+@click.option("--iterations", "-T", type=ITERATIONS,
               help="T for checkpoints (default: the checkpoint's, for multi-coil data its multi-coil default where it "
                    "has one); an exported model's T is fixed by its contract.")
 @click.option("--coils", type=POSITIVE, help="SVD-compress to this many virtual coils.")
@@ -539,6 +584,8 @@ def mrd_command(model, input_path, output_path, backend, iterations, coils, coil
     from tgv_deploy.stream.mrd2 import reconstruct_stream
 
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256)
+    if session.contract.task != "mri":
+        raise InputError(f"{model} is a denoising model; an MRD raw-data stream needs an MRI model")
     pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps)
     stack, source, sink, name = _mrd_streams(input_path, output_path)
     with stack:
@@ -550,10 +597,10 @@ def mrd_command(model, input_path, output_path, backend, iterations, coils, coil
 @cli.command("mrd-undersample")
 @click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False), help="MRD v2 binary stream (default: standard input).")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Output stream (default: standard output).")
-@click.option("--acceleration", default=4.0, show_default=True, type=click.FloatRange(min=1))
-@click.option("--center-fraction", default=0.08, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--acceleration", default=4.0, show_default=True, type=ACCELERATION)
+@click.option("--center-fraction", default=0.08, show_default=True, type=CENTER_FRACTION)
 @click.option("--mask-type", default="equispaced", show_default=True, type=click.Choice(["equispaced", "random", "gaussian"]))
-@click.option("--seed", default=0, show_default=True, type=int, help="Mask seed.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Mask seed.")
 def mrd_undersample_command(input_path, output_path, acceleration, center_fraction, mask_type, seed) -> None:
     """Keep only the phase-encode lines a line mask selects in an MRD v2 stream (retrospective undersampling).
 
@@ -587,12 +634,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except TgvDeployError as exc:
         if debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except MemoryError:
+        click.echo("error: not enough memory for this request (fewer slices, coils or a smaller matrix?)", err=True)
+        sys.exit(InputError.exit_code)
     except Exception:
         import traceback
 

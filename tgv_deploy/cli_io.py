@@ -43,9 +43,10 @@ KSPACE_FORMATS = "fastMRI or ISMRMRD .h5, or a complex .npy array"
 
 
 def _images(array: np.ndarray, path: Path, what: str) -> ImageVolume:
-    if array.dtype.kind not in "biuf" or array.ndim not in (2, 3) or min(array.shape[-2:], default=0) < 1:
-        raise InputError(f"{path}: {what} must be real (H, W) or (slices, H, W), got {array.dtype} {array.shape}")
-    images = array.reshape(-1, *array.shape[-2:]).astype(np.float32)
+    if array.dtype.kind not in "biuf" or array.ndim not in (2, 3) or 0 in array.shape:
+        raise InputError(f"{path}: {what} must be real (H, W) or (slices, H, W) with no empty axis, got {array.dtype} {array.shape}")
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused just below
+        images = array.reshape(-1, *array.shape[-2:]).astype(np.float32)
     if not np.isfinite(images).all():
         raise InputError(f"{path}: {what} contains NaN or Inf")
     return ImageVolume(images, source=str(path))
@@ -101,9 +102,12 @@ def read_input(path: Path) -> KSpaceVolume | ImageVolume:
             raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
         if not np.iscomplexobj(array):
             return _images(array, path, ".npy images")
-        if array.ndim not in (2, 3):
-            raise InputError(f"{path}: .npy k-space must be complex (H, W) or (slices, H, W), got {array.dtype} {array.shape}")
-        return KSpaceVolume(array.reshape(-1, *array.shape[-2:]).astype(np.complex64), source=str(path))
+        if array.ndim not in (2, 3) or 0 in array.shape:
+            raise InputError(f"{path}: .npy k-space must be complex (H, W) or (slices, H, W) with no empty axis, "
+                             f"got {array.dtype} {array.shape}")
+        with np.errstate(over="ignore"):  # values beyond complex64 become Inf, refused before any slice runs
+            kspace = array.reshape(-1, *array.shape[-2:]).astype(np.complex64)
+        return KSpaceVolume(kspace, source=str(path))
     if suffix == ".png":
         return _read_png(path)
     images = _hdf5_image(path)

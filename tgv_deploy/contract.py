@@ -110,7 +110,8 @@ class Contract:
         if multicoil and self.coils == 0:
             raise ContractError("this model was exported for single-coil k-space; export it with --coils C for multi-coil data")
         if not multicoil and self.coils > 0:
-            raise ContractError(f"this model was exported for {self.coils}-coil k-space and coil maps; it takes no single-coil input")
+            raise ContractError(f"this model was exported for {self.coils}-coil k-space and coil maps; data with one coil "
+                                "(or compressed to one) runs on a single-coil export")
         if self.coils != -1 or not multicoil:
             return self.inputs
         coil = TensorSpec("kspace", (-1, -1, 2, -1, -1))
@@ -120,11 +121,11 @@ class Contract:
         """Refuse data with ``coils`` receive coils this model cannot run: multi-coil data (by default,
         more than one coil) on a single-coil graph, more coils than a multi-coil graph was exported
         for (fewer are zero-padded)."""
-        if coils > 1 if multicoil is None else multicoil:
-            self.input_specs(multicoil=True)
-        if self.coils > 0 and coils > self.coils:
-            raise ContractError(f"the data has {coils} coils, the model was exported for {self.coils}: "
-                                f"compress them (--coils {self.coils})")
+        multicoil = coils > 1 if multicoil is None else multicoil
+        self.input_specs(multicoil)
+        if multicoil and self.coils > 0 and coils > self.coils:
+            raise ContractError(f"the model was exported for {self.coils} coils, not {coils}: "
+                                f"compress the data to at most that many (--coils {self.coils})")
 
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> int:
         """Validate names, dtypes, shapes and values of ``inputs``; return the batch size."""
@@ -145,20 +146,22 @@ class Contract:
             raise ContractError(f"coil maps {inputs['coil_maps'].shape} and k-space {inputs['kspace'].shape} differ in shape")
         if batch is None:  # not reached: spec.check refuses a first input without a batch axis
             raise ContractError(f"input {first.name!r} has no batch dimension")
-        if self.solver == "admm" and "mask" in inputs:
-            masks = np.asarray(inputs["mask"]).reshape(batch, -1)  # the mask's own width: a checkpoint's contract has none
-            if not (masks[:, masks.shape[1] // 2] != 0).all():
-                raise InputError(
-                    f"the mask does not sample the k-space centre (column {masks.shape[1] // 2}); this ADMM model needs it"
-                )
-        if self.max_sampled_lines and "mask" in inputs:
-            lines = int(np.asarray(inputs["mask"] != 0).reshape(batch, -1).sum(axis=1).max())
+        if "mask" in inputs:
+            self.check_masks(np.asarray(inputs["mask"]).reshape(batch, -1))  # the mask's own width: a checkpoint's contract has none
+        return int(batch)
+
+    def check_masks(self, masks: np.ndarray) -> None:
+        """Refuse line masks ``(B, W)`` this model cannot run: one without the k-space centre (ADMM)
+        or with more sampled lines than a PDHG graph transforms."""
+        if self.solver == "admm" and not (masks[:, masks.shape[1] // 2] != 0).all():
+            raise InputError(f"the mask does not sample the k-space centre (column {masks.shape[1] // 2}); this ADMM model needs it")
+        if self.max_sampled_lines and masks.size:
+            lines = int((masks != 0).sum(axis=1).max())
             if lines > self.max_sampled_lines:
                 raise ContractError(
                     f"the mask samples {lines} lines, the model was exported for at most {self.max_sampled_lines} "
                     "(export again with a larger --max-lines)"
                 )
-        return int(batch)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -58,6 +58,11 @@ def run_evaluation(
     instead of searched (every case must be in it, and must reproduce its recorded scores).
     """
     models = load_model(utgv), load_model(utv)
+    for option, expected, model in (("--utgv", "utgv", models[0]), ("--utv", "utv", models[1])):
+        if model is not None and model.config.kind != expected:
+            raise InputError(f"{option} is a {model.config.kind} model")
+    if all(m is not None for m in models) and models[0].config.task != models[1].config.task:
+        raise InputError(f"--utgv is a {models[0].config.task} model, --utv a {models[1].config.task} one: compare models of one task")
     denoising = any(m is not None and m.config.task == "denoise" for m in models)
     images = ground_truth_images(files, synthetic, size, max_slices)
     if denoising:

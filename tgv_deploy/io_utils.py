@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 from pathlib import Path
 
 from tgv_deploy.errors import InputError
@@ -22,6 +23,42 @@ def check_output_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise InputError(f"output path is a directory: {path}")
     return path
+
+
+def check_not_overwriting(inputs: Sequence[str | os.PathLike], outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse, before any work, an output (``outputs[i]`` written from ``inputs[i]``) that is one of
+    the inputs or that another input also writes."""
+    sources = {Path(p).resolve() for p in inputs}
+    written: dict[Path, str | os.PathLike] = {}
+    for source, output in zip(inputs, outputs, strict=True):
+        target = Path(output).resolve()
+        if target in sources:
+            raise InputError(f"output {output} is also an input: choose another output path")
+        if target in written:
+            raise InputError(f"inputs {written[target]} and {source} would both write {output}: give them different names")
+        written[target] = source
+
+
+class OpenOnFirstWrite:
+    """A binary output file created by its first write (``write``, ``flush`` and ``close`` only):
+    a stream command that fails before it writes anything leaves no file behind."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file: BinaryIO | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._file is None:
+            self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def check_run_directory(path: str | os.PathLike, resume: bool, overwrite: bool) -> Path:

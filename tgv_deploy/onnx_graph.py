@@ -29,8 +29,8 @@ def get_contract(model: onnx.ModelProto, source: str = "model") -> Contract:
     raise ContractError(f"{source}: no tgv-deploy contract in the ONNX metadata (not exported by tgv-deploy?)")
 
 
-def load_verified(path: str | Path) -> tuple[onnx.ModelProto, Contract]:
-    """Load an exported model, read its contract and check the graph against the recorded SHA-256."""
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """An ONNX model with a graph, or one line on what the file is not."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model not found: {path}")
@@ -38,6 +38,14 @@ def load_verified(path: str | Path) -> tuple[onnx.ModelProto, Contract]:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise IntegrityError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    if not model.graph.node:  # protobuf parses an empty file (and some garbage) as an empty model
+        raise IntegrityError(f"{path}: not an ONNX model (no graph nodes)")
+    return model
+
+
+def load_verified(path: str | Path) -> tuple[onnx.ModelProto, Contract]:
+    """Load an exported model, read its contract and check the graph against the recorded SHA-256."""
+    model = load_onnx(path)
     contract = get_contract(model, str(path))
     if graph_sha256(model) != contract.graph_sha256:
         raise IntegrityError(f"{path}: graph SHA-256 does not match the contract (the file was modified after export)")

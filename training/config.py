@@ -66,6 +66,15 @@ class DataConfig:
     multicoil_center_fraction: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
+        if min(self.height, self.width) < 16:
+            raise ValueError(f"height and width must be at least 16, got {self.height} x {self.width}")
+        if self.train_size < 1 or self.val_size < 1:
+            raise ValueError(f"train_size and val_size must be positive, got {self.train_size}, {self.val_size}")
+        if not 1 <= self.accelerations[0] <= self.accelerations[1] or self.val_acceleration < 1:
+            raise ValueError(f"accelerations must be a range 1 <= lo <= hi and val_acceleration >= 1, got "
+                             f"{list(self.accelerations)}, {self.val_acceleration}")
+        if not 0.0 <= self.sigma_range[0] <= self.sigma_range[1] or self.val_sigma < 0:
+            raise ValueError(f"sigma_range must be a range 0 <= lo <= hi and val_sigma >= 0, got {list(self.sigma_range)}, {self.val_sigma}")
         if self.sigma_prior not in SIGMA_PRIORS:
             raise ValueError(f"sigma_prior must be one of {', '.join(SIGMA_PRIORS)}, got {self.sigma_prior!r}")
         if self.sigma_prior == "log-uniform" and not 0.0 < self.sigma_range[0] <= self.sigma_range[1]:
@@ -132,6 +141,12 @@ class TrainConfig:
     trainable: tuple[str, ...] = ()
 
     def __post_init__(self):
+        for name in ("steps", "batch_size", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or self.warmup_steps < 0 or self.threads < 0:
+            raise ValueError(f"learning_rate must be positive and warmup_steps, threads non-negative, got "
+                             f"{self.learning_rate}, {self.warmup_steps}, {self.threads}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.model.task != "mri" and self.data.target_noise[1] > 0:

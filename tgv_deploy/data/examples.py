@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0, coils: int = 0) -> dict[str, np.ndarray]:
+def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0, coils: int = 0,
+                   max_lines: int | None = None) -> dict[str, np.ndarray]:
     """A realistic test input: a smooth phantom with edges, its k-space, a line mask and noise;
-    ``coils > 0``: multi-coil k-space and simulated ``coil_maps`` ``(B, C, 2, H, W)``."""
+    ``coils > 0``: multi-coil k-space and simulated ``coil_maps`` ``(B, C, 2, H, W)``; ``max_lines``:
+    the mask samples at most that many lines (a PDHG graph's limit), the outermost dropped first."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width] / max(height, width)
     frames = []
@@ -33,6 +35,10 @@ def example_inputs(task: str, batch: int, height: int, width: int, seed: int = 0
     centre = max(1, round(0.08 * width))
     start = width // 2 - centre // 2  # the block always holds the centre column W // 2 (ADMM needs it)
     mask[..., start : start + centre] = 1
+    if max_lines is not None:
+        sampled = np.flatnonzero(mask[0, 0, 0])
+        outermost_first = sampled[np.argsort(-np.abs(sampled - width // 2), kind="stable")]
+        mask[..., outermost_first[: max(0, sampled.size - max_lines)]] = 0
     if maps is not None:
         kspace = np.stack((k.real, k.imag), axis=2) * mask[:, None]
         coil_maps = np.stack((maps.real, maps.imag), axis=2)

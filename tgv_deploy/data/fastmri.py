@@ -83,7 +83,7 @@ def read_fastmri(path: str | os.PathLike) -> KSpaceVolume:
         raise
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise InputError(f"{path}: unreadable fastMRI file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if kspace.shape[0] == 0 or min(kspace.shape[-2:]) < 2:
+    if kspace.shape[0] == 0 or min(kspace.shape[-2:]) < 2 or (kspace.ndim == 4 and kspace.shape[1] == 0):
         raise InputError(f"{path}: 'kspace' has no usable slices (shape {kspace.shape})")
     if mask is not None and (not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all()):
         raise InputError(f"{path}: 'mask' must contain only 0 and 1")

@@ -8,6 +8,7 @@ never touches global random state. ``make_mask`` is the only string-to-class map
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -25,8 +26,8 @@ class LineMask:
     def __init__(self, center_fraction: float, acceleration: float):
         if not 0 < center_fraction < 1:
             raise ValueError(f"center_fraction must be in (0, 1), got {center_fraction}")
-        if acceleration < 1:
-            raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+        if not (math.isfinite(acceleration) and acceleration >= 1):
+            raise ValueError(f"acceleration must be a finite number >= 1, got {acceleration}")
         self.center_fraction = center_fraction
         self.acceleration = acceleration
 

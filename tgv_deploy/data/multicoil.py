@@ -285,6 +285,17 @@ def readout_rows(sample: MultiCoilSlice) -> int:
     return rows
 
 
+def check_values(sample: MultiCoilSlice) -> None:
+    """Refuse a slice whose data cannot be reconstructed: NaN or Inf in its k-space, calibration
+    lines or noise, or no sampled value other than zero."""
+    where = f"slice {sample.slice}, repetition {sample.repetition}"
+    for name, data in (("k-space", sample.kspace), ("calibration k-space", sample.calibration_kspace), ("noise data", sample.noise)):
+        if data is not None and not np.isfinite(data).all():
+            raise InputError(f"{where}: {name} contains NaN or Inf")
+    if not np.any(sample.kspace != 0):
+        raise InputError(f"{where}: all sampled k-space values are zero")
+
+
 def prepare(
     sample: MultiCoilSlice,
     coils: int | None = None,
@@ -298,6 +309,7 @@ def prepare(
     Compression (``coils`` below the channel count) is computed from the calibration region. Maps come from the flagged calibration lines when there
     are any, else from the fully sampled centre of ``mask``.
     """
+    check_values(sample)
     kspace = sample.kspace
     calib_kspace, calib_mask = sample.calibration_kspace, sample.calibration_mask
     if calib_kspace is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tgv_deploy.coils.maps import MapMethod, Outside
-from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, prepare, readout_rows
+from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, check_values, prepare, readout_rows
 from tgv_deploy.errors import InputError
 from tgv_deploy.runtime.reconstructor import Reconstruction, Reconstructor
 
@@ -54,11 +54,19 @@ class MultiCoilPipeline:
 
     def check(self, samples: Iterable[MultiCoilSlice]) -> None:
         """Refuse, before any work, data this session cannot run (multi-coil data on a single-coil
-        graph, more coils than the graph takes, a matrix other than an exported graph's)."""
+        graph, more coils than the graph takes, a matrix other than an exported graph's, masks
+        the model refuses, NaN, Inf or empty slices)."""
         samples = list(samples)
-        self.reconstructor.contract.check_coils(max((self.coils or s.coils) if s.coils > 1 else 1 for s in samples))
+        contract = self.reconstructor.contract
+        for coils in {s.coils for s in samples}:
+            if self.coils is not None and coils > 1 and self.coils > coils:
+                raise InputError(f"--coils {self.coils}: the data has {coils} coils")
+            contract.check_coils(min(self.coils or coils, coils))
         for size in {(readout_rows(s), s.kspace.shape[-1]) for s in samples}:
             self.reconstructor.check_size(*size)
+        for sample in samples:
+            check_values(sample)
+            contract.check_masks(sample.mask[None])
 
     def reconstruct(self, sample: MultiCoilSlice) -> SliceReconstruction:
         start = time.perf_counter()

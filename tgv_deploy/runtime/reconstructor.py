@@ -45,11 +45,26 @@ class Reconstructor:
             )
 
     def reconstruct(self, kspace: np.ndarray, mask: np.ndarray) -> Reconstruction:
+        lead, sampled, mask = self._checked_kspace(kspace, mask)
+        height, width = sampled.shape[-2:]
+        channels = np.stack((sampled.real, sampled.imag), axis=1).astype(np.float32)
+        outputs = self._run_batched({"kspace": channels, "mask": mask[:, None, None, :]})
+        image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
+        return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width), multicoil=False)
+
+    def check_kspace(self, kspace: np.ndarray, mask: np.ndarray) -> None:
+        """Every check :meth:`reconstruct` makes before it runs a slice, for callers that validate all
+        their inputs before any work."""
+        self._checked_kspace(kspace, mask)
+
+    def _checked_kspace(self, kspace: np.ndarray, mask: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """The leading axes, masked k-space ``(S, H, W)`` and masks ``(S, W)`` of valid input."""
         if self.contract.task != "mri":
             raise InputError("this is a denoising model: use denoise(images), not reconstruct(kspace, mask)")
+        self.contract.input_specs(multicoil=False)
         kspace = np.asarray(kspace)
-        if kspace.ndim < 2 or not np.iscomplexobj(kspace):
-            raise InputError(f"k-space must be complex (..., H, W), got {kspace.dtype} {kspace.shape}")
+        if kspace.ndim < 2 or not np.iscomplexobj(kspace) or 0 in kspace.shape:
+            raise InputError(f"k-space must be complex (..., H, W) with no empty axis, got {kspace.dtype} {kspace.shape}")
         *lead, height, width = kspace.shape
         kspace = kspace.reshape(-1, height, width)
         slices = kspace.shape[0]
@@ -57,14 +72,12 @@ class Reconstructor:
         if not np.isfinite(kspace).all():
             raise InputError("k-space contains NaN or Inf")
         self.check_size(height, width)
+        self.contract.check_masks(mask)
         sampled = kspace * mask[:, None, :]
         empty = np.flatnonzero(~np.any(sampled != 0, axis=(1, 2)))
         if empty.size:
             raise InputError(f"slice {int(empty[0])}: all sampled k-space values are zero")
-        channels = np.stack((sampled.real, sampled.imag), axis=1).astype(np.float32)
-        outputs = self._run_batched({"kspace": channels, "mask": mask[:, None, None, :]})
-        image = (outputs["image"][:, 0] + 1j * outputs["image"][:, 1]).astype(np.complex64)
-        return self._unpack(image.reshape(*lead, height, width), outputs["maps"], lead, mask.reshape(*lead, width), multicoil=False)
+        return lead, sampled, mask
 
     def reconstruct_multicoil(self, kspace: np.ndarray, mask: np.ndarray, maps: np.ndarray) -> Reconstruction:
         """Multi-coil SENSE reconstruction (SPEC 1b): ``kspace (S, C, H, W)`` and coil ``maps (S, C, H, W)``
@@ -85,6 +98,7 @@ class Reconstructor:
         if not np.isfinite(kspace).all() or not np.isfinite(maps).all():
             raise InputError("k-space or coil maps contain NaN or Inf")
         self.check_size(height, width)
+        self.contract.check_masks(mask)
         self.contract.check_coils(coils, multicoil=True)
         graph_coils = self.contract.coils
         if graph_coils > 0:

@@ -1,0 +1,128 @@
+"""Bad input on the command line: one line, its exit code, no output written and no input harmed."""
+
+import numpy as np
+import pytest
+
+from test_cli import assert_user_error, run
+from tgv_deploy.contract import Contract
+from tgv_deploy.data.examples import example_inputs
+from tgv_deploy.data.fastmri import write_fastmri
+from tgv_deploy.errors import ContractError, InputError
+from tgv_deploy.io_utils import OpenOnFirstWrite, check_not_overwriting
+
+pytest.importorskip("onnxruntime", reason="ONNX Runtime (the 'cpu' extra) is needed for the CLI tests")
+
+
+def _kspace_file(path, nan=False):
+    rng = np.random.default_rng(0)
+    kspace = (rng.standard_normal((1, 32, 24)) + 1j * rng.standard_normal((1, 32, 24))).astype(np.complex64)
+    if nan:
+        kspace[0, 3, 4] = np.nan
+    write_fastmri(path, kspace)
+    return path
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, mri_checkpoint):
+    source = _kspace_file(tmp_path / "k.h5")
+    before = source.read_bytes()
+    assert_user_error(run("infer", mri_checkpoint, source, "-o", source, "-T", 2), 3, "is also an input")
+    assert source.read_bytes() == before
+
+
+def test_inputs_that_would_write_one_output_are_refused_before_any_work(tmp_path, mri_checkpoint):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "out").mkdir()
+    first, second = _kspace_file(tmp_path / "a" / "x.h5"), _kspace_file(tmp_path / "b" / "x.h5")
+    assert_user_error(run("infer", mri_checkpoint, first, second, "-o", tmp_path / "out", "-T", 2), 3, "would both write")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_a_bad_second_input_is_refused_before_the_first_is_reconstructed(tmp_path, mri_checkpoint):
+    (tmp_path / "out").mkdir()
+    good, bad = _kspace_file(tmp_path / "good.h5"), _kspace_file(tmp_path / "bad.h5", nan=True)
+    assert_user_error(run("infer", mri_checkpoint, good, bad, "-o", tmp_path / "out", "-T", 2), 3, f"{bad}: k-space contains NaN")
+    assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("--acceleration", "nan", "not a finite number"), ("--acceleration", "inf", "not a finite number"),
+    ("--center-fraction", "nan", "not a finite number"), ("--seed", "-1", "x>=0"), ("-T", "999999999999", "1<=x<=100000"),
+])
+def test_option_values_outside_their_range_are_refused(tmp_path, mri_checkpoint, option, value, match):
+    source = _kspace_file(tmp_path / "k.h5")
+    assert_user_error(run("infer", mri_checkpoint, source, "-o", tmp_path / "o.h5", option, value), 3, match)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_synth_refuses_a_file_beyond_its_limit_before_generating(tmp_path):
+    assert_user_error(run("synth", tmp_path / "s.h5", "--slices", 100000, "--height", 4096, "--width", 4096), 3, "beyond what one")
+    assert_user_error(run("synth", tmp_path / "s.h5", "--height", 32, "--width", 32, "--acceleration", 4, "--sigma", "nan"), 3, "finite")
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_stream_commands_keep_their_input_and_write_nothing_for_an_unreadable_one(tmp_path):
+    pytest.importorskip("mrd", reason="mrd-python (the 'mrd' extra) is needed for the stream commands")
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(b"not an MRD stream at all")
+    assert_user_error(run("mrd-undersample", "-i", stream, "-o", stream), 3, "is also an input")
+    assert stream.read_bytes() == b"not an MRD stream at all"
+    out = tmp_path / "o.bin"
+    assert_user_error(run("mrd-undersample", "-i", stream, "-o", out), 3, "not an MRD v2")
+    assert not out.exists()
+
+
+def test_check_trt_refuses_an_empty_file(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert_user_error(run("check-trt", empty), 5, "no graph nodes")
+
+
+def test_a_triton_repository_path_that_cannot_be_made_is_refused_before_export(tmp_path, mri_checkpoint):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "m_onnx").write_text("a file where a model folder belongs")
+    out = tmp_path / "m.onnx"
+    assert_user_error(run("export", mri_checkpoint, "-o", out, "-T", 2, "--no-verify", "--triton-repo", repo), 3, "not a directory")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_check_not_overwriting_and_open_on_first_write(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    a.touch()
+    check_not_overwriting([a], [b])
+    with pytest.raises(InputError, match="also an input"):
+        check_not_overwriting([a], [tmp_path / "." / "a.h5"])
+    sink = OpenOnFirstWrite(b)
+    sink.flush()
+    sink.close()
+    assert not b.exists()
+    sink = OpenOnFirstWrite(b)
+    sink.write(b"x")
+    sink.close()
+    assert b.read_bytes() == b"x"
+
+
+def test_a_multicoil_graph_says_what_runs_one_coil():
+    contract = Contract(task="mri", kind="utgv", height=32, width=24, batch=1, iterations=4, inputs=(), outputs=(), opset=17,
+                        package_version="0", weights_sha256="", coils=2)
+    with pytest.raises(ContractError, match="single-coil export"):
+        contract.check_coils(1)
+    with pytest.raises(ContractError, match="exported for 2 coils, not 3"):
+        contract.check_coils(3)
+    contract.check_coils(2)
+
+
+def test_example_inputs_respect_a_line_limit_and_keep_the_centre():
+    for limit in (1, 3, 7, 40):
+        mask = example_inputs("mri", 1, 16, 64, max_lines=limit)["mask"][0, 0, 0]
+        assert 1 <= mask.sum() <= limit and mask[32] == 1
+    assert example_inputs("mri", 1, 16, 64, max_lines=64)["mask"].sum() == example_inputs("mri", 1, 16, 64)["mask"].sum()
+
+
+def test_a_pdhg_export_with_few_lines_verifies_on_a_mask_it_can_run(tmp_path):
+    from conftest import make_checkpoint
+    from tgv_deploy.export.exporter import ExportConfig, build_graph
+    from tgv_deploy.models import load_checkpoint
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", solver="pdhg"))
+    result = build_graph(ckpt, ExportConfig(iterations=2, max_lines=3))  # verified: parity within 1e-5
+    assert result.contract.max_sampled_lines == 3 and result.parity is not None
