@@ -281,8 +281,10 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
               help="Multi-coil data: coil maps outside the object, unit norm (extend) or zero (crop, ESPIRiT's).")
 @EXPECT_SHA256
 @ALLOW_HOST_CODE
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (each output: input, slices, "
+              "backend, T, seconds) instead of a line per output.")
 def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, coils, coil_maps,
-                  maps_outside, expect_sha256, allow_engine_host_code) -> None:
+                  maps_outside, expect_sha256, allow_engine_host_code, as_json) -> None:
     """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL, or denoise images.
 
     MODEL is a bundled name, a .pt checkpoint, an exported .onnx or a TensorRT .plan. Files with a
@@ -295,6 +297,8 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     Writes HDF5 with 'reconstruction' (slices, H, W) (complex64 for MRI, float32 for denoising),
     'lambda0', 'lambda1', 'mask' (MRI) and the contract as attributes.
     """
+    import json
+    import time
     from pathlib import Path
 
     from tgv_deploy.cli_io import ImageVolume, MaskOptions, check_task, read_infer_input, write_output, write_png
@@ -323,7 +327,9 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     for volume, samples in zip(volumes, raw):  # every check a slice would make, before the first slice runs
         check_task(volume, session.contract.task)
         masks.append(_naming(volume.source, _check_infer_input, volume, samples, pipeline, Reconstructor(session), options, coils))
+    written = []
     for volume, samples, mask, target in zip(volumes, raw, masks, targets):
+        started = time.perf_counter()
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
         if samples is not None:
@@ -335,7 +341,13 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         write_output(target, result, session.contract, volume.source)
         if png:
             write_png(target.with_suffix(".png"), result, f"{Path(model).name} ({session.backend}, T={result.iterations})")
-        click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
+        written.append({"input": volume.source, "output": str(target), "png": str(target.with_suffix(".png")) if png else None,
+                        "slices": int(result.image.shape[0]), "backend": session.backend, "iterations": result.iterations,
+                        "seconds": round(time.perf_counter() - started, 3)})
+        if not as_json:
+            click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
+    if as_json:
+        click.echo(json.dumps({"model": str(session.path), "outputs": written}, indent=2))
 
 
 def _naming(source: str, function, *args):

@@ -1,4 +1,5 @@
-"""Bad input on the command line: one line, its exit code, no output written and no input harmed."""
+"""What the commands read and write: bad input refused in one line, its exit code, no output left and no
+input harmed; the JSON report of `infer` for machines."""
 
 import numpy as np
 import pytest
@@ -126,3 +127,16 @@ def test_a_pdhg_export_with_few_lines_verifies_on_a_mask_it_can_run(tmp_path):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", solver="pdhg"))
     result = build_graph(ckpt, ExportConfig(iterations=2, max_lines=3))  # verified: parity within 1e-5
     assert result.contract.max_sampled_lines == 3 and result.parity is not None
+
+
+def test_infer_json_reports_every_output_and_nothing_else_on_stdout(tmp_path, mri_checkpoint):
+    import json
+
+    (tmp_path / "out").mkdir()
+    first, second = _kspace_file(tmp_path / "a.h5"), _kspace_file(tmp_path / "b.h5")
+    result = run("infer", mri_checkpoint, first, second, "-o", tmp_path / "out", "-T", 2, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [o["input"] for o in report["outputs"]] == [str(first), str(second)]
+    assert all(o["slices"] == 1 and o["iterations"] == 2 and o["backend"] == "torch" for o in report["outputs"])
+    assert all((tmp_path / "out" / name).exists() for name in ("a.h5", "b.h5"))
