@@ -316,6 +316,35 @@ def test_settings_come_from_json_then_environment_then_defaults():
         settings_from({"parameters": {"scaling": "window"}}, {})
 
 
+@pytest.mark.parametrize("config", ['{"parameters": {"iterations": 4', {"parameters": "notadict"},
+                                    {"parameters": {"iterations": 4.7}}, {"parameters": {"iterations": True}},
+                                    {"parameters": {"coils": 2.9}}, {"parameters": {"iterations": 10**30}}])
+def test_a_configuration_that_does_not_parse_or_holds_no_integer_is_refused_not_ignored(config):
+    with pytest.raises(InputError, match="configuration"):
+        settings_from(config, {})
+
+
+def test_a_denoising_model_and_an_empty_acquisition_are_refused_by_name():
+    acquisitions, *_ = _scan()
+    connection = RecordingConnection(acquisitions)
+    process(connection, {"parameters": {"model": "utgv-denoise"}}, _header(bits=12))
+    assert not connection.images and "denoising model" in _errors(connection)[0]
+    encoding = assembly.encoding_from_xml(ismrmrd.xsd.ToXML(_header()))
+    empty = ismrmrd.Acquisition.from_array(np.zeros((4, 0), np.complex64))
+    with pytest.raises(InputError, match="holds no samples"):
+        assembly.SliceAssembler(encoding).add(assembly.line_from_ismrmrd(empty))
+
+
+def test_a_header_with_an_impossible_readout_oversampling_is_refused():
+    header = _header()
+    header.encoding[0].encodedSpace.fieldOfView_mm.x = 1e4
+    with pytest.raises(InputError, match="readout oversampling"):
+        assembly.encoding_from_xml(ismrmrd.xsd.ToXML(header))
+    header.encoding[0].encodedSpace.fieldOfView_mm.x = float("nan")
+    with pytest.raises(InputError, match="not a finite number"):
+        assembly.encoding_from_xml(ismrmrd.xsd.ToXML(header))
+
+
 def test_bits_stored_comes_from_the_header():
     assert bits_stored(ismrmrd.xsd.ToXML(_header(bits=16))) == 15  # int16 holds 15 bits of magnitude
     assert bits_stored(ismrmrd.xsd.ToXML(_header(bits=10))) == 10

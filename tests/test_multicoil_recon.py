@@ -305,3 +305,22 @@ def test_images_are_cropped_to_the_recon_matrix_like_fastmri_targets():
     np.testing.assert_array_equal(cropped, image[:, 24:344])
     small = np.zeros((200, 300), np.float32)  # smaller than the recon matrix: left alone
     assert crop_to_recon(small, sample).shape == (200, 300)
+
+
+def test_preprocessing_failures_and_overflowing_values_are_input_errors():
+    from tgv_deploy.data.multicoil import MAX_ABS_VALUE, Geometry, MultiCoilSlice, prepare
+    from tgv_deploy.errors import InputError
+
+    rng = np.random.default_rng(0)
+    geometry = Geometry((32, 24, 1), (32, 24, 1), (220.0, 220.0, 5.0), (220.0, 220.0, 5.0))
+    kspace = (rng.standard_normal((4, 32, 24)) + 1j * rng.standard_normal((4, 32, 24))).astype(np.complex64)
+    noise = (rng.standard_normal((4, 200)) + 1j * rng.standard_normal((4, 200))).astype(np.complex64)
+    noise[2] = 0  # a dead channel: no whitening matrix exists
+    sample = MultiCoilSlice(kspace, np.ones(24, np.float32), geometry, noise=noise)
+    with pytest.raises(InputError, match="slice 0: noise covariance is not positive definite"):
+        prepare(sample)
+    huge = MultiCoilSlice(kspace * np.float32(10 * MAX_ABS_VALUE), np.ones(24, np.float32), geometry)
+    with pytest.raises(InputError, match="rescale the data"):
+        prepare(huge)
+    with pytest.raises(InputError, match="expected a MultiCoilSlice"):
+        prepare(kspace)  # type: ignore[arg-type]

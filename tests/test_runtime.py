@@ -154,3 +154,41 @@ def test_runtime_works_without_torch(mri_onnx, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_session_and_pipeline_arguments_are_checked_when_built(mri_onnx, mri_checkpoint):
+    from tgv_deploy.runtime.multicoil import MultiCoilPipeline
+
+    for bad in ("4", 4.5, True, 0):
+        with pytest.raises(InputError, match="iterations must be a positive integer"):
+            Session(mri_checkpoint, iterations=bad)
+    with pytest.raises(InputError, match="CUDA graphs"):
+        Session(mri_onnx, cuda_graphs=True)  # a GPU feature on a CPU session: refused, not ignored
+    session = Session(mri_onnx)
+    with pytest.raises(InputError, match="takes a Reconstructor"):
+        MultiCoilPipeline(session)  # type: ignore[arg-type]
+    for kwargs in ({"coils": 0}, {"coils": 2.5}, {"maps": "bogus"}, {"outside": None}):
+        with pytest.raises(InputError):
+            MultiCoilPipeline(Reconstructor(session), **kwargs)
+
+
+def test_masks_maps_and_overflow_are_refused_by_name(mri_checkpoint):
+    reconstructor = Reconstructor(Session(mri_checkpoint, iterations=2))
+    k, m = _kspace(6)
+    with pytest.raises(InputError, match="numeric"):
+        reconstructor.reconstruct(k, np.array(["1"] * 24))
+    with pytest.raises(InputError, match="one per slice"):  # (3, 2) masks for (2, 3) slices: not guessed
+        reconstructor.reconstruct(k.reshape(2, 3, 32, 24), m.reshape(3, 2, 24))
+    result = reconstructor.reconstruct(k.reshape(2, 3, 32, 24), m.reshape(2, 3, 24))
+    assert result.image.shape == (2, 3, 32, 24)
+    with pytest.raises(InputError, match="not finite"):
+        reconstructor.reconstruct(k[:1] * np.float32(1e30), m[:1])
+    coil_k = np.repeat(k[:1, None], 2, axis=1) / np.sqrt(2)
+    maps = np.full((1, 2, 32, 24), 1 / np.sqrt(2), np.complex64)
+    with pytest.raises(InputError, match="zero everywhere"):
+        reconstructor.reconstruct_multicoil(coil_k, m[:1], 0 * maps)
+    with pytest.raises(InputError, match="<= 1"):
+        reconstructor.reconstruct_multicoil(coil_k, m[:1], 2 * maps)
+    with pytest.raises(InputError, match="no empty axis"):
+        reconstructor.reconstruct_multicoil(coil_k[:0], m[:0], maps[:0])
+    assert np.isfinite(reconstructor.reconstruct_multicoil(coil_k, m[:1], maps).image).all()

@@ -54,6 +54,8 @@ MapMethod = Literal["espirit", "walsh"]
 OUTSIDE_CHOICES: tuple[str, ...] = ("crop", "extend")
 PHASE_CHOICES: tuple[str, ...] = ("virtual", "first")
 MAP_METHODS: tuple[str, ...] = ("espirit", "walsh")
+#: How far above 1 ``sum_c |S_c|^2`` may be (float32 round-off of unit-norm maps) before maps are refused
+MAP_NORM_TOLERANCE = 1e-3
 ESPIRIT_KERNEL = 6
 #: The narrowest calibration region (lines) ESPIRiT estimates maps from: below it the subspace says nothing.
 MIN_CALIBRATION_LINES = 3

@@ -285,14 +285,30 @@ def readout_rows(sample: MultiCoilSlice) -> int:
     return rows
 
 
+#: Largest raw-data magnitude the preprocessing takes: its covariances and eigenproblems square
+#: the values in single precision (float32 overflows above ~1.8e19); scanners deliver far less.
+MAX_ABS_VALUE = 1e18
+
+
 def check_values(sample: MultiCoilSlice) -> None:
-    """Refuse a slice whose data cannot be reconstructed: NaN or Inf in its k-space, calibration
-    lines or noise, or no sampled value other than zero."""
+    """Refuse a slice whose data cannot be reconstructed: not ``(C, H, W)`` k-space with a ``(W,)``
+    mask, NaN, Inf or magnitudes above :data:`MAX_ABS_VALUE` in its k-space, calibration lines or
+    noise, or no sampled value other than zero."""
+    if not isinstance(sample, MultiCoilSlice):
+        raise InputError(f"expected a MultiCoilSlice, got {type(sample).__name__}")
     where = f"slice {sample.slice}, repetition {sample.repetition}"
-    for name, data in (("k-space", sample.kspace), ("calibration k-space", sample.calibration_kspace), ("noise data", sample.noise)):
-        if data is not None and not np.isfinite(data).all():
+    kspace = np.asarray(sample.kspace)
+    if kspace.ndim != 3 or 0 in kspace.shape or np.shape(sample.mask) != (kspace.shape[-1],):
+        raise InputError(f"{where}: k-space must be (coils, H, W) with a (W,) mask, got {kspace.shape} and {np.shape(sample.mask)}")
+    for name, data in (("k-space", kspace), ("calibration k-space", sample.calibration_kspace), ("noise data", sample.noise)):
+        if data is None:
+            continue
+        if not np.isfinite(data).all():
             raise InputError(f"{where}: {name} contains NaN or Inf")
-    if not np.any(sample.kspace != 0):
+        if data.size and float(np.abs(data).max()) > MAX_ABS_VALUE:
+            raise InputError(f"{where}: {name} has magnitudes above {MAX_ABS_VALUE:g}, beyond single precision's "
+                             "squares: rescale the data")
+    if not np.any(kspace != 0):
         raise InputError(f"{where}: all sampled k-space values are zero")
 
 
@@ -310,6 +326,15 @@ def prepare(
     are any, else from the fully sampled centre of ``mask``.
     """
     check_values(sample)
+    try:
+        return _prepare(sample, coils, maps, outside)
+    except InputError:
+        raise
+    except ValueError as exc:  # numpy's LinAlgError too: data the preprocessing cannot take, said by the step that failed
+        raise InputError(f"{sample.source or 'input'} slice {sample.slice}: {exc}") from None
+
+
+def _prepare(sample: MultiCoilSlice, coils: int | None, maps: MapMethod, outside: Outside) -> Prepared:
     kspace = sample.kspace
     calib_kspace, calib_mask = sample.calibration_kspace, sample.calibration_mask
     if calib_kspace is None:
@@ -339,9 +364,6 @@ def prepare(
         coil_maps = CoilMaps(np.ones((1, *shape), np.complex64), np.ones(shape, np.float32), np.ones(shape, bool), "none", "extend")
         return Prepared(kspace.astype(np.complex64, copy=False), sample.mask.astype(np.float32), coil_maps.maps, coil_maps,
                         matrix, compression, rows)
-    try:
-        coil_maps = estimate_maps(calib_kspace, calib_mask, method=maps, outside=outside)
-    except ValueError as exc:
-        raise InputError(f"{sample.source or 'input'} slice {sample.slice}: {exc}") from None
+    coil_maps = estimate_maps(calib_kspace, calib_mask, method=maps, outside=outside)
     return Prepared(kspace.astype(np.complex64, copy=False), sample.mask.astype(np.float32), coil_maps.maps, coil_maps,
                     matrix, compression, rows)

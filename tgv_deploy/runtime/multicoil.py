@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tgv_deploy.coils.maps import MapMethod, Outside
+from tgv_deploy.coils.maps import MAP_METHODS, OUTSIDE_CHOICES, MapMethod, Outside
 from tgv_deploy.data.multicoil import MultiCoilSlice, Prepared, check_values, prepare, readout_rows
 from tgv_deploy.errors import InputError
 from tgv_deploy.runtime.reconstructor import Reconstruction, Reconstructor
@@ -47,6 +47,12 @@ class MultiCoilPipeline:
 
     def __init__(self, reconstructor: Reconstructor, coils: int | None = None, maps: MapMethod = "espirit",
                  outside: Outside = "extend"):
+        if not isinstance(reconstructor, Reconstructor):
+            raise InputError(f"MultiCoilPipeline takes a Reconstructor (Reconstructor(session)), got {type(reconstructor).__name__}")
+        if coils is not None and (not isinstance(coils, int) or isinstance(coils, bool) or coils < 1):
+            raise InputError(f"coils must be a positive integer or None, got {coils!r}")
+        if maps not in MAP_METHODS or outside not in OUTSIDE_CHOICES:
+            raise InputError(f"maps must be one of {MAP_METHODS} and outside one of {OUTSIDE_CHOICES}, got {maps!r}, {outside!r}")
         self.reconstructor = reconstructor
         self.coils = coils
         self.maps: MapMethod = maps
@@ -58,6 +64,8 @@ class MultiCoilPipeline:
         the model refuses, NaN, Inf or empty slices)."""
         samples = list(samples)
         contract = self.reconstructor.contract
+        if contract.task != "mri":
+            raise InputError("this is a denoising model: raw k-space data needs an MRI model")
         for coils in {s.coils for s in samples}:
             if self.coils is not None and coils > 1 and self.coils > coils:
                 raise InputError(f"--coils {self.coils}: the data has {coils} coils")

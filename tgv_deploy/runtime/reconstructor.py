@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tgv_deploy.coils.maps import MAP_NORM_TOLERANCE
 from tgv_deploy.errors import ContractError, InputError
 from tgv_deploy.runtime.session import Session
 
@@ -68,7 +69,7 @@ class Reconstructor:
         *lead, height, width = kspace.shape
         kspace = kspace.reshape(-1, height, width)
         slices = kspace.shape[0]
-        mask = self._masks(mask, slices, width)
+        mask = self._masks(mask, slices, width, tuple(lead))
         if not np.isfinite(kspace).all():
             raise InputError("k-space contains NaN or Inf")
         self.check_size(height, width)
@@ -91,12 +92,17 @@ class Reconstructor:
         kspace, maps = np.asarray(kspace), np.asarray(maps)
         if kspace.ndim != 4 or not np.iscomplexobj(kspace):
             raise InputError(f"multi-coil k-space must be complex (slices, coils, H, W), got {kspace.dtype} {kspace.shape}")
-        if maps.shape != kspace.shape:
-            raise InputError(f"coil maps {maps.shape} must have the k-space's shape {kspace.shape}")
+        if maps.shape != kspace.shape or 0 in kspace.shape:
+            raise InputError(f"coil maps {maps.shape} must have the k-space's shape {kspace.shape}, with no empty axis")
         slices, coils, height, width = kspace.shape
         mask = self._masks(mask, slices, width)
         if not np.isfinite(kspace).all() or not np.isfinite(maps).all():
             raise InputError("k-space or coil maps contain NaN or Inf")
+        weight = np.square(np.abs(maps)).sum(1)  # (S, H, W): SPEC 1b's maps have sum_c |S_c|^2 <= 1
+        if weight.max() > 1 + MAP_NORM_TOLERANCE:
+            raise InputError(f"coil maps must satisfy sum_c |S_c|^2 <= 1 (SPEC 1b), found {weight.max():.4g}")
+        if not weight.reshape(slices, -1).max(1).all():
+            raise InputError("coil maps are zero everywhere in a slice")
         self.check_size(height, width)
         self.contract.check_masks(mask)
         self.contract.check_coils(coils, multicoil=True)
@@ -116,13 +122,16 @@ class Reconstructor:
         return self._unpack(image, outputs["maps"], [slices], mask, multicoil=True)
 
     @staticmethod
-    def _masks(mask: np.ndarray, slices: int, width: int) -> np.ndarray:
-        """``(W,)`` or ``(..., W)`` (one per slice) binary line masks as ``(S, W)`` float32."""
+    def _masks(mask: np.ndarray, slices: int, width: int, lead: tuple[int, ...] = ()) -> np.ndarray:
+        """``(W,)``, ``(S, W)`` or ``(*lead, W)`` (one per slice, ``lead`` the k-space's leading axes)
+        binary line masks as ``(S, W)`` float32."""
         given = np.asarray(mask)
-        mask = np.broadcast_to(given, (slices, width)) if given.shape == (width,) else given
-        mask = mask.reshape(-1, mask.shape[-1]) if mask.ndim >= 1 else mask
-        if mask.shape != (slices, width):
-            raise InputError(f"mask must be (W,) = ({width},) or (slices, W) = ({slices}, {width}), got {given.shape}")
+        if given.dtype.kind not in "biuf":
+            raise InputError(f"mask must be numeric 0/1 values, got {given.dtype}")
+        if given.shape not in ((width,), (slices, width), (*lead, width)):
+            raise InputError(f"mask must be (W,) = ({width},) or one per slice, (slices, W) = ({slices}, {width}), "
+                             f"got {given.shape}")
+        mask = np.broadcast_to(given, (slices, width)) if given.shape == (width,) else given.reshape(slices, width)
         if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
             raise InputError("mask must contain only 0 and 1")
         return mask.astype(np.float32)
@@ -149,6 +158,8 @@ class Reconstructor:
 
     def _run_batched(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         total = next(iter(inputs.values())).shape[0]
+        if total == 0:
+            raise InputError("no slices to reconstruct")
         batch = self.contract.batch or total
         results: dict[str, list[np.ndarray]] = {}
         for start in range(0, total, batch):
@@ -161,4 +172,8 @@ class Reconstructor:
                 results.setdefault(name, []).append(value[:count])
             if self.progress is not None:
                 self.progress(min(start + batch, total), total)
-        return {name: np.concatenate(parts) for name, parts in results.items()}
+        outputs = {name: np.concatenate(parts) for name, parts in results.items()}
+        if not all(np.isfinite(value).all() for value in outputs.values()):
+            # finite input that overflows on the way (magnitudes near float32's limit): never an empty image
+            raise InputError("the reconstruction is not finite: input magnitudes too large for single precision? rescale the data")
+        return outputs

@@ -65,9 +65,13 @@ class Session:
 
     def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False,
                  expected_sha256: str | None = None, allow_host_code: bool = False):
+        if iterations is not None and (not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1):
+            raise InputError(f"iterations must be a positive integer, got {iterations!r}")
         path = resolve_model(str(path))
         self.path = path
         self.backend = backend_for(path, backend)
+        if cuda_graphs and self.backend != "onnxruntime-cuda":
+            raise InputError(f"CUDA graphs apply to the onnxruntime-cuda backend only, not {self.backend}")
         if iterations is not None and self.backend != "torch":
             raise InputError("--iterations applies to checkpoints only: an exported model's T is fixed by its contract")
         if allow_host_code and self.backend != "tensorrt":

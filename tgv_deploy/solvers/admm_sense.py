@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 import torch
 
+from tgv_deploy.coils.maps import MAP_NORM_TOLERANCE
 from tgv_deploy.solvers.admm import (
     DEFAULT_ALPHA,
     DEFAULT_RHO,
@@ -53,8 +54,6 @@ from tgv_deploy.solvers.pdhg import Scalar, _as_field_bound, _run
 #: and 128 of 0.25 ... 4, extended and cropped maps (benchmarks/results/convergence_sense).
 DEFAULT_RHO_COIL = 0.25
 
-#: How far above 1 ``sum_c |S_c|^2`` may be (float32 round-off of unit-norm maps) before it is refused.
-MAP_NORM_TOLERANCE = 1e-3
 
 
 def _centred_ifft2(k: torch.Tensor) -> torch.Tensor:

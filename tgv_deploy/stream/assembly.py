@@ -25,6 +25,7 @@ used by :func:`tgv_deploy.data.multicoil.read_ismrmrd_multicoil`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,10 @@ class Encoding:
         return self.shape[1] // 2 - self.centre
 
 
+#: Beyond this ratio of encoded to recon readout field of view a header is taken to be wrong (scanners use 2).
+MAX_READOUT_OVERSAMPLING = 8.0
+
+
 def checked_encoding(geometry: Geometry, centre: int | None) -> Encoding:
     """Refuse a header this reconstruction cannot place lines with (one line, :class:`InputError`)."""
     height, width, partitions = geometry.encoded_matrix
@@ -162,6 +167,13 @@ def checked_encoding(geometry: Geometry, centre: int | None) -> Encoding:
         raise InputError(f"header has no encoded matrix (encoding/encodedSpace/matrixSize is {geometry.encoded_matrix})")
     if partitions > 1:
         raise InputError(f"header encodes 3D ({partitions} partitions); 2D multi-slice only")
+    fovs = (*geometry.encoded_fov_mm, *geometry.recon_fov_mm)
+    if not all(math.isfinite(v) for v in fovs):
+        raise InputError(f"header has a field of view that is not a finite number (encoded {geometry.encoded_fov_mm}, "
+                         f"recon {geometry.recon_fov_mm} mm)")
+    if geometry.readout_oversampling > MAX_READOUT_OVERSAMPLING:
+        raise InputError(f"header's readout oversampling (encoded over recon field of view) is {geometry.readout_oversampling:.4g}, "
+                         f"more than {MAX_READOUT_OVERSAMPLING}: check encodedSpace/reconSpace fieldOfView_mm x")
     if centre is None:
         raise InputError("header has no phase-encode centre (encoding/encodingLimits/kspace_encoding_step_1/center): "
                          "lines cannot be placed")
@@ -260,6 +272,8 @@ class SliceAssembler:
             raise InputError(f"{self.source}: acquisition {index} is a reversed (EPI) readout; Cartesian readouts only")
         height, width = self.encoding.shape
         coils, samples = line.data.shape
+        if samples == 0 or coils == 0:
+            raise InputError(f"{self.source}: acquisition {index} holds no samples ({coils} channels x {samples})")
         if self._coils is None:
             self._coils = coils
         if coils != self._coils:

@@ -6,8 +6,10 @@ MRD header (an ``ismrmrd.xsd`` header object, or its XML text when the server co
 Acquisitions are collected per slice by :class:`tgv_deploy.stream.assembly.SliceAssembler` (the same
 rules as ``tgv-deploy mrd``); each slice is reconstructed when its ``ACQ_LAST_IN_SLICE`` line
 arrives and sent at once as one ``ismrmrd.Image``. Images and waveforms sent to the handler are
-not used. The connection is always closed with ``send_close()``; an error is logged and sent to the
-client with ``send_logging`` after the images that were already sent.
+not used. The connection is always closed with ``send_close()``. The first error (a bad slice,
+line or header) ends the connection's reconstruction: it is logged and sent to the client with
+``send_logging`` after the images already sent, and the rest of the stream is not read (a later
+slice of a stream that broke its own rules once would be a guess, not a reconstruction).
 
 Images are int16 magnitudes in ``BitsStored`` bits (the header's ``userParameterLong``, else 12),
 one intensity scale for the whole connection (``"scaling": "series"``, the default): the slices of a
@@ -30,7 +32,10 @@ Configuration, first found wins:
    ``TGV_DEPLOY_COILS``, ``TGV_DEPLOY_COILMAPS``, ``TGV_DEPLOY_SCALING``;
 3. the bundled ``utgv-mri`` (torch backend), ``espirit`` maps, all coils, series scaling.
 
-A plain config string (the module name the server dispatched on) carries no settings. The model is
+A plain config string (the module name the server dispatched on) carries no settings; text that
+starts like JSON must parse, ``"parameters"`` must be an object and numbers integers (no silent
+fallback to the defaults); other names in it (the server's ``"config"``, a client's own) are not
+this handler's and are left alone. The model is
 loaded once per server process and setting. The handler itself needs only numpy and ``ismrmrd``;
 torch or ONNX Runtime come in with the model backend.
 """
@@ -61,6 +66,8 @@ DEFAULT_BITS = 12
 ENVIRONMENT = {"model": "TGV_DEPLOY_MODEL", "backend": "TGV_DEPLOY_BACKEND", "iterations": "TGV_DEPLOY_ITERATIONS",
                "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS", "scaling": "TGV_DEPLOY_SCALING"}
 SCALINGS = ("series", "image")
+#: Upper limits of the numeric settings (as the command line's)
+MAX_ITERATIONS, MAX_COILS = 100_000, 128
 #: Series scaling: where the first image's peak lands in the int16 range.
 FIRST_PEAK_FRACTION = 0.5
 # The severity strings of the server's send_logging messages (its constants.MRD_LOGGING_*).
@@ -100,26 +107,31 @@ def _parameters(config: Any) -> dict[str, Any]:
     if isinstance(config, bytes):
         config = config.decode("utf-8", errors="replace")
     if isinstance(config, str):
+        if not config.lstrip().startswith("{"):
+            return {}  # the name of the handler the server dispatched on
         try:
             config = json.loads(config)
-        except ValueError:
-            return {}  # the name of the handler the server dispatched on
+        except ValueError as exc:
+            raise InputError(f"the configuration is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         return {}
-    parameters = config.get("parameters", config)
-    return parameters if isinstance(parameters, dict) else {}
+    if "parameters" not in config:
+        return config
+    parameters = config["parameters"]
+    if not isinstance(parameters, dict):
+        raise InputError(f"configuration 'parameters' must be an object, got {parameters!r}")
+    return parameters  # other names are the server's and the client's own ("config", OpenRecon's UI values)
 
 
-def _positive(name: str, value: Any) -> int | None:
+def _positive(name: str, value: Any, most: int) -> int | None:
+    """A positive integer from JSON (an int) or the environment (its digits); None when not given."""
     if value is None or value == "":
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"configuration {name!r} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise InputError(f"configuration {name!r} must be a positive integer, got {value!r}")
-    return number
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise InputError(f"configuration {name!r} must be an integer in 1..{most}, got {value!r}")
+    return value
 
 
 def settings_from(config: Any, environ: dict[str, str] | None = None) -> Settings:
@@ -138,7 +150,8 @@ def settings_from(config: Any, environ: dict[str, str] | None = None) -> Setting
     if scaling not in SCALINGS:
         raise InputError(f"configuration 'scaling' must be series or image, got {scaling!r}")
     return Settings(model=str(pick("model") or DEFAULT_MODEL), backend=str(pick("backend") or "auto"),
-                    iterations=_positive("iterations", pick("iterations")), coils=_positive("coils", pick("coils")),
+                    iterations=_positive("iterations", pick("iterations"), MAX_ITERATIONS),
+                    coils=_positive("coils", pick("coils"), MAX_COILS),
                     coilmaps=maps, scaling=scaling)
 
 
