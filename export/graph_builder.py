@@ -41,7 +41,7 @@ class GraphBuilder:
 
     def nodes_of_middle_iteration(self, kept: list[onnx.NodeProto]) -> int:
         """How many of ``kept`` (the nodes left after pruning) the middle iteration holds: a steady
-        one from T = 3 (ADMM) or 5 (PDHG); the first iterations lack state that does not exist yet,
+        one from T = 3 (ADMM) or 4 (PDHG); the first iterations lack state that does not exist yet,
         the last's updates of that state are pruned as unused."""
         marks = self.iteration_marks
         if len(marks) < 2:

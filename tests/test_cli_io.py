@@ -140,3 +140,33 @@ def test_infer_json_reports_every_output_and_nothing_else_on_stdout(tmp_path, mr
     assert [o["input"] for o in report["outputs"]] == [str(first), str(second)]
     assert all(o["slices"] == 1 and o["iterations"] == 2 and o["backend"] == "torch" for o in report["outputs"])
     assert all((tmp_path / "out" / name).exists() for name in ("a.h5", "b.h5"))
+
+
+def test_png_previews_may_not_replace_an_input(tmp_path):
+    from conftest import make_checkpoint
+    from PIL import Image
+
+    denoiser = make_checkpoint(tmp_path / "d.pt", task="denoise", height=32, width=24)
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 24), dtype=np.uint8)).save(noisy)
+    before = noisy.read_bytes()
+    assert_user_error(run("infer", denoiser, noisy, "-o", tmp_path / "noisy.h5", "--png", "-T", 2), 3, "is also an input")
+    assert noisy.read_bytes() == before and not (tmp_path / "noisy.h5").exists()
+
+
+def test_training_configs_with_impossible_values_are_refused_before_training():
+    from tgv_deploy.training.config import config_from_dict
+
+    for data in ({"batch_size": 0}, {"steps": -3}, {"learning_rate": float("nan")}, {"data": {"height": 3}},
+                 {"data": {"accelerations": [0, 4]}}, {"data": {"sigma_range": [0.1, 0.05]}}):
+        with pytest.raises(InputError):
+            config_from_dict(data)
+    assert config_from_dict({"batch_size": 1, "steps": 1}).batch_size == 1
+
+
+def test_evaluate_takes_r_zero_for_denoising_only(tmp_path):
+    pytest.importorskip("matplotlib", reason="evaluate needs the 'plots' extra")
+    out = tmp_path / "ev"
+    assert_user_error(run("evaluate", "--synthetic", 1, "--size", 16, "--setting", "0,0.05", "-o", out), 3, "MRI settings need R >= 1")
+    assert_user_error(run("evaluate", "--synthetic", 1, "--setting", "nan,0.05", "-o", out), 3, "finite numbers")
+    assert not out.exists()

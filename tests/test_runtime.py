@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError, IntegrityError
+from tgv_deploy.errors import BackendUnavailableError, ContractError, InputError, IntegrityError, TgvDeployError
 from tgv_deploy.data.examples import example_inputs
 from tgv_deploy.runtime import Reconstructor, Session
 
@@ -175,13 +175,14 @@ def test_session_and_pipeline_arguments_are_checked_when_built(mri_onnx, mri_che
 def test_masks_maps_and_overflow_are_refused_by_name(mri_checkpoint):
     reconstructor = Reconstructor(Session(mri_checkpoint, iterations=2))
     k, m = _kspace(6)
-    with pytest.raises(InputError, match="numeric"):
+    with pytest.raises(InputError, match="real 0/1 values"):
         reconstructor.reconstruct(k, np.array(["1"] * 24))
+    assert reconstructor.reconstruct(k[:2], m[:2, None, None]).image.shape == (2, 32, 24)  # the graph's (S, 1, 1, W)
     with pytest.raises(InputError, match="one per slice"):  # (3, 2) masks for (2, 3) slices: not guessed
         reconstructor.reconstruct(k.reshape(2, 3, 32, 24), m.reshape(3, 2, 24))
     result = reconstructor.reconstruct(k.reshape(2, 3, 32, 24), m.reshape(2, 3, 24))
     assert result.image.shape == (2, 3, 32, 24)
-    with pytest.raises(InputError, match="not finite"):
+    with pytest.raises(TgvDeployError, match="NaN or Inf"):
         reconstructor.reconstruct(k[:1] * np.float32(1e30), m[:1])
     coil_k = np.repeat(k[:1, None], 2, axis=1) / np.sqrt(2)
     maps = np.full((1, 2, 32, 24), 1 / np.sqrt(2), np.complex64)

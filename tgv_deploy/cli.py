@@ -317,22 +317,27 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     for target in targets:
         check_output_path(target)
     check_not_overwriting(paths, targets)
+    if png:
+        check_not_overwriting(paths, [target.with_suffix(".png") for target in targets])
     options = MaskOptions(mask_type, acceleration, center_fraction, seed)
     read = [_naming(str(p), read_infer_input, p, options) for p in paths]  # every input is validated before any work
     volumes, raw = [volume for volume, _ in read], [samples for _, samples in read]
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256,
                       allow_host_code=allow_engine_host_code)
-    pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps, outside=maps_outside)
+    for volume in volumes:
+        check_task(volume, session.contract.task)
+    pipeline = None  # raw data only, which check_task has just kept from denoising models
+    if any(samples is not None for samples in raw):
+        pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps, outside=maps_outside)
     masks = []
     for volume, samples in zip(volumes, raw):  # every check a slice would make, before the first slice runs
-        check_task(volume, session.contract.task)
         masks.append(_naming(volume.source, _check_infer_input, volume, samples, pipeline, Reconstructor(session), options, coils))
     written = []
     for volume, samples, mask, target in zip(volumes, raw, masks, targets):
         started = time.perf_counter()
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
-        if samples is not None:
+        if samples is not None and pipeline is not None:
             result = stack(pipeline.reconstruct_all(samples, progress))
         elif isinstance(volume, ImageVolume):
             result = reconstructor.denoise(volume.images)
@@ -524,8 +529,8 @@ def evaluate_command(files, synthetic, size, settings, utgv, utv, iterations, ba
             r, s = (float(v) for v in text.split(","))
         except ValueError:
             raise InputError(f"--setting must be R,sigma (e.g. 4,0.05), got {text!r}") from None
-        if not (math.isfinite(r) and math.isfinite(s) and r >= 1 and s >= 0):
-            raise InputError(f"--setting {text!r}: R must be a finite number >= 1 and sigma one >= 0")
+        if not (math.isfinite(r) and math.isfinite(s) and r >= 0 and s >= 0):
+            raise InputError(f"--setting {text!r}: R and sigma must be finite numbers >= 0")
         parsed.append((r, s))
     none = lambda v: None if v.lower() == "none" else v  # noqa: E731
     from tgv_deploy.machine import provenance
@@ -544,9 +549,7 @@ def _mrd_streams(input_path: str | None, output_path: str | None):
     """The binary input and output of a stream command: files, or standard input and output."""
     import contextlib
     from pathlib import Path
-    from typing import BinaryIO
-
-    from typing import cast
+    from typing import BinaryIO, cast
 
     from tgv_deploy.io_utils import OpenOnFirstWrite, check_not_overwriting, check_output_path
 
@@ -596,8 +599,6 @@ def mrd_command(model, input_path, output_path, backend, iterations, coils, coil
     from tgv_deploy.stream.mrd2 import reconstruct_stream
 
     session = Session(model, backend=backend, iterations=iterations, expected_sha256=expect_sha256)
-    if session.contract.task != "mri":
-        raise InputError(f"{model} is a denoising model; an MRD raw-data stream needs an MRI model")
     pipeline = MultiCoilPipeline(Reconstructor(session), coils=coils, maps=coil_maps)
     stack, source, sink, name = _mrd_streams(input_path, output_path)
     with stack:

@@ -45,11 +45,18 @@ KSPACE_FORMATS = "fastMRI or ISMRMRD .h5, or a complex .npy array"
 def _images(array: np.ndarray, path: Path, what: str) -> ImageVolume:
     if array.dtype.kind not in "biuf" or array.ndim not in (2, 3) or 0 in array.shape:
         raise InputError(f"{path}: {what} must be real (H, W) or (slices, H, W) with no empty axis, got {array.dtype} {array.shape}")
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused just below
-        images = array.reshape(-1, *array.shape[-2:]).astype(np.float32)
-    if not np.isfinite(images).all():
+    return ImageVolume(_single_precision(array.reshape(-1, *array.shape[-2:]), np.float32, path, what), source=str(path))
+
+
+def _single_precision(array: np.ndarray, dtype: type, path: Path, what: str) -> np.ndarray:
+    """``array`` as ``dtype`` (float32 or complex64), refusing NaN, Inf and values beyond its range."""
+    if not np.isfinite(array).all():
         raise InputError(f"{path}: {what} contains NaN or Inf")
-    return ImageVolume(images, source=str(path))
+    with np.errstate(over="ignore"):
+        converted: np.ndarray = array.astype(dtype)
+    if not np.isfinite(converted).all():
+        raise InputError(f"{path}: {what} has values beyond single precision's range")
+    return converted
 
 
 def _read_png(path: Path) -> ImageVolume:
@@ -105,9 +112,8 @@ def read_input(path: Path) -> KSpaceVolume | ImageVolume:
         if array.ndim not in (2, 3) or 0 in array.shape:
             raise InputError(f"{path}: .npy k-space must be complex (H, W) or (slices, H, W) with no empty axis, "
                              f"got {array.dtype} {array.shape}")
-        with np.errstate(over="ignore"):  # values beyond complex64 become Inf, refused before any slice runs
-            kspace = array.reshape(-1, *array.shape[-2:]).astype(np.complex64)
-        return KSpaceVolume(kspace, source=str(path))
+        return KSpaceVolume(_single_precision(array.reshape(-1, *array.shape[-2:]), np.complex64, path, ".npy k-space"),
+                            source=str(path))
     if suffix == ".png":
         return _read_png(path)
     images = _hdf5_image(path)

@@ -64,6 +64,8 @@ def run_evaluation(
     if all(m is not None for m in models) and models[0].config.task != models[1].config.task:
         raise InputError(f"--utgv is a {models[0].config.task} model, --utv a {models[1].config.task} one: compare models of one task")
     denoising = any(m is not None and m.config.task == "denoise" for m in models)
+    if not denoising and any(r < 1 for r, _ in settings):
+        raise InputError(f"--setting: MRI settings need R >= 1, got {[r for r, _ in settings if r < 1]}")
     images = ground_truth_images(files, synthetic, size, max_slices)
     if denoising:
         groups = [corrupt_images(images, s) for _, s in settings]

@@ -6,8 +6,8 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 from tgv_deploy.errors import InputError
 

@@ -29,10 +29,11 @@ denial of service and ISMRMRD headers never need one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,9 +286,10 @@ def readout_rows(sample: MultiCoilSlice) -> int:
     return rows
 
 
-#: Largest raw-data magnitude the preprocessing takes: its covariances and eigenproblems square
-#: the values in single precision (float32 overflows above ~1.8e19); scanners deliver far less.
-MAX_ABS_VALUE = 1e18
+#: Largest raw-data magnitude the preprocessing takes: the Walsh maps multiply values in single
+#: precision and overflow from ~3e16 (the rest runs in double precision); scanners deliver far less
+#: (fastMRI ~1e-4 ... 1e-2, ADC counts below 1e12).
+MAX_ABS_VALUE = 1e15
 
 
 def check_values(sample: MultiCoilSlice) -> None:
@@ -326,15 +328,17 @@ def prepare(
     are any, else from the fully sampled centre of ``mask``.
     """
     check_values(sample)
-    try:
-        return _prepare(sample, coils, maps, outside)
-    except InputError:
-        raise
-    except ValueError as exc:  # numpy's LinAlgError too: data the preprocessing cannot take, said by the step that failed
-        raise InputError(f"{sample.source or 'input'} slice {sample.slice}: {exc}") from None
 
+    @contextlib.contextmanager
+    def step() -> Iterator[None]:
+        """A data-dependent step: its ValueError (numpy's LinAlgError too) says what the data lacks."""
+        try:
+            yield
+        except InputError:
+            raise
+        except ValueError as exc:
+            raise InputError(f"{sample.source or 'input'} slice {sample.slice}: {exc}") from None
 
-def _prepare(sample: MultiCoilSlice, coils: int | None, maps: MapMethod, outside: Outside) -> Prepared:
     kspace = sample.kspace
     calib_kspace, calib_mask = sample.calibration_kspace, sample.calibration_mask
     if calib_kspace is None:
@@ -345,25 +349,29 @@ def _prepare(sample: MultiCoilSlice, coils: int | None, maps: MapMethod, outside
         calib_mask = np.maximum(calib_mask, sample.mask)
     matrix = None
     if sample.noise is not None:
-        matrix = whitening_matrix(noise_covariance(sample.noise))
+        with step():
+            matrix = whitening_matrix(noise_covariance(sample.noise))
         kspace, calib_kspace = whiten(kspace, matrix), whiten(calib_kspace, matrix)
     rows = readout_rows(sample)
     if rows != kspace.shape[-2]:
-        kspace = remove_readout_oversampling(kspace, rows)
+        with step():
+            kspace = remove_readout_oversampling(kspace, rows)
         calib_kspace = remove_readout_oversampling(calib_kspace, rows)
     compression = None
     if coils is not None:
         if not 1 <= coils <= kspace.shape[0]:
             raise InputError(f"--coils must be in 1..{kspace.shape[0]}, got {coils}")
         if coils < kspace.shape[0]:
-            region, _ = calibration_region(calib_kspace, calib_mask, rows=None)
-            compression = svd_compression(region, coils)
+            with step():
+                region, _ = calibration_region(calib_kspace, calib_mask, rows=None)
+                compression = svd_compression(region, coils)
             kspace, calib_kspace = compression.apply(kspace), compression.apply(calib_kspace)
     if kspace.shape[0] == 1:  # one coil is reconstructed single-coil: its map would only carry a phase
         shape = kspace.shape[-2:]
         coil_maps = CoilMaps(np.ones((1, *shape), np.complex64), np.ones(shape, np.float32), np.ones(shape, bool), "none", "extend")
         return Prepared(kspace.astype(np.complex64, copy=False), sample.mask.astype(np.float32), coil_maps.maps, coil_maps,
                         matrix, compression, rows)
-    coil_maps = estimate_maps(calib_kspace, calib_mask, method=maps, outside=outside)
+    with step():
+        coil_maps = estimate_maps(calib_kspace, calib_mask, method=maps, outside=outside)
     return Prepared(kspace.astype(np.complex64, copy=False), sample.mask.astype(np.float32), coil_maps.maps, coil_maps,
                     matrix, compression, rows)

@@ -49,12 +49,14 @@ class MultiCoilPipeline:
                  outside: Outside = "extend"):
         if not isinstance(reconstructor, Reconstructor):
             raise InputError(f"MultiCoilPipeline takes a Reconstructor (Reconstructor(session)), got {type(reconstructor).__name__}")
-        if coils is not None and (not isinstance(coils, int) or isinstance(coils, bool) or coils < 1):
+        if reconstructor.contract.task != "mri":
+            raise InputError(f"{reconstructor.session.path.name} is a denoising model: raw k-space data needs an MRI model")
+        if coils is not None and (not isinstance(coils, int | np.integer) or isinstance(coils, bool) or coils < 1):
             raise InputError(f"coils must be a positive integer or None, got {coils!r}")
         if maps not in MAP_METHODS or outside not in OUTSIDE_CHOICES:
             raise InputError(f"maps must be one of {MAP_METHODS} and outside one of {OUTSIDE_CHOICES}, got {maps!r}, {outside!r}")
         self.reconstructor = reconstructor
-        self.coils = coils
+        self.coils = None if coils is None else int(coils)
         self.maps: MapMethod = maps
         self.outside: Outside = outside
 
@@ -64,10 +66,8 @@ class MultiCoilPipeline:
         the model refuses, NaN, Inf or empty slices)."""
         samples = list(samples)
         contract = self.reconstructor.contract
-        if contract.task != "mri":
-            raise InputError("this is a denoising model: raw k-space data needs an MRI model")
         for coils in {s.coils for s in samples}:
-            if self.coils is not None and coils > 1 and self.coils > coils:
+            if self.coils is not None and self.coils > coils:
                 raise InputError(f"--coils {self.coils}: the data has {coils} coils")
             contract.check_coils(min(self.coils or coils, coils))
         for size in {(readout_rows(s), s.kspace.shape[-1]) for s in samples}:

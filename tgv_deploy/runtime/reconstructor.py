@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tgv_deploy.coils.maps import MAP_NORM_TOLERANCE
-from tgv_deploy.errors import ContractError, InputError
+from tgv_deploy.errors import ContractError, InputError, TgvDeployError
 from tgv_deploy.runtime.session import Session
 
 
@@ -27,7 +27,7 @@ class Reconstruction:
 class Reconstructor:
     """Batches slices to the session's batch size, validates, runs, and unpacks the outputs.
 
-    ``reconstruct(kspace (..., H, W) complex, mask (..., W) or (W,))`` for MRI models;
+    ``reconstruct(kspace (..., H, W) complex, mask (W,) or one per slice (..., W))`` for MRI models;
     ``denoise(images (..., H, W) real)`` for denoising models. Leading axes are slices.
     """
 
@@ -123,15 +123,19 @@ class Reconstructor:
 
     @staticmethod
     def _masks(mask: np.ndarray, slices: int, width: int, lead: tuple[int, ...] = ()) -> np.ndarray:
-        """``(W,)``, ``(S, W)`` or ``(*lead, W)`` (one per slice, ``lead`` the k-space's leading axes)
-        binary line masks as ``(S, W)`` float32."""
+        """Binary line masks as ``(S, W)`` float32: one for all slices (``(W,)``, any singleton axes
+        before it) or one per slice (``(S, W)`` or the k-space's leading axes ``(*lead, W)``, singleton
+        axes allowed, e.g. the graph's ``(S, 1, 1, W)``); masks whose axes order the slices
+        differently are refused, not guessed."""
         given = np.asarray(mask)
         if given.dtype.kind not in "biuf":
-            raise InputError(f"mask must be numeric 0/1 values, got {given.dtype}")
-        if given.shape not in ((width,), (slices, width), (*lead, width)):
+            raise InputError(f"mask must be real 0/1 values, got {given.dtype}")
+        axes = tuple(d for d in given.shape[:-1] if d != 1)
+        per_slice = {(slices,), tuple(d for d in lead if d != 1)} - {()}
+        if given.ndim == 0 or given.shape[-1] != width or (axes and axes not in per_slice):
             raise InputError(f"mask must be (W,) = ({width},) or one per slice, (slices, W) = ({slices}, {width}), "
                              f"got {given.shape}")
-        mask = np.broadcast_to(given, (slices, width)) if given.shape == (width,) else given.reshape(slices, width)
+        mask = np.broadcast_to(given.reshape(width), (slices, width)) if not axes else given.reshape(slices, width)
         if not np.isfinite(mask).all() or not np.isin(mask, (0, 1)).all():
             raise InputError("mask must contain only 0 and 1")
         return mask.astype(np.float32)
@@ -174,6 +178,8 @@ class Reconstructor:
                 self.progress(min(start + batch, total), total)
         outputs = {name: np.concatenate(parts) for name, parts in results.items()}
         if not all(np.isfinite(value).all() for value in outputs.values()):
-            # finite input that overflows on the way (magnitudes near float32's limit): never an empty image
-            raise InputError("the reconstruction is not finite: input magnitudes too large for single precision? rescale the data")
+            # never passed on as an image (a viewer shows NaN as black): input magnitudes near float32's
+            # limit overflow on the way, and so can a float16 U-Net
+            raise TgvDeployError("the model produced NaN or Inf: input magnitudes near single precision's limit "
+                                 "(rescale the data), or a float16 U-Net overflowing")
         return outputs

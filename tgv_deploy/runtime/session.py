@@ -65,8 +65,9 @@ class Session:
 
     def __init__(self, path: str | Path, backend: str = "auto", iterations: int | None = None, cuda_graphs: bool = False,
                  expected_sha256: str | None = None, allow_host_code: bool = False):
-        if iterations is not None and (not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1):
+        if iterations is not None and (not isinstance(iterations, int | np.integer) or isinstance(iterations, bool) or iterations < 1):
             raise InputError(f"iterations must be a positive integer, got {iterations!r}")
+        iterations = None if iterations is None else int(iterations)
         path = resolve_model(str(path))
         self.path = path
         self.backend = backend_for(path, backend)

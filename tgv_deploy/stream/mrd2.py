@@ -167,10 +167,10 @@ def reconstruct_stream(pipeline: Any, model: str, source: BinaryIO, sink: Binary
     """
     mrd = _mrd()
     reader, header = _open_reader(mrd, source, name)
+    encoding = encoding_from_mrd(header)  # before the writer: a header refused here leaves no output behind
     described = describe_model(model, pipeline.reconstructor.session)
     images = 0
     with _writer(mrd, sink, header) as writer:
-        encoding = encoding_from_mrd(header)
         assembler = SliceAssembler(encoding, source=name)
         for item in _items(reader, name):
             if not isinstance(item, mrd.StreamItem.Acquisition):
@@ -228,9 +228,9 @@ def undersample_stream(source: BinaryIO, sink: BinaryIO, acceleration: float, ce
     except ValueError as exc:
         raise InputError(str(exc)) from None
     reader, header = _open_reader(mrd, source, name)
+    encoding = encoding_from_mrd(header)  # before the writer: a header refused here leaves no output behind
     kept = dropped = 0
     with _writer(mrd, sink, header) as writer:
-        encoding = encoding_from_mrd(header)
         width = encoding.shape[1]
         mask = line_mask(width, seed=seed)
         calibration = centre_block(width, center_fraction)

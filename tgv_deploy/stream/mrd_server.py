@@ -66,8 +66,8 @@ DEFAULT_BITS = 12
 ENVIRONMENT = {"model": "TGV_DEPLOY_MODEL", "backend": "TGV_DEPLOY_BACKEND", "iterations": "TGV_DEPLOY_ITERATIONS",
                "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS", "scaling": "TGV_DEPLOY_SCALING"}
 SCALINGS = ("series", "image")
-#: Upper limits of the numeric settings (as the command line's)
-MAX_ITERATIONS, MAX_COILS = 100_000, 128
+#: Upper limits of the numeric settings: T as the command line's, coils as many as an export takes
+MAX_ITERATIONS, MAX_COILS = 100_000, 64
 #: Series scaling: where the first image's peak lands in the int16 range.
 FIRST_PEAK_FRACTION = 0.5
 # The severity strings of the server's send_logging messages (its constants.MRD_LOGGING_*).
@@ -124,14 +124,21 @@ def _parameters(config: Any) -> dict[str, Any]:
 
 
 def _positive(name: str, value: Any, most: int) -> int | None:
-    """A positive integer from JSON (an int) or the environment (its digits); None when not given."""
+    """A whole number in ``1..most`` from JSON (a number, or a string of one: the environment's are
+    strings) or None when not given; a fraction or a flag is refused, not truncated."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
-        raise InputError(f"configuration {name!r} must be an integer in 1..{most}, got {value!r}")
-    return value
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= most:
+        raise InputError(f"configuration {name!r} must be a whole number in 1..{most}, got {value!r}")
+    return number
 
 
 def settings_from(config: Any, environ: dict[str, str] | None = None) -> Settings:
