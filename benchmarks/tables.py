@@ -7,6 +7,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 
 * ``quality DIR``: mean PSNR / SSIM per setting and method, from ``DIR/results.csv`` (``tgv-deploy evaluate``);
 * ``margins DIR``: per slice, U-TGV against the scalar TGV (PSNR margin, SSIM of both), from ``DIR/results.csv``;
+* ``margins-pooled DIR [DIR ...]``: U-TGV's mean and worst margin over the scalar TGV per directory and over all their slices;
 * ``bench FILE``: a ``tgv-deploy bench --json`` file;
 * ``quality-speed FILE``: ``benchmarks/quality_speed.py``'s JSON;
 * ``convergence FILE``: ``benchmarks/convergence.py``'s JSON (distance to the minimiser against T);
@@ -77,23 +78,44 @@ def quality(path: Path) -> str:
     return "\n".join(lines)
 
 
+def _scalar_vs_learned(path: Path) -> list[tuple[str, tuple[float, float], tuple[float, float]]]:
+    """Per slice of ``DIR/results.csv``: the case, (PSNR, SSIM) of the scalar TGV and of U-TGV."""
+    return [(r["case"], (float(r["scalar TGV PSNR"]), float(r["scalar TGV SSIM"])), (float(r["U-TGV PSNR"]), float(r["U-TGV SSIM"])))
+            for r in _csv_rows(path)]
+
+
 def margins(path: Path) -> str:
-    rows = _csv_rows(path)
     record = json.loads((path / "results.json").read_text()) if (path / "results.json").is_file() else {"cases": []}
     triple = {c["case"]: c.get("lambda1_triple_edge") for c in record["cases"]}
     lines = ["| slice | scalar TGV | U-TGV | PSNR margin | SSIM higher | Lambda1 triple edge |", "| --- | --- | --- | --- | --- | --- |"]
-    gaps, higher = [], 0
-    for r in rows:
-        tgv = float(r["scalar TGV PSNR"]), float(r["scalar TGV SSIM"])
-        utgv = float(r["U-TGV PSNR"]), float(r["U-TGV SSIM"])
-        gaps.append(utgv[0] - tgv[0])
-        higher += utgv[1] > tgv[1]
-        edge = {True: "yes", False: "no", None: "-"}[triple.get(r["case"])]
-        lines.append(f"| {r['case']} | {tgv[0]:.2f} / {tgv[1]:.3f} | {utgv[0]:.2f} / {utgv[1]:.3f} | {utgv[0] - tgv[0]:+.2f} dB | "
+    rows = _scalar_vs_learned(path)
+    gaps = [utgv[0] - tgv[0] for _, tgv, utgv in rows]
+    higher = sum(utgv[1] > tgv[1] for _, tgv, utgv in rows)
+    for case, tgv, utgv in rows:
+        edge = {True: "yes", False: "no", None: "-"}[triple.get(case)]
+        lines.append(f"| {case} | {tgv[0]:.2f} / {tgv[1]:.3f} | {utgv[0]:.2f} / {utgv[1]:.3f} | {utgv[0] - tgv[0]:+.2f} dB | "
                      f"{'yes' if utgv[1] > tgv[1] else 'no'} | {edge} |")
     edges = sum(v is True for v in triple.values())
     lines.append(f"| mean | | | {np.mean(gaps):+.2f} dB (worst {min(gaps):+.2f}) | {higher} of {len(rows)} | "
                  f"{edges} of {len(triple) or '-'} |")
+    return "\n".join(lines)
+
+
+def margins_pooled(path: Path, *more: str) -> str:
+    """U-TGV's margin over the scalar TGV per result directory, and over all their slices together."""
+    lines = ["| results | slices | mean PSNR margin | worst | SSIM higher |", "| --- | --- | --- | --- | --- |"]
+    everything: list[tuple[str, tuple[float, float], tuple[float, float]]] = []
+
+    def row(label: str, rows: list) -> str:
+        gaps = [utgv[0] - tgv[0] for _, tgv, utgv in rows]
+        higher = sum(utgv[1] > tgv[1] for _, tgv, utgv in rows)
+        return f"| {label} | {len(rows)} | {np.mean(gaps):+.2f} dB | {min(gaps):+.2f} dB | {higher} of {len(rows)} |"
+
+    for directory in (path, *(ROOT / m for m in more)):
+        rows = _scalar_vs_learned(directory)
+        everything += rows
+        lines.append(row(f"`{directory.relative_to(ROOT)}`", rows))
+    lines.append(row("all", everything))
     return "\n".join(lines)
 
 
@@ -354,7 +376,7 @@ def provenance(path: Path) -> str:
             f"({machine.get('cpus', '?')} CPUs), torch {machine.get('torch', '-')}, onnxruntime {machine.get('onnxruntime', '-')}")
 
 
-KINDS = {"quality": quality, "margins": margins, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
+KINDS = {"quality": quality, "margins": margins, "margins-pooled": margins_pooled, "bench": bench, "quality-speed": quality_speed, "convergence": convergence,
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
