@@ -46,9 +46,10 @@ def test_export_matches_pytorch_and_stays_lean(tmp_path, kind, task, row_dft):
 ])
 def test_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, per_iteration_nodes, row_matrices):
     ckpt = load_checkpoint(make_checkpoint(tmp_path / "m.pt", iterations=4, height=32, width=24))
-    small = build_graph(ckpt, ExportConfig(iterations=8, verify=False, row_dft=row_dft)).model
-    large = build_graph(ckpt, ExportConfig(iterations=24, verify=False, row_dft=row_dft)).model
+    results = [build_graph(ckpt, ExportConfig(iterations=t, verify=False, row_dft=row_dft)) for t in (4, 8, 24)]
+    small, large = results[1].model, results[2].model
     assert (len(large.graph.node) - len(small.graph.node)) / 16 == per_iteration_nodes
+    assert [r.nodes_per_iteration for r in results] == [per_iteration_nodes] * 3  # one steady iteration's, from T = 4
     assert len(large.graph.initializer) == len(small.graph.initializer)
     dims = {i.name: list(i.dims) for i in large.graph.initializer}
     # forward and adjoint row matrices, real and imaginary column matrices, line selector: each stored once

@@ -59,6 +59,10 @@ def test_admm_graph_grows_linearly_and_shares_constants(tmp_path, row_dft, colum
     assert per_iteration == int(per_iteration) and per_iteration <= 64
     # the reported count is one steady iteration's, at any T from 3 (pre-loop nodes not spread over T)
     assert [r.nodes_per_iteration for r in results] == [per_iteration] * 3
+    sense = [build_graph(ckpt, ExportConfig(iterations=t, verify=False, row_dft=row_dft, column_dft=column_dft, coils=2))
+             for t in (3, 8)]
+    sense_growth = (len(sense[1].model.graph.node) - len(sense[0].model.graph.node)) / 5
+    assert [r.nodes_per_iteration for r in sense] == [sense_growth] * 2 and sense_growth <= 64
     assert len(large.graph.initializer) == len(small.graph.initializer)
     # the row DFT runs without a Transpose; a two-stage column DFT has one each way
     transposes = [sum(n.op_type == "Transpose" for n in m.graph.node) for m in (small, large)]
