@@ -28,6 +28,7 @@ from tgv_deploy.dft import dft_factors
 from tgv_deploy.errors import BackendUnavailableError, InputError, TgvDeployError
 from tgv_deploy.export.admm_graph import ADMMGraph, ADMMSenseGraph, ADMMSpec
 from tgv_deploy.export.graph_builder import GraphBuilder, prune_dead_nodes
+from tgv_deploy.limits import MAX_EXPORT_ITERATIONS, MAX_GRAPH_COILS
 from tgv_deploy.export.pdhg_graph import LoopSpec, PDHGGraph
 from tgv_deploy.export.prologue import Prologue, SensePrologue
 from tgv_deploy.io_utils import atomic_write_bytes, check_output_path
@@ -97,8 +98,8 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
     iterations = ckpt.config.default_iterations(bool(config.coils)) if config.iterations is None else config.iterations
     if iterations < 1:
         raise InputError(f"--iterations must be >= 1, got {iterations}")
-    if iterations > 10_000:
-        raise InputError(f"--iterations {iterations} is beyond what one graph should hold (max 10000)")
+    if iterations > MAX_EXPORT_ITERATIONS:
+        raise InputError(f"--iterations {iterations} is beyond what one graph should hold (max {MAX_EXPORT_ITERATIONS})")
     height = config.height or int(ckpt.training.get("height", 0)) or None
     width = config.width or int(ckpt.training.get("width", 0)) or None
     if height is None or width is None:
@@ -120,8 +121,8 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
     if config.coils and (ckpt.config.task != "mri" or ckpt.config.solver != "admm"):
         raise InputError("--coils exports a multi-coil graph of an ADMM MRI model; this checkpoint is "
                          f"{ckpt.config.task}/{ckpt.config.solver}")
-    if not 0 <= config.coils <= 64:
-        raise InputError(f"--coils must be in 1..64, got {config.coils}")
+    if not 0 <= config.coils <= MAX_GRAPH_COILS:
+        raise InputError(f"--coils must be in 1..{MAX_GRAPH_COILS}, got {config.coils}")
     if config.coils and config.unet_fp16:
         raise InputError("--unet-fp16 is not offered for multi-coil graphs")
     if config.row_dft == "factorised" and dft_factors(height) is None:

@@ -14,6 +14,7 @@ import click
 
 from tgv_deploy import __version__
 from tgv_deploy.errors import InputError, TgvDeployError
+from tgv_deploy.limits import MAX_GRAPH_COILS, MAX_RUN_ITERATIONS
 
 #: Exit code of an unexpected exception: a bug, reported with its traceback.
 EXIT_BUG = 70
@@ -36,8 +37,7 @@ SIGMA = FiniteFloatRange(min=0)
 SEED = click.IntRange(min=0)
 #: most k-space values ``synth`` writes into one file (8 GiB of complex64): refused before any work
 MAX_SYNTH_VALUES = 2**30
-#: T of a checkpoint run from the command line: far beyond any useful T, short of a typo's forever
-ITERATIONS = click.IntRange(1, 100_000)
+ITERATIONS = click.IntRange(1, MAX_RUN_ITERATIONS)
 
 EXPECT_SHA256 = click.option(
     "--expect-sha256", metavar="HEX",
@@ -124,7 +124,7 @@ def models_command(as_json: bool) -> None:
               "sampled lines, densely.")
 @click.option("--unet-fp16", is_flag=True, help="Run the U-Net in float16 inside the graph (TensorRT 11 reads precision "
               "from the graph); the iterations stay float32. Verified to 1e-2 instead of 1e-5.")
-@click.option("--coils", default=0, show_default=True, type=click.IntRange(0, 64),
+@click.option("--coils", default=0, show_default=True, type=click.IntRange(0, MAX_GRAPH_COILS),
               help="ADMM MRI models: a multi-coil (SENSE) graph for up to this many coils, with k-space and coil maps "
               "(B, C, 2, H, W) as inputs (fewer coils run zero-padded, exactly); 0: single-coil.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch parity check.")
@@ -464,7 +464,7 @@ def synth_command(output, slices, height, width, acceleration, center_fraction, 
 @click.option("--expect-sha256", multiple=True, metavar="HEX",
               help="Refuse a model file unless its SHA-256 is HEX (exit 5); repeat once per model, in order.")
 @ALLOW_HOST_CODE
-@click.option("--coils", type=click.IntRange(1, 64), help="Multi-coil inputs with this many coils (default: the exported "
+@click.option("--coils", type=click.IntRange(1, MAX_GRAPH_COILS), help="Multi-coil inputs with this many coils (default: the exported "
               "models' coil count; single-coil for checkpoints alone).")
 def bench_command(models, backend, iterations, height, width, batch, runs, warmup, json_path, expect_sha256,
                   allow_engine_host_code, coils) -> None:

@@ -56,6 +56,7 @@ import numpy as np
 
 from tgv_deploy.coils.maps import MapMethod
 from tgv_deploy.errors import InputError, TgvDeployError
+from tgv_deploy.limits import MAX_GRAPH_COILS, MAX_RUN_ITERATIONS
 from tgv_deploy.stream.assembly import CompletedSlice, Encoding, SliceAssembler, encoding_from_xml, line_from_ismrmrd
 from tgv_deploy.stream.images import SERIES_INDEX, describe_model, pixel_fov, progress_line, slice_meta
 
@@ -66,8 +67,6 @@ DEFAULT_BITS = 12
 ENVIRONMENT = {"model": "TGV_DEPLOY_MODEL", "backend": "TGV_DEPLOY_BACKEND", "iterations": "TGV_DEPLOY_ITERATIONS",
                "coils": "TGV_DEPLOY_COILS", "coilmaps": "TGV_DEPLOY_COILMAPS", "scaling": "TGV_DEPLOY_SCALING"}
 SCALINGS = ("series", "image")
-#: Upper limits of the numeric settings: T as the command line's, coils as many as an export takes
-MAX_ITERATIONS, MAX_COILS = 100_000, 64
 #: Series scaling: where the first image's peak lands in the int16 range.
 FIRST_PEAK_FRACTION = 0.5
 # The severity strings of the server's send_logging messages (its constants.MRD_LOGGING_*).
@@ -157,8 +156,8 @@ def settings_from(config: Any, environ: dict[str, str] | None = None) -> Setting
     if scaling not in SCALINGS:
         raise InputError(f"configuration 'scaling' must be series or image, got {scaling!r}")
     return Settings(model=str(pick("model") or DEFAULT_MODEL), backend=str(pick("backend") or "auto"),
-                    iterations=_positive("iterations", pick("iterations"), MAX_ITERATIONS),
-                    coils=_positive("coils", pick("coils"), MAX_COILS),
+                    iterations=_positive("iterations", pick("iterations"), MAX_RUN_ITERATIONS),
+                    coils=_positive("coils", pick("coils"), MAX_GRAPH_COILS),
                     coilmaps=maps, scaling=scaling)
 
 
