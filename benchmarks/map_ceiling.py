@@ -1,0 +1,163 @@
+"""How far can any maps take SPEC 2b's iteration? Per-pixel maps fitted to each slice's ground truth.
+
+A bound, not a method: for each test slice the regularisation maps themselves (one value per pixel,
+``log``-parametrised, started from the bundled model's maps) are optimised against the ground
+truth through the deployed iteration (the model's own learned rho and alpha, its default T), with
+Adam, for the objective named by ``--objective``: ``psnr`` (per-slice MSE), ``ssim`` (1 - SSIM of
+the magnitudes) or ``train`` (the models' training loss, PSNR + 20 (1 - SSIM)). No network predicts
+such maps, so what they reach is an upper bound on what any U-Net can make of the iteration at that
+T; the TGV bound against the TV one (both iterations as SPEC 2b writes them) says whether the
+iteration or the network limits U-TGV. Nothing here feeds back into a model or a default.
+
+For each slice and regulariser the record holds the bundled model's own score (reproducing the
+evaluation's), the fitted maps' score at the deployed T and, with ``--converged``, the fitted maps
+solved further (the same maps at a larger T), all scored like ``tgv-deploy evaluate`` (magnitudes
+cropped to the target, ``tgv_deploy.metrics``).
+
+Usage: ``python benchmarks/map_ceiling.py benchmarks/data/undersampled/*.h5 --objective ssim
+[--steps 150] [--lr 0.05] [--converged 512] [--out benchmarks/results/map_ceiling/ssim.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tgv_deploy.evaluation.cases import Case, _crop, undersampled_cases
+from tgv_deploy.io_utils import atomic_write_bytes
+from tgv_deploy.machine import provenance
+from tgv_deploy.metrics import psnr, ssim_map
+from tgv_deploy.models.checkpoint import load_checkpoint
+from tgv_deploy.models.utgv import UnrolledModel, image_scale
+from tgv_deploy.registry import resolve_model
+from tgv_deploy.training.trainer import ssim_torch
+
+SSIM_WEIGHT = 20.0  # the training loss's weight (training/configs/*: ssim_weight)
+BACKGROUND = 0.02  # of the target's maximum, as benchmarks/penalty_ratio.py splits SSIM
+WINDOW = 7  # SSIM's window (tgv_deploy.metrics)
+
+
+def magnitude_cropped(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``(1, 2, H, W)`` -> the magnitude ``(h, w)`` cut to the target's shape, as the evaluation crops."""
+    mag = torch.sqrt(x[0].square().sum(0) + 1e-12)
+    h, w = mag.shape
+    top, left = (h - shape[0]) // 2, (w - shape[1]) // 2
+    return mag[top : top + shape[0], left : left + shape[1]]
+
+
+def objective(estimate: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Magnitudes ``(h, w)``; lower is better."""
+    mse_db = 10.0 * torch.log10((estimate - target).square().mean().clamp_min(1e-20))
+    one_minus_ssim = 1.0 - ssim_torch(target[None], estimate[None])[0]
+    if kind == "psnr":
+        return mse_db
+    if kind == "ssim":
+        return one_minus_ssim
+    return mse_db + SSIM_WEIGHT * one_minus_ssim
+
+
+def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float, converged: int | None,
+             fit_iterations: int | None) -> dict:
+    f, mask, _ = case.model_inputs()
+    target_np = case.target.astype(np.float32)
+    with torch.no_grad():
+        x0 = model.forward_operator(f, mask, None).adjoint(f)
+        scale = image_scale(x0)
+        f_normalised = f / scale
+        start = model.noise_scaled(model.unet(x0 / scale), f_normalised, mask)
+    target = torch.from_numpy(target_np) / scale.reshape(())
+    iterations = model.config.default_iterations(False) if fit_iterations is None else fit_iterations
+
+    def solve(log_maps: torch.Tensor, t: int) -> torch.Tensor:
+        return model._admm(f_normalised, torch.exp(log_maps), mask, t)
+
+    background = target_np < BACKGROUND * target_np.max()
+    margin = WINDOW // 2
+    window_background = background[margin:-margin, margin:-margin]
+
+    def score(x: torch.Tensor) -> list[float]:
+        """PSNR, SSIM, and SSIM's mean over background and over object windows."""
+        image = magnitude_cropped(x * scale, target_np.shape).detach().numpy()
+        local = ssim_map(target_np, image, win_size=WINDOW)
+        return [psnr(target_np, image), float(local.mean()), float(local[window_background].mean()), float(local[~window_background].mean())]
+
+    def background_medians(log_maps: torch.Tensor) -> list[float]:
+        """Each map's median over the background, relative to its median over the object."""
+        maps = torch.exp(log_maps[0]).detach().numpy()
+        cropped = [_crop(m, target_np.shape) for m in maps]
+        return [float(np.median(m[background]) / np.median(m[~background])) for m in cropped]
+
+    log_maps = torch.log(start.clamp_min(1e-8)).clone().requires_grad_(True)
+    with torch.no_grad():
+        own = score(solve(log_maps, iterations))
+        print(f"  before: PSNR {own[0]:.2f} dB, SSIM {own[1]:.4f} (background {own[2]:.4f}, object {own[3]:.4f})", file=sys.stderr, flush=True)
+    optimiser = torch.optim.Adam([log_maps], lr=lr)
+    best_loss, best = float("inf"), log_maps.detach().clone()
+    for step in range(steps):
+        optimiser.zero_grad()
+        loss = objective(magnitude_cropped(solve(log_maps, iterations), target_np.shape), target, kind)
+        loss.backward()
+        if loss.item() < best_loss:  # the maps the loss was computed with, before this step moves them
+            best_loss, best = loss.item(), log_maps.detach().clone()
+        optimiser.step()
+        if (step + 1) % 25 == 0:
+            print(f"  step {step + 1}/{steps}: objective {loss.item():.4f}", file=sys.stderr, flush=True)
+    with torch.no_grad():
+        fitted = score(solve(best, iterations))
+        record = {"model": own, "fitted": fitted, "iterations": iterations,
+                  "model_background_over_object": background_medians(torch.log(start.clamp_min(1e-8))),
+                  "fitted_background_over_object": background_medians(best)}
+        if converged:
+            record["fitted_converged"] = score(solve(best, converged))
+            record["converged_iterations"] = converged
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path, help="undersampled fastMRI files (benchmarks/heldout.py --undersample)")
+    parser.add_argument("--objective", choices=("psnr", "ssim", "train"), default="train")
+    parser.add_argument("--models", default="utgv-mri,utv-mri")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--iterations", type=int, default=None, help="T to fit the maps through (default: each model's)")
+    parser.add_argument("--converged", type=int, default=None, help="also score the fitted maps at this T")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cases = undersampled_cases(args.files)
+    paths = {name: resolve_model(name) for name in args.models.split(",")}
+    models = {name: load_checkpoint(path).build().eval() for name, path in paths.items()}
+    for model in models.values():
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+    results = []
+    started = time.perf_counter()
+    for index, case in enumerate(cases):
+        entry = {"case": case.name, "setting": case.setting}
+        for name, model in models.items():
+            print(f"[{index + 1}/{len(cases)}] {case.name} {name} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            entry[name] = fit_maps(model, case, args.objective, args.steps, args.lr, args.converged, args.iterations)
+            fitted = entry[name]["fitted"]
+            print(f"  fitted: PSNR {fitted[0]:.2f} dB, SSIM {fitted[1]:.4f} (background {fitted[2]:.4f}, object {fitted[3]:.4f})",
+                  file=sys.stderr, flush=True)
+        results.append(entry)
+    record = {"provenance": provenance({name: str(path) for name, path in paths.items()}), "objective": args.objective,
+              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "background_below": BACKGROUND,
+              "scores": ["psnr", "ssim", "ssim_background", "ssim_object"], "models": list(models), "cases": results}
+    text = json.dumps(record, indent=1)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out, text.encode())
+
+
+if __name__ == "__main__":
+    main()
