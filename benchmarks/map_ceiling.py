@@ -7,7 +7,9 @@ Adam, for the objective named by ``--objective``: ``psnr`` (per-slice MSE), ``ss
 the magnitudes) or ``train`` (the models' training loss, PSNR + 20 (1 - SSIM)). No network predicts
 such maps, so what they reach is an upper bound on what any U-Net can make of the iteration at that
 T; the TGV bound against the TV one (both iterations as SPEC 2b writes them) says whether the
-iteration or the network limits U-TGV. Nothing here feeds back into a model or a default.
+iteration or the network limits U-TGV. ``--rho-schedule`` fits U-TGV's per-iteration penalty
+schedule (SPEC 2b's other freedom; ``rho_factors`` of ``admm_tgv_channels``, from all ones) with
+its maps. Nothing here feeds back into a model or a default.
 
 For each slice and regulariser the record holds the bundled model's own score (reproducing the
 evaluation's), the fitted maps' score at the deployed T and, with ``--converged``, the fitted maps
@@ -34,8 +36,9 @@ from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim_map
 from tgv_deploy.models.checkpoint import load_checkpoint
-from tgv_deploy.models.utgv import UnrolledModel, image_scale
+from tgv_deploy.models.utgv import UTGV, UnrolledModel, image_scale
 from tgv_deploy.registry import resolve_model
+from tgv_deploy.solvers.admm import admm_tgv_channels
 from tgv_deploy.training.trainer import ssim_torch
 
 SSIM_WEIGHT = 20.0  # the training loss's weight (training/configs/*: ssim_weight)
@@ -63,7 +66,7 @@ def objective(estimate: torch.Tensor, target: torch.Tensor, kind: str) -> torch.
 
 
 def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float, converged: int | None,
-             fit_iterations: int | None) -> dict:
+             fit_iterations: int | None, fit_schedule: bool = False) -> dict:
     f, mask, _ = case.model_inputs()
     target_np = case.target.astype(np.float32)
     with torch.no_grad():
@@ -74,8 +77,17 @@ def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float,
     target = torch.from_numpy(target_np) / scale.reshape(())
     iterations = model.config.default_iterations(False) if fit_iterations is None else fit_iterations
 
+    log_factors = torch.zeros(iterations, requires_grad=True) if fit_schedule else None
+
     def solve(log_maps: torch.Tensor, t: int) -> torch.Tensor:
-        return model._admm(f_normalised, torch.exp(log_maps), mask, t)
+        if log_factors is None:
+            return model._admm(f_normalised, torch.exp(log_maps), mask, t)
+        # the fitted schedule, its last factor held beyond the T it was fitted for
+        factors = torch.exp(torch.cat((log_factors, log_factors[-1:].expand(max(t - iterations, 0)))))
+        maps = torch.exp(log_maps)
+        x, _ = admm_tgv_channels(f_normalised, maps[:, 0], maps[:, 1], mask, t, model.rho(), model.config.alpha,
+                                 checkpoint_every=model.checkpoint_every, rho_factors=factors)
+        return x
 
     background = target_np < BACKGROUND * target_np.max()
     margin = WINDOW // 2
@@ -97,22 +109,28 @@ def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float,
     with torch.no_grad():
         own = score(solve(log_maps, iterations))
         print(f"  before: PSNR {own[0]:.2f} dB, SSIM {own[1]:.4f} (background {own[2]:.4f}, object {own[3]:.4f})", file=sys.stderr, flush=True)
-    optimiser = torch.optim.Adam([log_maps], lr=lr)
+    optimiser = torch.optim.Adam([log_maps] + ([] if log_factors is None else [log_factors]), lr=lr)
     best_loss, best = float("inf"), log_maps.detach().clone()
+    best_factors = None if log_factors is None else log_factors.detach().clone()
     for step in range(steps):
         optimiser.zero_grad()
         loss = objective(magnitude_cropped(solve(log_maps, iterations), target_np.shape), target, kind)
         loss.backward()
         if loss.item() < best_loss:  # the maps the loss was computed with, before this step moves them
             best_loss, best = loss.item(), log_maps.detach().clone()
+            best_factors = None if log_factors is None else log_factors.detach().clone()
         optimiser.step()
         if (step + 1) % 25 == 0:
             print(f"  step {step + 1}/{steps}: objective {loss.item():.4f}", file=sys.stderr, flush=True)
     with torch.no_grad():
+        if log_factors is not None:
+            log_factors.copy_(best_factors)
         fitted = score(solve(best, iterations))
         record = {"model": own, "fitted": fitted, "iterations": iterations,
                   "model_background_over_object": background_medians(torch.log(start.clamp_min(1e-8))),
                   "fitted_background_over_object": background_medians(best)}
+        if log_factors is not None:
+            record["fitted_rho_factors"] = torch.exp(log_factors).tolist()
         if converged:
             record["fitted_converged"] = score(solve(best, converged))
             record["converged_iterations"] = converged
@@ -128,6 +146,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--iterations", type=int, default=None, help="T to fit the maps through (default: each model's)")
     parser.add_argument("--converged", type=int, default=None, help="also score the fitted maps at this T")
+    parser.add_argument("--rho-schedule", action="store_true",
+                        help="U-TGV: fit a per-iteration penalty schedule (SPEC 2b allows one) with the maps")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -143,13 +163,14 @@ def main() -> None:
         entry = {"case": case.name, "setting": case.setting}
         for name, model in models.items():
             print(f"[{index + 1}/{len(cases)}] {case.name} {name} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-            entry[name] = fit_maps(model, case, args.objective, args.steps, args.lr, args.converged, args.iterations)
+            entry[name] = fit_maps(model, case, args.objective, args.steps, args.lr, args.converged, args.iterations,
+                                   args.rho_schedule and isinstance(model, UTGV))
             fitted = entry[name]["fitted"]
             print(f"  fitted: PSNR {fitted[0]:.2f} dB, SSIM {fitted[1]:.4f} (background {fitted[2]:.4f}, object {fitted[3]:.4f})",
                   file=sys.stderr, flush=True)
         results.append(entry)
     record = {"provenance": provenance({name: str(path) for name, path in paths.items()}), "objective": args.objective,
-              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "background_below": BACKGROUND,
+              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "rho_schedule": args.rho_schedule, "background_below": BACKGROUND,
               "scores": ["psnr", "ssim", "ssim_background", "ssim_object"], "models": list(models), "cases": results}
     text = json.dumps(record, indent=1)
     if args.out is None:

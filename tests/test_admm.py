@@ -315,3 +315,41 @@ def test_a_penalty_schedule_is_admm_with_the_unscaled_duals_carried_over():
         admm_tgv_channels(f * mask, lambda0, lambda1, mask, 10, 1.0, 1.7, rho_factors=[1.0] * 9)
     with pytest.raises(ValueError, match="rho_factors"):
         admm_tgv_channels(f * mask, lambda0, lambda1, mask, 2, 1.0, 1.7, rho_factors=[1.0, float("nan")])
+    with pytest.raises(ValueError, match="rho_factors"):
+        admm_tgv_channels(f * mask, lambda0, lambda1, mask, 2, 1.0, 1.7, rho_factors=torch.tensor([1.0, -1.0]))
+
+
+def test_a_tensor_schedule_is_the_same_iteration_and_differentiable():
+    """A 1-D tensor of factors runs what the same numbers run, checkpointed or not, and its
+    gradient (the schedule a model could learn) matches central differences, also at a constant
+    schedule, where the duals' rescaling ratio is 1 but its derivative is not 0."""
+    from tgv_deploy.solvers.admm import admm_tgv_channels
+
+    rng = np.random.default_rng(12)
+    f = torch.from_numpy(rng.standard_normal((1, 2, 12, 10)))
+    mask = torch.zeros(1, 1, 1, 10, dtype=torch.float64)
+    mask[..., ::2] = 1
+    mask[..., 5] = 1
+    lambda0, lambda1 = torch.full((1, 12, 10), 0.3, dtype=torch.float64), torch.full((1, 12, 10), 0.1, dtype=torch.float64)
+    numbers = [0.5, 0.5, 2.0, 2.0, 1.0, 4.0, 0.8, 0.8]
+    expected, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 8, 1.0, 1.7, rho_factors=numbers)
+    for every in (None, 3):
+        x, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 8, 1.0, 1.7, rho_factors=torch.tensor(numbers, dtype=torch.float64),
+                                 checkpoint_every=every)
+        assert torch.allclose(x, expected, rtol=0, atol=1e-12)
+
+    def loss(factors: torch.Tensor) -> torch.Tensor:
+        x, _ = admm_tgv_channels(f * mask, lambda0, lambda1, mask, 8, 1.0, 1.7, rho_factors=factors, checkpoint_every=3)
+        return x.square().sum()
+
+    for start in (torch.tensor(numbers, dtype=torch.float64), torch.ones(8, dtype=torch.float64)):
+        factors = start.clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(loss(factors), factors)
+        step = 1e-6
+        for k in (0, 3, 7):
+            bump = torch.zeros(8, dtype=torch.float64)
+            bump[k] = step
+            central = (loss(start + bump) - loss(start - bump)) / (2 * step)
+            assert abs(float(gradient[k]) - float(central)) <= 1e-5 * max(1.0, abs(float(central))), (k, float(gradient[k]), float(central))
+        assert gradient.abs().min() > 0
+

@@ -269,7 +269,7 @@ def admm_tgv_channels(
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     checkpoint_every: int | None = None,
     penalty_ratio: float = 1.0,
-    rho_factors: Sequence[float] | None = None,
+    rho_factors: Sequence[float] | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``iterations`` ADMM iterations of periodic TGV; returns ``(x (B, C, H, W), v (B, 2, C, H, W))``.
 
@@ -281,7 +281,8 @@ def admm_tgv_channels(
     ``L0 / (kappa rho)`` follow); 1 is SPEC 2b's single penalty. Every ``kappa`` has the same
     minimiser; a larger one flattens strongly regularised regions in fewer iterations
     (benchmarks/README.md, "The penalty of the E v constraint"). ``rho_factors`` (one positive
-    number per iteration, e.g. :func:`ramp_factors`) makes the penalty a per-iteration schedule
+    number per iteration, e.g. :func:`ramp_factors`, or a 1-D tensor, through which the result is
+    differentiable: a learned schedule) makes the penalty a per-iteration schedule
     (SPEC 2b allows one), ``rho_factors[k] * rho`` in iteration k; the scaled duals are rescaled
     at each change, so the unscaled duals carry over (Boyd et al. 2011, section 3.4.1).
     """
@@ -300,16 +301,21 @@ def admm_tgv_channels(
         def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Step, torch.Tensor, torch.Tensor]:
             return constant, u1, u2
     else:
-        schedule = [float(a) for a in rho_factors]
-        if len(schedule) < iterations or not all(math.isfinite(a) and a > 0 for a in schedule):
-            raise ValueError(f"rho_factors needs {iterations} finite positive factors, got {len(schedule)}")
+        # a tensor stays one, so the schedule can be learned (differentiable); numbers are checked as numbers
+        schedule: Sequence[float] | torch.Tensor = (
+            rho_factors.reshape(-1) if isinstance(rho_factors, torch.Tensor) else [float(a) for a in rho_factors]
+        )
+        values = schedule.detach().tolist() if isinstance(schedule, torch.Tensor) else schedule
+        if len(values) < iterations or not all(math.isfinite(a) and a > 0 for a in values):
+            raise ValueError(f"rho_factors needs {iterations} finite positive factors, got {len(values)}")
 
         def prepare(u1: torch.Tensor, u2: torch.Tensor, k: torch.Tensor) -> tuple[Step, torch.Tensor, torch.Tensor]:
             # rebuilt every iteration (one (B, H, W) multiply-add): checkpointed segments recompute
             # exactly what they saved, and no iteration's constants outlive it; the index travels
             # in the state, so recomputed segments follow the same schedule
             index = int(k)
-            if index and schedule[index] != schedule[index - 1]:
+            # a tensor schedule rescales even between equal factors: the ratio's derivative is not 0 there
+            if index and (isinstance(schedule, torch.Tensor) or values[index] != values[index - 1]):
                 ratio = schedule[index - 1] / schedule[index]
                 u1, u2 = u1 * ratio, u2 * ratio
             penalty = rho * schedule[index]
