@@ -125,6 +125,9 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--coils must be in 1..{MAX_GRAPH_COILS}, got {config.coils}")
     if config.coils and config.unet_fp16:
         raise InputError("--unet-fp16 is not offered for multi-coil graphs")
+    if ckpt.config.rho_schedule and not config.coils:
+        raise InputError("this checkpoint learned a per-iteration penalty schedule, which the ONNX graph does not carry yet; "
+                         "run it with the torch backend (a multi-coil graph, --coils, keeps the one rho and exports)")
     if config.row_dft == "factorised" and dft_factors(height) is None:
         raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
     if config.column_dft == "factorised" and dft_factors(width) is None:

@@ -254,6 +254,15 @@ def test_multicoil_export_refusals(tmp_path):
         build_graph(pdhg, ExportConfig(coils=4, verify=False))
 
 
+def test_a_learned_penalty_schedule_is_refused_by_the_single_coil_graph(tmp_path):
+    """The graph folds one rho into its constants: a scheduled model is refused in one line before
+    any work, not exported with its schedule dropped; its multi-coil graph (one rho there) exports."""
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "s.pt", iterations=2, height=16, width=16, solver="admm", rho_schedule=2))
+    with pytest.raises(InputError, match="per-iteration penalty schedule"):
+        build_graph(ckpt, ExportConfig(verify=False))
+    assert build_graph(ckpt, ExportConfig(coils=2, verify=False)) is not None
+
+
 def test_bench_feeds_multicoil_graphs_their_coils(tmp_path):
     from tgv_deploy.bench import bench
     from tgv_deploy.export.exporter import write_export

@@ -318,3 +318,53 @@ def test_activation_checkpointing_gives_the_same_gradients(solver):
     assert len(grads[0]) == len([n for n, _ in model.named_parameters() if n not in multicoil_only])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_learned_penalty_schedule(tmp_path):
+    """``rho_schedule``: refused where it does not apply; at its start (all factors 1) the model is
+    the one-rho model exactly; a run of T = n takes the n learned factors as they are, another T their
+    interpolation over its progress; the schedule is in the solver (the public one with the same
+    factors reproduces the output), learns (gradient), and survives a checkpoint round trip."""
+    from tgv_deploy.models.utgv import image_scale
+    from tgv_deploy.solvers.admm import admm_tgv_channels
+
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="rho_schedule must be an integer >= 0"):
+            ModelConfig(rho_schedule=bad)
+    with pytest.raises(ValueError, match="rho_schedule applies to ADMM U-TGV models only"):
+        ModelConfig(kind="utv", rho_schedule=4)
+    with pytest.raises(ValueError, match="rho_schedule applies to ADMM U-TGV models only"):
+        ModelConfig(solver="pdhg", rho_schedule=4)
+    older = {k: v for k, v in ModelConfig(unet=TINY).to_dict().items() if k != "rho_schedule"}
+    assert ModelConfig.from_dict(older).rho_schedule == 0
+
+    torch.manual_seed(7)
+    plain = UTGV(ModelConfig(unet=TINY, iterations=6, solver="admm")).double()
+    scheduled = UTGV(ModelConfig(unet=TINY, iterations=6, solver="admm", rho_schedule=6)).double()
+    scheduled.load_state_dict_compatible(plain.state_dict())  # a checkpoint without the schedule: factors 1
+    f, mask = _mri_input(batch=1, dtype=torch.float64)
+    torch.testing.assert_close(scheduled(f, mask)[0], plain(f, mask)[0], rtol=0, atol=1e-13)
+
+    learned = torch.tensor([0.0, 0.6, -0.4, 1.2, 0.3, -0.8], dtype=torch.float64)
+    with torch.no_grad():
+        scheduled.log_rho_factors.copy_(learned)
+    torch.testing.assert_close(scheduled.rho_factors(6).log(), learned, rtol=0, atol=1e-14)
+    stretched = scheduled.rho_factors(11).log()  # k / 10 of the way: every other one is learned, between them the mean
+    torch.testing.assert_close(stretched[::2], learned, rtol=0, atol=1e-14)
+    torch.testing.assert_close(stretched[1::2], (learned[:-1] + learned[1:]) / 2, rtol=0, atol=1e-14)
+    assert plain.rho_factors(6) is None
+
+    x, maps = scheduled(f, mask)
+    scale = image_scale(scheduled.forward_operator(f, mask).adjoint(f)).reshape(())
+    expected, _ = admm_tgv_channels(f / scale, maps[:, 0] / scale, maps[:, 1] / scale, mask, 6, scheduled.rho(), scheduled.config.alpha,
+                                    rho_factors=learned.exp().tolist())
+    torch.testing.assert_close(x, expected * scale, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(x, plain(f, mask)[0], rtol=0, atol=1e-6)
+    (gradient,) = torch.autograd.grad(x.square().sum(), scheduled.log_rho_factors)
+    assert torch.all(gradient != 0)
+
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, scheduled.float(), {"steps": 1})
+    loaded = load_checkpoint(path).build()
+    assert loaded.config.rho_schedule == 6
+    torch.testing.assert_close(loaded.log_rho_factors, scheduled.log_rho_factors, rtol=0, atol=0)

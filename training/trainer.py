@@ -32,8 +32,9 @@ STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
 
 
-#: One number per map each (and the coil penalty, one number), trained at ``gain_learning_rate``.
-GAIN_PARAMETERS = ("log_coil_gain", "coil_acceleration_exponent", "noise_exponent", "log_rho_coil")
+#: One number per map each (and the coil penalty, one number; the penalty schedule, one per step of
+#: it), trained at ``gain_learning_rate``.
+GAIN_PARAMETERS = ("log_coil_gain", "coil_acceleration_exponent", "noise_exponent", "log_rho_coil", "log_rho_factors")
 
 
 def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:

@@ -73,6 +73,10 @@ class ModelConfig:
     penalty_ratio: float = 1.0
     #: MRI: the default T for multi-coil data (None: ``iterations``); :meth:`default_iterations`
     multicoil_iterations: int | None = None
+    #: ADMM U-TGV, single-coil and denoising: the number of learned per-iteration penalty factors
+    #: (SPEC 2b's "learned per-iteration schedule"; 0: the one learned rho). A run of any T follows
+    #: them over its progress (:meth:`UnrolledModel.rho_factors`). Coil splitting keeps the one rho.
+    rho_schedule: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -92,6 +96,10 @@ class ModelConfig:
         checked_penalty_ratio(self.penalty_ratio)
         if self.penalty_ratio != 1.0 and (self.kind != "utgv" or self.solver != "admm"):
             raise ValueError(f"penalty_ratio applies to ADMM U-TGV models only, got {self.penalty_ratio!r} for {self.kind}/{self.solver}")
+        if isinstance(self.rho_schedule, bool) or not isinstance(self.rho_schedule, int) or self.rho_schedule < 0:
+            raise ValueError(f"rho_schedule must be an integer >= 0, got {self.rho_schedule!r}")
+        if self.rho_schedule and (self.kind != "utgv" or self.solver != "admm"):
+            raise ValueError(f"rho_schedule applies to ADMM U-TGV models only, got {self.rho_schedule!r} for {self.kind}/{self.solver}")
         if not isinstance(self.noise_gain, bool) or (self.noise_gain and self.task != "mri"):
             raise ValueError(f"noise_gain is true or false, and true for MRI models only, got {self.noise_gain!r} for {self.task}")
 
@@ -122,7 +130,7 @@ class ModelConfig:
         if not isinstance(unet, dict):
             raise ValueError("model configuration 'unet' must be a mapping")
         unknown = set(data) - {"kind", "task", "unet", "iterations", "solver", "alpha", "noise_gain", "penalty_ratio",
-                              "multicoil_iterations"}
+                              "multicoil_iterations", "rho_schedule"}
         if unknown:
             raise ValueError(f"unknown model configuration keys: {sorted(unknown)}")
         # checkpoints from before the solver was configurable were all PDHG

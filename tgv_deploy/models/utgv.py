@@ -60,6 +60,7 @@ OPTIONAL_PARAMETERS: dict[str, float | None] = {
     "noise_exponent": None,
     "log_rho_coil": math.log(DEFAULT_RHO_COIL),
     "coil_acceleration_exponent": 0.0,
+    "log_rho_factors": 0.0,
 }
 
 
@@ -80,6 +81,9 @@ class UnrolledModel(nn.Module):
         else:
             #: ADMM's penalty ``rho = exp(log_rho)``, learned, starts at the solver's default.
             self.log_rho = nn.Parameter(torch.tensor(math.log(DEFAULT_RHO)))
+        if config.rho_schedule:
+            #: The learned penalty schedule's ``log`` factors on rho (start: 0, the constant penalty).
+            self.log_rho_factors = nn.Parameter(torch.zeros(config.rho_schedule))
         if config.noise_gain:
             #: Maps are multiplied by ``10 ** (noise_exponent * noise feature)`` per channel (learned, starts at 0).
             self.noise_exponent = nn.Parameter(torch.zeros(config.map_channels))
@@ -169,6 +173,21 @@ class UnrolledModel(nn.Module):
         """ADMM's penalty."""
         return torch.exp(self.log_rho)
 
+    def rho_factors(self, iterations: int) -> torch.Tensor | None:
+        """The learned schedule's factors on rho for a run of ``iterations`` ``(T,)`` (None without one):
+        the ``n`` learned log-factors sit at the run's progress ``j / (n - 1)``, and iteration ``k`` takes
+        their linear interpolation at ``k / (T - 1)``, so a run of ``T = n`` takes them as learned."""
+        if not self.config.rho_schedule:
+            return None
+        learned = self.log_rho_factors
+        n = learned.shape[0]
+        if n == 1 or iterations == 1:
+            return torch.exp(learned[:1]).expand(iterations)
+        position = torch.arange(iterations, dtype=learned.dtype, device=learned.device) * ((n - 1) / (iterations - 1))
+        low = position.floor().long().clamp(max=n - 2)
+        share = position - low.to(learned.dtype)
+        return torch.exp(learned[low] * (1 - share) + learned[low + 1] * share)
+
     def rho_coil(self) -> torch.Tensor:
         """Coil-splitting ADMM's penalty of the ``y_c = S_c x`` constraints (multi-coil MRI)."""
         return torch.exp(self.log_rho_coil)
@@ -243,7 +262,7 @@ class UTGV(UnrolledModel):
     def _admm(self, f, maps, mask, iterations):
         x, _ = admm_tgv_channels(
             f, maps[:, 0], maps[:, 1], mask, iterations, self.rho(), self.config.alpha, checkpoint_every=self.checkpoint_every,
-            penalty_ratio=self.config.penalty_ratio,
+            penalty_ratio=self.config.penalty_ratio, rho_factors=self.rho_factors(iterations),
         )
         return x
 
