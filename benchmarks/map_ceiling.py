@@ -16,8 +16,8 @@ evaluation's), the fitted maps' score at the deployed T and, with ``--converged`
 solved further (the same maps at a larger T), all scored like ``tgv-deploy evaluate`` (magnitudes
 cropped to the target, ``tgv_deploy.metrics``).
 
-Usage: ``python benchmarks/map_ceiling.py benchmarks/data/undersampled/*.h5 --objective ssim
-[--steps 150] [--lr 0.05] [--converged 512] [--out benchmarks/results/map_ceiling/ssim.json]``
+Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*.h5] [--synthetic N] --objective ssim
+[--steps 150] [--lr 0.05] [--converged 512] [--rho-schedule] [--out benchmarks/results/map_ceiling/ssim.json]``
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tgv_deploy.evaluation.cases import Case, _crop, undersampled_cases
+from tgv_deploy.data.synthetic import synthetic_image_v3
+from tgv_deploy.evaluation.cases import Case, _crop, corrupt, undersampled_cases
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim_map
@@ -44,6 +45,7 @@ from tgv_deploy.training.trainer import ssim_torch
 SSIM_WEIGHT = 20.0  # the training loss's weight (training/configs/*: ssim_weight)
 BACKGROUND = 0.02  # of the target's maximum, as benchmarks/penalty_ratio.py splits SSIM
 WINDOW = 7  # SSIM's window (tgv_deploy.metrics)
+SYNTHETIC_SEED = 63_000  # neither a training nor a test seed range, nor another study's
 
 
 def magnitude_cropped(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -139,7 +141,9 @@ def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=Path, help="undersampled fastMRI files (benchmarks/heldout.py --undersample)")
+    parser.add_argument("files", nargs="*", type=Path, help="undersampled fastMRI files (benchmarks/heldout.py --undersample)")
+    parser.add_argument("--synthetic", type=int, default=0,
+                        help="also N slices of the training generator (synthetic_image_v3, this study's own seeds), R = 4, sigma = 0.05")
     parser.add_argument("--objective", choices=("psnr", "ssim", "train"), default="train")
     parser.add_argument("--models", default="utgv-mri,utv-mri")
     parser.add_argument("--steps", type=int, default=150)
@@ -151,7 +155,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
-    cases = undersampled_cases(args.files)
+    synthetic = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, i]), 128, 128)) for i in range(args.synthetic)]
+    cases = undersampled_cases(args.files) + corrupt(synthetic, 4, 0.05)
+    if not cases:
+        raise SystemExit("give undersampled files or --synthetic N")
     paths = {name: resolve_model(name) for name in args.models.split(",")}
     models = {name: load_checkpoint(path).build().eval() for name, path in paths.items()}
     for model in models.values():

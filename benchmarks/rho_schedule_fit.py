@@ -109,7 +109,7 @@ def main() -> None:
         total = torch.stack([loss(p, p.magnitude(model, iterations, torch.exp(log_factors))) for p in fit]).mean()
         total.backward()
         optimiser.step()
-        history.append(float(total))
+        history.append(float(total.detach()))
         print(f"step {step + 1}/{args.steps}: fit loss {float(total):.4f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     rows = []
