@@ -375,3 +375,16 @@ def test_model_card_describes_every_stage(tmp_path):
     assert "scaled by a learned power of the k-space noise level" in text[second:] and "noise level" not in text[first:second]
     with_eval = card(stage2, "tiny", "stage2.toml", ["benchmarks/results/some-eval"], ["tgv-deploy evaluate ..."])
     assert "<!-- table: quality benchmarks/results/some-eval -->\n<!-- /table -->" in with_eval
+
+
+def test_a_learned_penalty_schedule_starts_where_the_config_says_and_trains(tmp_path):
+    base = _tiny_dict(steps=2)
+    base["model"]["rho_schedule"] = 3
+    start = [4.0, 1.0, 0.5]
+    path = train(config_from_dict({**base, "rho_schedule_start": start, "gain_learning_rate": 0.01}), tmp_path / "s", log=lambda _: None)
+    learned = load_checkpoint(path).state_dict["log_rho_factors"]
+    moved = learned - torch.log(torch.tensor(start))
+    assert moved.abs().max() <= 2 * 0.01 + 1e-6 and moved.abs().max() > 0  # from the start, at the gain rate
+    for bad in ([1.0, 1.0], [1.0, 0.0, 1.0], [1.0, float("inf"), 1.0]):
+        with pytest.raises(InputError, match="rho_schedule_start needs model.rho_schedule = 3"):
+            config_from_dict({**base, "rho_schedule_start": bad})

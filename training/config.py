@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import sys
 import types
 import typing
@@ -139,6 +141,9 @@ class TrainConfig:
     # names of the only parameters to train (e.g. the multi-coil ones, which leave single-coil
     # reconstructions unchanged); empty: all of them
     trainable: tuple[str, ...] = ()
+    # model.rho_schedule's start factors on rho (one per learned factor), set after the warm start:
+    # a schedule far from 1 is out of reach of the gain rate in a fine-tuning run; empty: all 1
+    rho_schedule_start: tuple[float, ...] = ()
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "val_every", "checkpoint_every"):
@@ -149,6 +154,10 @@ class TrainConfig:
                              f"{self.learning_rate}, {self.warmup_steps}, {self.threads}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.rho_schedule_start and (len(self.rho_schedule_start) != self.model.rho_schedule
+                                        or not all(math.isfinite(a) and a > 0 for a in self.rho_schedule_start)):
+            raise ValueError(f"rho_schedule_start needs model.rho_schedule = {self.model.rho_schedule} finite positive factors, "
+                             f"got {len(self.rho_schedule_start)}")
         if self.model.task != "mri" and self.data.target_noise[1] > 0:
             raise ValueError("data.target_noise applies to MRI only (a denoising target is the clean image)")
 

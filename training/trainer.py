@@ -187,6 +187,9 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, log: Callable[[str]
     model.checkpoint_every = config.activation_checkpointing or None
     if config.init_checkpoint:
         warm_start(model, config)  # before anything is written: a bad checkpoint leaves no run directory
+    if config.rho_schedule_start:
+        with torch.no_grad():
+            model.log_rho_factors.copy_(torch.log(torch.tensor(config.rho_schedule_start)))
     # before anything is written, like the warm start: a config naming parameters the model lacks leaves no run directory
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=config.weight_decay)
     if rank == 0:
