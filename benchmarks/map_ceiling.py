@@ -8,8 +8,8 @@ the magnitudes) or ``train`` (the models' training loss, PSNR + 20 (1 - SSIM)). 
 such maps, so what they reach is an upper bound on what any U-Net can make of the iteration at that
 T; the TGV bound against the TV one (both iterations as SPEC 2b writes them) says whether the
 iteration or the network limits U-TGV. ``--rho-schedule`` fits U-TGV's per-iteration penalty
-schedule (SPEC 2b's other freedom; ``rho_factors`` of ``admm_tgv_channels``, from all ones) with
-its maps. Nothing here feeds back into a model or a default.
+schedule (SPEC 2b's other freedom; ``rho_factors`` of ``admm_tgv_channels``, from the model's own
+schedule, or all ones) with its maps. Nothing here feeds back into a model or a default.
 
 For each slice and regulariser the record holds the bundled model's own score (reproducing the
 evaluation's), the fitted maps' score at the deployed T and, with ``--converged``, the fitted maps
@@ -79,7 +79,10 @@ def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float,
     target = torch.from_numpy(target_np) / scale.reshape(())
     iterations = model.config.default_iterations(False) if fit_iterations is None else fit_iterations
 
-    log_factors = torch.zeros(iterations, requires_grad=True) if fit_schedule else None
+    log_factors = None
+    if fit_schedule:  # from the model's own schedule where it learned one, else from its one rho
+        own_factors = model.rho_factors(iterations)
+        log_factors = (torch.zeros(iterations) if own_factors is None else torch.log(own_factors.detach())).requires_grad_(True)
 
     def solve(log_maps: torch.Tensor, t: int) -> torch.Tensor:
         if log_factors is None:

@@ -60,7 +60,8 @@ def _solve(model, f, mask, coil_maps, maps):
     args = (config.default_iterations(coil_maps is not None), model.rho(), config.alpha)
     if coil_maps is None:
         if config.kind == "utgv":
-            return admm_tgv_channels(f, maps[:, 0], maps[:, 1], mask, *args, penalty_ratio=config.penalty_ratio)[0]
+            return admm_tgv_channels(f, maps[:, 0], maps[:, 1], mask, *args, penalty_ratio=config.penalty_ratio,
+                                     rho_factors=model.rho_factors(args[0]))[0]
         return admm_tv_channels(f, maps[:, 0], mask, *args)
     if config.kind == "utgv":
         return admm_tgv_sense_channels(f, coil_maps, mask, maps[:, 0], maps[:, 1], *args, model.rho_coil(),

@@ -51,8 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     paths = {"U-TGV": str(resolve_model(args.utgv)), "U-TV": str(resolve_model(args.utv))}
     utgv, utv = (load_checkpoint(paths[name]).build().eval() for name in ("U-TGV", "U-TV"))
-    if utgv.config.kind != "utgv" or utgv.config.solver != "admm" or utv.config.kind != "utv":
-        raise SystemExit("--utgv must be an ADMM U-TGV model and --utv a U-TV model")
+    if utgv.config.kind != "utgv" or utgv.config.solver != "admm" or utv.config.kind != "utv" or utgv.config.rho_schedule:
+        raise SystemExit("--utgv must be an ADMM U-TGV model with one rho (no learned schedule) and --utv a U-TV model")
     images = ground_truth_images([], args.images, (128, 128))
     settings = [(f"kappa {k:g}", k, t) for t in (64, 256) for k in RATIOS] + [("kappa 1", 1.0, 1024)]
     rows = []

@@ -50,8 +50,9 @@ def main() -> None:
     args = parser.parse_args()
     path = str(resolve_model(args.model))
     model = load_checkpoint(path).build().eval()
-    if model.config.kind != "utgv" or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0:
-        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single penalty (penalty_ratio 1)")
+    if model.config.kind != "utgv" or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0 \
+            or model.config.rho_schedule:
+        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single constant penalty (penalty_ratio 1, no schedule)")
     rho, alpha = float(model.rho()), model.config.alpha
     problems = []
     for case in corrupt(ground_truth_images([], args.images, (128, 128)), 4, 0.05):

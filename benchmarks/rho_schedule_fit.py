@@ -92,8 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     path = resolve_model(args.model)
     model = load_checkpoint(path).build().eval()
-    if not isinstance(model, UTGV) or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0:
-        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single penalty (penalty_ratio 1)")
+    if not isinstance(model, UTGV) or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0 \
+            or model.config.rho_schedule:
+        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single constant penalty (penalty_ratio 1, no schedule)")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     iterations = model.config.default_iterations(False)
