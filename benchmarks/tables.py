@@ -28,6 +28,9 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``rho-schedule FILE``: ``benchmarks/rho_schedule.py``'s JSON (the learned rho against per-iteration schedules:
   the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
+* ``map-ceiling FILE``: ``benchmarks/map_ceiling.py``'s JSON (each model's SSIM against that of per-pixel maps fitted
+  to the ground truth through the same iteration);
+* ``map-ceiling-schedule FILE``: the same script's ``--rho-schedule`` JSON (the penalty factors fitted with the maps);
 * ``provenance FILE``: the commit, command and machine a JSON result file records.
 
 Usage: ``python benchmarks/tables.py [--check]``.
@@ -332,6 +335,49 @@ def penalty_ratio(path: Path) -> str:
     return "\n".join(lines)
 
 
+def map_ceiling(path: Path) -> str:
+    """Per slice, SSIM (background / object) of each model, of the maps fitted through its iteration
+    and, where recorded, of those maps solved on to a larger T; with two models, the fitted first
+    minus the fitted second."""
+    data = json.loads(path.read_text())
+    names = {"utgv-mri": "U-TGV", "utv-mri": "U-TV"}
+    models, cases = data["models"], data["cases"]
+    compare = len(models) == 2
+    kinds = ("model", "fitted") + (("fitted_converged",) if "fitted_converged" in cases[0][models[0]] else ())
+    iterations = cases[0][models[0]]["iterations"]
+    titles = {"model": f"model (T = {iterations})", "fitted": f"fitted maps (T = {iterations})",
+              "fitted_converged": f"fitted maps at T = {cases[0][models[0]].get('converged_iterations')}"}
+
+    def cell(scores) -> str:
+        return f"{scores[1]:.3f} ({scores[2]:.3f} / {scores[3]:.3f})"
+
+    def difference(case: dict) -> float:
+        return case[models[0]]["fitted"][1] - case[models[1]]["fitted"][1]
+
+    header = [f"{names.get(m, m)} {titles[k]}" for m in models for k in kinds]
+    header += [f"fitted: {names.get(models[0])} - {names.get(models[1])}"] if compare else []
+    lines = ["| slice | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+    for case in cases:
+        cells = [cell(case[m][k]) for m in models for k in kinds] + ([f"{difference(case):+.3f}"] if compare else [])
+        lines.append(f"| {case['case']} | " + " | ".join(cells) + " |")
+    means = [cell(np.mean([case[m][k] for case in cases], axis=0)) for m in models for k in kinds]
+    means += [f"{np.mean([difference(case) for case in cases]):+.3f}"] if compare else []
+    lines.append("| mean | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
+def map_ceiling_schedule(path: Path) -> str:
+    """The penalty factors fitted with the maps (``--rho-schedule``) at a few iterations, per slice."""
+    cases = json.loads(path.read_text())["cases"]
+    factors = {case["case"]: case["utgv-mri"]["fitted_rho_factors"] for case in cases}
+    count = len(next(iter(factors.values())))
+    shown = sorted({1, 2, 3, 4, count // 8, count // 4, count // 2, 3 * count // 4, count - 3, count - 2, count - 1, count} - {0})
+    lines = ["| slice | " + " | ".join(f"k = {k}" for k in shown) + " |", "| --- |" + " --- |" * len(shown)]
+    for name, values in factors.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values[k - 1]:.3g}" for k in shown) + " |")
+    return "\n".join(lines)
+
+
 def multicoil_latency(path: Path) -> str:
     data = json.loads(path.read_text())
     # one T per row: multi-coil data may have a default T of their own
@@ -380,7 +426,8 @@ KINDS = {"quality": quality, "margins": margins, "margins-pooled": margins_poole
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp, "quality-vs-t": quality_vs_t}
+         "rho-schedule": rho_schedule, "map-ceiling": map_ceiling,
+         "map-ceiling-schedule": map_ceiling_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp, "quality-vs-t": quality_vs_t}
 
 
 def render(spec: str) -> str:
