@@ -60,6 +60,9 @@ class ADMMSpec:
     row_blocks: int = 0  # n1 of a two-stage row DFT (H = n1 * n2); 0 = one dense product
     penalty_ratio: float = 1.0  # U-TGV: the E v constraint's penalty over rho (ModelConfig.penalty_ratio)
     column_blocks: int = 0  # n1 of a two-stage column DFT (W = n1 * n2); 0 = one dense product
+    #: a learned per-iteration schedule (ModelConfig.rho_schedule): iteration k's penalty is
+    #: ``rho_factors[k] * rho`` (one per iteration; empty: the constant rho). Single-coil and denoising only.
+    rho_factors: tuple[float, ...] = ()
 
     @property
     def channels(self) -> int:
@@ -306,6 +309,7 @@ class ADMMGraph:
         else:
             parts = [maps] * (2 * c)
         bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
+        self.upper_one = bound  # at the penalty rho; a schedule scales it per iteration
         return bound, g.op("Neg", [bound], "thr")
 
     def _mask_along_w(self, mask: str, hint: str, grid: bool = False) -> str:
@@ -331,6 +335,25 @@ class ADMMGraph:
         operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
         return inv, operator
 
+    def _mask_term(self, mask: str | None) -> str:
+        """The data weight of the exact step's denominator ``m`` on the spectra's grid ``(B|1, n1, 1|H, n2)``."""
+        g = self.g
+        if mask is None:
+            return g.const("admm/data_weight_1", np.float32(1.0))
+        shape_mask = g.const("admm/shape_mask_step", [0, self.column_blocks, 1, self.column_block_size])
+        return g.op("Reshape", [self._mask_along_w(mask, "den", grid=True), shape_mask], "den")
+
+    def _scheduled_step(self, mask_term: str, factor: float) -> tuple[str, str]:
+        """``1 / den`` and ``L`` at the penalty ``factor * rho``: ``den = m + factor rho s``, and the data
+        part of ``L``, proportional to rho, scaled by ``factor``."""
+        g = self.g
+        f = g.const(f"admm/rho_factor_{factor!r}", np.float32(factor))
+        den = g.op("Add", [mask_term, g.op("Mul", [self.rho_schur, f], "den")], "den")
+        den = g.op("Reshape", [den, g.const("admm/shape_den", [0, 1, 1, self.grid[0], 1, 1, self.grid[1]])], "den")
+        inv = g.op("Reciprocal", [den], "den")
+        operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, g.op("Mul", [inv, f], "step")], "step")], "step")
+        return inv, operator
+
     def _solve(self, operator: str, spectra: str) -> str:
         """``L (G, R0, R1)`` per frequency: spectra (as :meth:`_dft` gives them) -> ``(B, K, P, 2, Q)``."""
         g = self.g
@@ -346,19 +369,36 @@ class ADMMGraph:
         """
         g, spec, c = self.g, self.spec, self.spec.channels
         upper, lower = self._thresholds(maps)
-        inv_den, operator = self._step_operator(mask)
-        # c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1), once
         p, q = self.grid
+        shape_den_data = g.const("admm/shape_den_data", [0, 1, p, 1, 1, q])
         mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, p, 1, 2, q])], "data")
-        inv_den = g.op("Reshape", [inv_den, g.const("admm/shape_den_data", [0, 1, p, 1, 1, q])], "data")
-        mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, P, 1, 2, Q)
-        offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
+
+        def data_offset(inv_den: str) -> str:
+            """c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1)."""
+            share = g.op("Mul", [mf, g.op("Reshape", [inv_den, shape_den_data], "data")], "data")  # (B, 1, P, 1, 2, Q)
+            return g.op("ReduceSum", [g.op("Mul", [self.offset, share], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
+
+        factors = spec.rho_factors
+        if factors and len(factors) != spec.iterations:
+            raise ValueError(f"rho_factors needs one factor per iteration ({spec.iterations}), got {len(factors)}")
+        if factors:  # the step, its data share and the thresholds follow the penalty in every iteration
+            mask_term = self._mask_term(mask)
+        else:  # one penalty: all of them once, before the loop
+            inv_den, operator = self._step_operator(mask)
+            offset = data_offset(inv_den)
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
         z = self._conv(x0, self.start_kernel, "start")
         u = None
         images = x0
-        for _ in range(spec.iterations):
+        for k in range(spec.iterations):
             g.mark_iteration()
+            if factors:
+                inv_den, operator = self._scheduled_step(mask_term, factors[k])
+                offset = data_offset(inv_den)
+                upper = g.op("Mul", [self.upper_one, g.const(f"admm/inv_rho_factor_{factors[k]!r}", np.float32(1.0 / factors[k]))], "thr")
+                lower = g.op("Neg", [upper], "thr")
+                if u is not None and factors[k] != factors[k - 1]:  # the scaled duals carry the unscaled ones over
+                    u = g.op("Mul", [u, g.const(f"admm/dual_ratio_{k}", np.float32(factors[k - 1] / factors[k]))], "u")
             w = z if u is None else g.op("Sub", [z, u], "w")
             solved = g.op("Add", [self._solve(operator, self._dft(self._conv(w, self.rhs_kernel, "rhs"))), offset], "step")
             images = self._idft(g.op("Reshape", [solved, self.shape_spectra], "step"))

@@ -125,9 +125,6 @@ def _validate(config: ExportConfig, ckpt: Checkpoint) -> tuple[int, int, int]:
         raise InputError(f"--coils must be in 1..{MAX_GRAPH_COILS}, got {config.coils}")
     if config.coils and config.unet_fp16:
         raise InputError("--unet-fp16 is not offered for multi-coil graphs")
-    if ckpt.config.rho_schedule and not config.coils:
-        raise InputError("this checkpoint learned a per-iteration penalty schedule, which the ONNX graph does not carry yet; "
-                         "run it with the torch backend (a multi-coil graph, --coils, keeps the one rho and exports)")
     if config.row_dft == "factorised" and dft_factors(height) is None:
         raise InputError(f"--row-dft factorised needs H = n1 * n2 with n1 even and both >= 4; {height} has none (use dense)")
     if config.column_dft == "factorised" and dft_factors(width) is None:
@@ -187,9 +184,11 @@ def build_graph(ckpt: Checkpoint, config: ExportConfig, progress: Callable[[str]
         g = GraphBuilder(prefix="admm/")
         factors = dft_factors(height) if config.row_dft != "dense" else None
         column_factors = dft_factors(width) if config.column_dft != "dense" else None
+        schedule = None if config.coils else model.rho_factors(iterations)  # coil splitting keeps the one rho
+        rho_factors = () if schedule is None else tuple(float(f) for f in schedule.detach())
         admm = ADMMSpec(task, kind, height, width, iterations, float(model.rho().detach()), ckpt.config.alpha,
                         row_blocks=factors[0] if factors else 0, penalty_ratio=ckpt.config.penalty_ratio,
-                        column_blocks=column_factors[0] if column_factors else 0)
+                        column_blocks=column_factors[0] if column_factors else 0, rho_factors=rho_factors)
         if config.coils:
             graph_builder = ADMMSenseGraph(g, admm, float(model.rho_coil().detach()))
             x = graph_builder.build_sense("x0", "maps_n", "mask", "coil_images", "coil_weights", "virtual")
