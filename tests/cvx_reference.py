@@ -35,6 +35,29 @@ def _data_term(f, mask, xs, maps=None):
     return total
 
 
+#: Relative accuracy of the CVXPY/Clarabel minimum: the duality gap it certifies, plus float64
+#: round-off in the energy sums. Below it a solver's gap is indistinguishable from zero.
+REFERENCE_ACCURACY = 1e-9
+
+
+def _solve_certified(problem):
+    """Solve with Clarabel aiming at gaps of 1e-11 and accept the result only if its duality gap is
+    certified below ``REFERENCE_ACCURACY / 2``.
+
+    The dense DFT rows make the interior-point KKT systems ill-conditioned near the solution, and
+    whether the last steps reach 1e-11 or stall at a few 1e-10 depends on the summation order (a
+    multi-threaded factorisation varies it from run to run). Clarabel reports such a stall as
+    "almost solved" only when the reduced tolerances hold, so those are set to what the tests rely
+    on instead of Clarabel's defaults (about 5e-5). Clarabel divides the gap by max(1, energy); the
+    energies here are all above 0.5, so the relative gap stays below ``REFERENCE_ACCURACY``. One
+    thread keeps the reference reproducible.
+    """
+    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11,
+                  reduced_tol_gap_abs=1e-13, reduced_tol_gap_rel=REFERENCE_ACCURACY / 2,
+                  reduced_tol_feas=1e-10, max_threads=1)
+    assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE), problem.status
+
+
 def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False, maps=None):
     """Solve the TGV problem of one image (H, W) with CVXPY + Clarabel, as stacked real vectors
     (multi-coil: ``f (C, H, W)`` and ``maps (C, H, W)``, see :func:`_data_term`)."""
@@ -55,14 +78,10 @@ def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False, maps=None):
         reg += cp.sum(cp.multiply(l0, cp.abs(e_xx) + cp.abs(e_yy) + 2 * cp.abs(e_xy)))
     data = _data_term(f, mask, xs, maps)
     problem = cp.Problem(cp.Minimize(data + reg))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
-    assert problem.status == cp.OPTIMAL, problem.status
+    _solve_certified(problem)
     return problem.value
 
 
-#: Relative accuracy of the CVXPY/Clarabel minimum (gap tolerances 1e-11, plus float64 round-off
-#: in the energy sums): below it a solver's gap is indistinguishable from zero.
-REFERENCE_ACCURACY = 1e-9
 
 
 def assert_gap_decreases_to_reference(gaps):
@@ -82,8 +101,7 @@ def exact_tv_minimum(f, lam, mask, periodic=False):
     reg = sum(lam * cp.sum(cp.abs(d0 @ x) + cp.abs(d1 @ x)) for x in xs)
     data = _data_term(f, mask, xs)
     problem = cp.Problem(cp.Minimize(data + reg))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
-    assert problem.status == cp.OPTIMAL, problem.status
+    _solve_certified(problem)
     return problem.value
 
 
@@ -95,6 +113,5 @@ def exact_tv_minimum_sense(f, lam, mask, maps):
     xs = [cp.Variable(h * w) for _ in range(2)]
     reg = sum(lam * cp.sum(cp.abs(d0 @ x) + cp.abs(d1 @ x)) for x in xs)
     problem = cp.Problem(cp.Minimize(_data_term(f, mask, xs, maps) + reg))
-    problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
-    assert problem.status == cp.OPTIMAL, problem.status
+    _solve_certified(problem)
     return problem.value
