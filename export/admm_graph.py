@@ -246,6 +246,9 @@ class ADMMGraph:
         self.step_fixed = g.const("admm/step_fixed", fixed[None])
         self.step_data = g.const("admm/step_data", data[None])
         self.offset = g.const("admm/offset", offset[None])
+        if spec.rho_factors:  # L_data is rank one per frequency, left (x) right: applied as two small products
+            assert spec.kind == "utgv"  # ModelConfig allows a schedule for U-TGV only
+            self.step_right = g.const("admm/step_right", _real_blocks({(0, j): right[j] / rho for j in range(3)}, 1, k, shape)[None])
         # (1, n1, H, n2): the mask, a factor of the column frequency alone, adds on as (B, n1, 1, n2)
         self.rho_schur = g.const("admm/rho_schur", (rho * schur).reshape(1, self.column_blocks, spec.height, self.column_block_size))
 
@@ -343,16 +346,23 @@ class ADMMGraph:
         shape_mask = g.const("admm/shape_mask_step", [0, self.column_blocks, 1, self.column_block_size])
         return g.op("Reshape", [self._mask_along_w(mask, "den", grid=True), shape_mask], "den")
 
-    def _scheduled_step(self, mask_term: str, factor: float) -> tuple[str, str]:
-        """``1 / den`` and ``L`` at the penalty ``factor * rho``: ``den = m + factor rho s``, and the data
-        part of ``L``, proportional to rho, scaled by ``factor``."""
+    def _scheduled_solve(self, mask_term: str, factor: float, spectra: str, data: str) -> str:
+        """The exact step at the penalty ``rho_k = factor * rho`` without forming ``L``:
+        ``L_fixed S + left (rho_k right^T S + M f) / den_k`` with ``den_k = m + rho_k s`` (``L_data`` has
+        rank one per frequency; ``data``: the transform of ``A^H f`` ``(B, 1, P, 2, Q)``); returns ``(B, K, P, 2, Q)``."""
         g = self.g
+        p, q = self.grid
         f = g.const(f"admm/rho_factor_{factor!r}", np.float32(factor))
         den = g.op("Add", [mask_term, g.op("Mul", [self.rho_schur, f], "den")], "den")
-        den = g.op("Reshape", [den, g.const("admm/shape_den", [0, 1, 1, self.grid[0], 1, 1, self.grid[1]])], "den")
-        inv = g.op("Reciprocal", [den], "den")
-        operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, g.op("Mul", [inv, f], "step")], "step")], "step")
-        return inv, operator
+        inv = g.op("Reciprocal", [g.op("Reshape", [den, g.const("admm/shape_den_scheduled", [0, 1, p, 1, q])], "den")], "den")
+        rho_k = g.const(f"admm/rho_{factor!r}", np.float32(factor * self.spec.rho))
+        s_in = g.op("Reshape", [spectra, self.shape_step_in], "step")  # (B, 1, K, P, 1, 2, Q)
+        fixed = g.op("ReduceSum", [g.op("Mul", [self.step_fixed, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
+        right = g.op("ReduceSum", [g.op("Mul", [self.step_right, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
+        shared = g.op("Add", [g.op("Mul", [right, g.op("Mul", [inv, rho_k], "step")], "step"), g.op("Mul", [data, inv], "step")], "step")
+        shared = g.op("Reshape", [shared, g.const("admm/shape_shared", [0, 1, p, 1, 2, q])], "step")  # (B, 1, P, 1, 2, Q)
+        left = g.op("ReduceSum", [g.op("Mul", [self.offset, shared], "step"), g.const("admm/axis4", [4])], "step", keepdims=0)
+        return g.op("Add", [fixed, left], "step")
 
     def _solve(self, operator: str, spectra: str) -> str:
         """``L (G, R0, R1)`` per frequency: spectra (as :meth:`_dft` gives them) -> ``(B, K, P, 2, Q)``."""
@@ -370,22 +380,18 @@ class ADMMGraph:
         g, spec, c = self.g, self.spec, self.spec.channels
         upper, lower = self._thresholds(maps)
         p, q = self.grid
-        shape_den_data = g.const("admm/shape_den_data", [0, 1, p, 1, 1, q])
-        mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, p, 1, 2, q])], "data")
-
-        def data_offset(inv_den: str) -> str:
-            """c = (M f / den) (1, h0, h1): the data's share of (X, V0, V1)."""
-            share = g.op("Mul", [mf, g.op("Reshape", [inv_den, shape_den_data], "data")], "data")  # (B, 1, P, 1, 2, Q)
-            return g.op("ReduceSum", [g.op("Mul", [self.offset, share], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
-
         factors = spec.rho_factors
         if factors and len(factors) != spec.iterations:
             raise ValueError(f"rho_factors needs one factor per iteration ({spec.iterations}), got {len(factors)}")
         if factors:  # the step, its data share and the thresholds follow the penalty in every iteration
             mask_term = self._mask_term(mask)
-        else:  # one penalty: all of them once, before the loop
+            data = g.op("Reshape", [self._dft(x0), g.const("admm/shape_data", [0, 1, p, 2, q])], "data")  # (B, 1, P, 2, Q)
+        else:  # one penalty: the step operator and c = (M f / den) (1, h0, h1), the data's share of (X, V0, V1), once
             inv_den, operator = self._step_operator(mask)
-            offset = data_offset(inv_den)
+            mf = g.op("Reshape", [self._dft(x0), g.const("admm/shape_mf", [0, 1, p, 1, 2, q])], "data")
+            inv_den = g.op("Reshape", [inv_den, g.const("admm/shape_den_data", [0, 1, p, 1, 1, q])], "data")
+            mf = g.op("Mul", [mf, inv_den], "data")  # (B, 1, P, 1, 2, Q)
+            offset = g.op("ReduceSum", [g.op("Mul", [self.offset, mf], "data"), g.const("admm/axis4", [4])], "data", keepdims=0)
         one_minus_alpha = g.const("admm/one_minus_alpha", np.float32(1.0 - spec.alpha))
         z = self._conv(x0, self.start_kernel, "start")
         u = None
@@ -393,14 +399,16 @@ class ADMMGraph:
         for k in range(spec.iterations):
             g.mark_iteration()
             if factors:
-                inv_den, operator = self._scheduled_step(mask_term, factors[k])
-                offset = data_offset(inv_den)
                 upper = g.op("Mul", [self.upper_one, g.const(f"admm/inv_rho_factor_{factors[k]!r}", np.float32(1.0 / factors[k]))], "thr")
                 lower = g.op("Neg", [upper], "thr")
                 if u is not None and factors[k] != factors[k - 1]:  # the scaled duals carry the unscaled ones over
                     u = g.op("Mul", [u, g.const(f"admm/dual_ratio_{k}", np.float32(factors[k - 1] / factors[k]))], "u")
             w = z if u is None else g.op("Sub", [z, u], "w")
-            solved = g.op("Add", [self._solve(operator, self._dft(self._conv(w, self.rhs_kernel, "rhs"))), offset], "step")
+            spectra = self._dft(self._conv(w, self.rhs_kernel, "rhs"))
+            if factors:
+                solved = self._scheduled_solve(mask_term, factors[k], spectra, data)
+            else:
+                solved = g.op("Add", [self._solve(operator, spectra), offset], "step")
             images = self._idft(g.op("Reshape", [solved, self.shape_spectra], "step"))
             y = self._conv(images, self.split_kernel, "split")
             t = g.op("Add", [y, g.op("Mul", [z, one_minus_alpha], "t")], "t")
