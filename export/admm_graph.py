@@ -243,12 +243,22 @@ class ADMMGraph:
             fixed = np.zeros((1, 1, shape[0], 2, 2, shape[1]))
             data = _real_blocks({(0, 0): np.full(shape, rho, dtype=complex)}, 1, 1, shape)
             offset = _real_blocks({(0, 0): np.ones(shape, dtype=complex)}, 1, 1, shape)[:, 0]
-        self.step_fixed = g.const("admm/step_fixed", fixed[None])
-        self.step_data = g.const("admm/step_data", data[None])
-        self.offset = g.const("admm/offset", offset[None])
-        if spec.rho_factors:  # L_data is rank one per frequency, left (x) right: applied as two small products
+        if spec.rho_factors:
+            # L_data = left (x) right has rank one per frequency and L_fixed's X row is zero: one
+            # constant with right / rho in that row gives L_fixed S and right^T S in one product.
             assert spec.kind == "utgv"  # ModelConfig allows a schedule for U-TGV only
-            self.step_right = g.const("admm/step_right", _real_blocks({(0, j): right[j] / rho for j in range(3)}, 1, k, shape)[None])
+            fused = fixed + _real_blocks({(0, j): right[j] / rho for j in range(3)}, k, k, shape)
+            self.step_fused = g.const("admm/step_fused", fused[None])
+            self.keep_v_rows = g.const("admm/keep_v_rows", np.array([0.0, 1.0, 1.0], dtype=np.float32).reshape(1, 3, 1, 1, 1))
+            # left (x) shared as an elementwise complex product on the (re, im) axis: re = a c - b d,
+            # im = b c + a d from [a, b] and its swap [b, a] (cheaper than a 2 x 2 block and a reduction)
+            lefts = np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=complex) for v in left)))[:, :, None, :]  # (K, P, 1, Q)
+            self.left_real = g.const("admm/left_real", np.concatenate([lefts.real, lefts.real], axis=2)[None])
+            self.left_imag = g.const("admm/left_imag", np.concatenate([-lefts.imag, lefts.imag], axis=2)[None])
+        else:
+            self.step_fixed = g.const("admm/step_fixed", fixed[None])
+            self.step_data = g.const("admm/step_data", data[None])
+            self.offset = g.const("admm/offset", offset[None])
         # (1, n1, H, n2): the mask, a factor of the column frequency alone, adds on as (B, n1, 1, n2)
         self.rho_schur = g.const("admm/rho_schur", (rho * schur).reshape(1, self.column_blocks, spec.height, self.column_block_size))
 
@@ -349,7 +359,8 @@ class ADMMGraph:
     def _scheduled_solve(self, mask_term: str, factor: float, spectra: str, data: str) -> str:
         """The exact step at the penalty ``rho_k = factor * rho`` without forming ``L``:
         ``L_fixed S + left (rho_k right^T S + M f) / den_k`` with ``den_k = m + rho_k s`` (``L_data`` has
-        rank one per frequency; ``data``: the transform of ``A^H f`` ``(B, 1, P, 2, Q)``); returns ``(B, K, P, 2, Q)``."""
+        rank one per frequency; ``data``: the transform of ``A^H f`` ``(B, 1, P, 2, Q)``); returns ``(B, K, P, 2, Q)``.
+        The fused constant's product holds ``right^T S / rho`` in the X row and ``L_fixed S`` in the V rows."""
         g = self.g
         p, q = self.grid
         f = g.const(f"admm/rho_factor_{factor!r}", np.float32(factor))
@@ -357,11 +368,12 @@ class ADMMGraph:
         inv = g.op("Reciprocal", [g.op("Reshape", [den, g.const("admm/shape_den_scheduled", [0, 1, p, 1, q])], "den")], "den")
         rho_k = g.const(f"admm/rho_{factor!r}", np.float32(factor * self.spec.rho))
         s_in = g.op("Reshape", [spectra, self.shape_step_in], "step")  # (B, 1, K, P, 1, 2, Q)
-        fixed = g.op("ReduceSum", [g.op("Mul", [self.step_fixed, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
-        right = g.op("ReduceSum", [g.op("Mul", [self.step_right, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
-        shared = g.op("Add", [g.op("Mul", [right, g.op("Mul", [inv, rho_k], "step")], "step"), g.op("Mul", [data, inv], "step")], "step")
-        shared = g.op("Reshape", [shared, g.const("admm/shape_shared", [0, 1, p, 1, 2, q])], "step")  # (B, 1, P, 1, 2, Q)
-        left = g.op("ReduceSum", [g.op("Mul", [self.offset, shared], "step"), g.const("admm/axis4", [4])], "step", keepdims=0)
+        product = g.op("ReduceSum", [g.op("Mul", [self.step_fused, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
+        right = g.op("Slice", [product, g.const("admm/i0", [0]), g.const("admm/i1", [1]), g.const("admm/axis1", [1])], "step")
+        fixed = g.op("Mul", [product, self.keep_v_rows], "step")
+        shared = g.op("Mul", [g.op("Add", [g.op("Mul", [right, rho_k], "step"), data], "step"), inv], "step")
+        swapped = g.op("Gather", [shared, g.const("admm/swap_re_im", [1, 0])], "step", axis=3)
+        left = g.op("Add", [g.op("Mul", [shared, self.left_real], "step"), g.op("Mul", [swapped, self.left_imag], "step")], "step")
         return g.op("Add", [fixed, left], "step")
 
     def _solve(self, operator: str, spectra: str) -> str:
