@@ -385,6 +385,13 @@ def test_a_learned_penalty_schedule_starts_where_the_config_says_and_trains(tmp_
     learned = load_checkpoint(path).state_dict["log_rho_factors"]
     moved = learned - torch.log(torch.tensor(start))
     assert moved.abs().max() <= 2 * 0.01 + 1e-6 and moved.abs().max() > 0  # from the start, at the gain rate
+    text = card(path, "tiny", "s.toml", [], [])
+    factors = torch.exp(learned)
+    assert (f"times a learned per-iteration schedule of 3 factors (single-coil; {float(factors.min()):.3g} ... "
+            f"{float(factors.max()):.3g}, {float(factors[0]):.3g} first and {float(factors[-1]):.3g} last)") in text.splitlines()[2]
+    assert "penalty schedule (3 factors on rho, followed over the run's progress) learned at rate 0.01 from the config's" in text
+    assert "schedule" not in card(train(config_from_dict(_tiny_dict(steps=1)), tmp_path / "plain", log=lambda _: None),
+                                  "tiny", "p.toml", [], [])
     for bad in ([1.0, 1.0], [1.0, 0.0, 1.0], [1.0, float("inf"), 1.0]):
         with pytest.raises(InputError, match="rho_schedule_start needs model.rho_schedule = 3"):
             config_from_dict({**base, "rho_schedule_start": bad})

@@ -63,6 +63,10 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
         if model.noise_gain:
             lines.append(f"- The maps are scaled by a learned power of the k-space noise level (`tgv_deploy.models.noise_level`), "
                          f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g}.")
+        if model.rho_schedule:
+            start = "the config's `rho_schedule_start`" if cfg.get("rho_schedule_start") else "all ones"
+            lines.append(f"- A per-iteration penalty schedule ({model.rho_schedule} factors on rho, followed over the run's progress) "
+                         f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g} from {start}.")
     else:
         lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
     lines.append(f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
@@ -100,7 +104,12 @@ def _learned(ckpt) -> str:
             gains = ", ".join(f"{math.exp(float(g)):.3f}" for g in state["log_coil_gain"])
             exponents = ", ".join(f"{float(e):.2f}" for e in state["coil_acceleration_exponent"])
             coil += f", map gains ({gains}) times ({COIL_REFERENCE_FRACTION:.3g} / sampled fraction) to the powers ({exponents})"
-        return f"learned rho = {math.exp(float(ckpt.state_dict['log_rho'])):.3f}, alpha = {ckpt.config.alpha:g}{coil}"
+        schedule = ""
+        if ckpt.config.rho_schedule:
+            factors = [math.exp(float(f)) for f in state["log_rho_factors"]]
+            schedule = (f" times a learned per-iteration schedule of {len(factors)} factors (single-coil; "
+                        f"{min(factors):.3g} ... {max(factors):.3g}, {factors[0]:.3g} first and {factors[-1]:.3g} last)")
+        return f"learned rho = {math.exp(float(state['log_rho'])):.3f}{schedule}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
 
 
