@@ -16,7 +16,7 @@ evaluation's), the fitted maps' score at the deployed T and, with ``--converged`
 solved further (the same maps at a larger T), all scored like ``tgv-deploy evaluate`` (magnitudes
 cropped to the target, ``tgv_deploy.metrics``).
 
-Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*.h5] [--synthetic N] --objective ssim
+Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*_R4_sigma0.05.h5] [--synthetic N] --objective ssim
 [--steps 150] [--lr 0.05] [--converged 512] [--rho-schedule] [--out benchmarks/results/map_ceiling/ssim.json]``
 """
 

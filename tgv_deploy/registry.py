@@ -22,7 +22,7 @@ DEFAULT_MODEL = "utgv-mri"
 #: is resolved. The one place to update when a bundled checkpoint is replaced (a test compares it
 #: with the files and prints the new value).
 BUNDLED_SHA256: dict[str, str] = {
-    "utgv-mri": "237ca683b6a5c2de2e8964f1f46e3115f0cbea6a095d5eba5a9ec28f679e7e26",
+    "utgv-mri": "fa5f20cb9122a8656e82aaebd14812fa2e8106ca1ae270a231a5e9887d17494c",
     "utv-mri": "472b9cbb8bdc999ba0a4e8aeef61dc41e65e5797ad481661cd90aae119483f2d",
     "utgv-denoise": "f63b42f8ac649add0f8af33250935bfa5fb6af017096cdca290609cc22dd9af6",
     "utgv-mri-pdhg": "2c82ae08de6705c6522bd34b60fd0e2ba7b687330af8d369c917bb782aca3373",
