@@ -35,6 +35,10 @@ from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 
+#: The held-out files at R = 4, sigma = 0.05 (``heldout.py --undersample 4,0.05``); other settings
+#: written by ``--undersample`` sit beside them.
+HELD_OUT_FILES = "*_R4_sigma0.05.h5"
+
 
 def denoise_slices(synthetic: int) -> dict[str, list[tuple[np.ndarray, None, np.ndarray]]]:
     """Denoising models: {"synthetic": [(noisy image (H, W), None, target (H, W)), ...]} (sigma 0.05, 128 x 128)."""
@@ -45,7 +49,7 @@ def denoise_slices(synthetic: int) -> dict[str, list[tuple[np.ndarray, None, np.
 def test_slices(data: Path, synthetic: int) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """{"held-out": [(k-space (H, W), mask (W,), target (H, W)), ...], "synthetic": [...]}."""
     held_out = []
-    for path in sorted(data.glob("*.h5")):
+    for path in sorted(data.glob(HELD_OUT_FILES)):
         volume = read_fastmri(path)
         held_out += [(volume.kspace[s], volume.mask[s], volume.target[s]) for s in range(volume.num_slices)]
     images = [(f"synthetic:{i}", synthetic_image(np.random.default_rng([TEST_SEED, i]), 256, 256)) for i in range(synthetic)]
