@@ -1,4 +1,4 @@
-"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (34-44 per iteration).
+"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (34-44 per iteration, 60 with a penalty schedule).
 
 State in the image domain: ``z`` and ``u`` ``(B, 5C, H, W)``, the split variables
 ``(grad x - v, E v)`` and their scaled duals, channels ordered (component, real/imaginary) with
@@ -14,7 +14,9 @@ components ``(x-direction of z1, y-direction of z1, xx, yy, xy)``. One iteration
 
 (``u + g - shrink(t) = clip(t)``, so the shrink costs one clip and one Sub.) ``L`` and ``c`` carry
 the exact (x, v) step of :mod:`tgv_deploy.fourier_symbols` with the learned rho folded in; they
-depend on the mask only through one per-frequency division, done once before the loop.
+depend on the mask only through one per-frequency division, done once before the loop. With a
+learned penalty schedule the division changes with the penalty, so every iteration forms its own
+``den_k = m + rho_k s`` and applies the step's rank-one data part at that penalty (:meth:`ADMMGraph._scheduled_solve`).
 
 The 2D DFT is the plain orthonormal one (no shifts: periodic operators commute with them, and the
 data enter once as the transform of ``A^H f``), in real block form, and with dense columns without a Transpose: the

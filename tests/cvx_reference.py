@@ -82,8 +82,6 @@ def exact_tgv_minimum(f, lam0, lam1, mask, periodic=False, maps=None):
     return problem.value
 
 
-
-
 def assert_gap_decreases_to_reference(gaps):
     """Strictly decreasing while above the reference's accuracy; within it from then on."""
     reached = next((i for i, g in enumerate(gaps) if abs(g) <= REFERENCE_ACCURACY), len(gaps) - 1)

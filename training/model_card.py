@@ -107,7 +107,8 @@ def _learned(ckpt) -> str:
         schedule = ""
         if ckpt.config.rho_schedule:
             factors = [math.exp(float(f)) for f in state["log_rho_factors"]]
-            schedule = (f" times a learned per-iteration schedule of {len(factors)} factors (single-coil; "
+            scope = "single-coil; " if ckpt.config.task == "mri" else ""  # coil splitting keeps the one rho
+            schedule = (f" times a learned per-iteration schedule of {len(factors)} factors ({scope}"
                         f"{min(factors):.3g} ... {max(factors):.3g}, {factors[0]:.3g} first and {factors[-1]:.3g} last)")
         return f"learned rho = {math.exp(float(state['log_rho'])):.3f}{schedule}, alpha = {ckpt.config.alpha:g}{coil}"
     return f"learned step parameter b = {float(ckpt.state_dict['log_step']):.3f}"
