@@ -36,9 +36,16 @@ def resident_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+#: Git pathspecs of what a result can depend on: the whole checkout except result files and Markdown.
+#: Benchmarks write into ``benchmarks/results/`` and tables into the docs, so a run that follows
+#: another, or docs edited meanwhile, would otherwise mark a result of committed code "+dirty".
+RESULT_INDEPENDENT_PATHS = (":(top)", ":(top,exclude)benchmarks/results", ":(top,exclude,glob)**/*.md")
+
+
 def provenance(models: dict[str, str] | None = None) -> dict[str, object]:
     """What a result file records to be reproducible: the command, the git commit (``+dirty`` when
-    the tree has uncommitted changes), package versions, the machine, and each model's weights hash."""
+    tracked files other than results and Markdown have uncommitted changes, :data:`RESULT_INDEPENDENT_PATHS`),
+    package versions, the machine, and each model's weights hash."""
     import hashlib
     import subprocess
 
@@ -51,7 +58,7 @@ def provenance(models: dict[str, str] | None = None) -> dict[str, object]:
             return ""
 
     commit = git("rev-parse", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
+    if commit and git("status", "--porcelain", "--untracked-files=no", "--", *RESULT_INDEPENDENT_PATHS):
         commit += "+dirty"
     hashes = {}
     for name, path in (models or {}).items():
