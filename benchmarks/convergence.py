@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tgv_deploy.data.fastmri import read_fastmri
-from tgv_deploy.evaluation.cases import TEST_SEED, corrupt
+from tgv_deploy.evaluation.cases import TEST_SEED, corrupt, held_out_file_name
 from tgv_deploy.data.synthetic import synthetic_image
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
@@ -38,10 +38,6 @@ from tgv_deploy.registry import resolve_model
 from tgv_deploy.solvers import LK, admm_tgv_channels, pdhg_tgv_channels
 from tgv_deploy.solvers.pdhg import tgv_energy_channels
 
-#: The held-out files at R = 4, sigma = 0.05 (``heldout.py --undersample 4,0.05``); other settings
-#: written by ``--undersample`` sit beside them.
-HELD_OUT_FILES = "*_R4_sigma0.05.h5"
-
 CHECKPOINTS = (16, 32, 64, 128, 256, 512, 1024)
 RHOS = (0.3, 0.5, 1.0, 2.0, 5.0, 10.0)
 ALPHAS = (1.0, 1.5, 1.7, 1.9)
@@ -51,7 +47,7 @@ GAP_T = (32, 64, 128)
 def cases(data: Path, synthetic: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, centred k-space (H, W) complex, mask (W,))."""
     out = []
-    for path in sorted(data.glob(HELD_OUT_FILES)):
+    for path in sorted(data.glob(held_out_file_name("*", 4, 0.05))):  # R = 4 only: R = 8 copies may sit beside them
         volume = read_fastmri(path)
         for s in range(volume.num_slices):
             out.append((f"{path.stem}:{s}", volume.kspace[s], volume.mask[s]))

@@ -28,6 +28,7 @@ from tgv_deploy.data.fastmri import write_fastmri
 from tgv_deploy.data.masks import default_center_fraction, make_mask, seed_from_string
 from tgv_deploy.data.noise import add_kspace_noise
 from tgv_deploy.dft import fft2c
+from tgv_deploy.evaluation.cases import held_out_file_name
 
 SOURCES = {"dipy": "1.12.1", "nilearn": "0.14.1"}
 NIFTI_DTYPES = {2: np.uint8, 4: np.int16, 8: np.int32, 16: np.float32, 64: np.float64, 512: np.uint16}
@@ -90,7 +91,7 @@ def main() -> None:
             mask = make_mask("equispaced", default_center_fraction(r), r)(stack.shape[-1], seed=seed_from_string(name))
             rng = np.random.default_rng(seed_from_string(f"{name}:noise"))
             noisy = np.stack([add_kspace_noise(k, mask, sigma, rng) for k in kspace])
-            out = args.out / "undersampled" / f"{name}_R{r:g}_sigma{sigma:g}.h5"
+            out = args.out / "undersampled" / held_out_file_name(name, r, sigma)
             out.parent.mkdir(exist_ok=True)
             write_fastmri(out, noisy, mask=mask, target=stack, attrs={"acquisition": "HELDOUT", "patient_id": name})
             print(f"wrote {out}")

@@ -27,17 +27,13 @@ import torch
 from tgv_deploy.bench import bench
 from tgv_deploy.data.fastmri import read_fastmri
 from tgv_deploy.data.synthetic import synthetic_image
-from tgv_deploy.evaluation.cases import TEST_SEED, corrupt, corrupt_images
+from tgv_deploy.evaluation.cases import TEST_SEED, corrupt, corrupt_images, held_out_file_name
 from tgv_deploy.export.exporter import ExportConfig, build_graph, write_export
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
-
-#: The held-out files at R = 4, sigma = 0.05 (``heldout.py --undersample 4,0.05``); other settings
-#: written by ``--undersample`` sit beside them.
-HELD_OUT_FILES = "*_R4_sigma0.05.h5"
 
 
 def denoise_slices(synthetic: int) -> dict[str, list[tuple[np.ndarray, None, np.ndarray]]]:
@@ -49,7 +45,7 @@ def denoise_slices(synthetic: int) -> dict[str, list[tuple[np.ndarray, None, np.
 def test_slices(data: Path, synthetic: int) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """{"held-out": [(k-space (H, W), mask (W,), target (H, W)), ...], "synthetic": [...]}."""
     held_out = []
-    for path in sorted(data.glob(HELD_OUT_FILES)):
+    for path in sorted(data.glob(held_out_file_name("*", 4, 0.05))):  # R = 4 only: R = 8 copies may sit beside them
         volume = read_fastmri(path)
         held_out += [(volume.kspace[s], volume.mask[s], volume.target[s]) for s in range(volume.num_slices)]
     images = [(f"synthetic:{i}", synthetic_image(np.random.default_rng([TEST_SEED, i]), 256, 256)) for i in range(synthetic)]

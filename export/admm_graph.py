@@ -324,7 +324,6 @@ class ADMMGraph:
         else:
             parts = [maps] * (2 * c)
         bound = g.op("Mul", [g.op("Concat", parts, "thr", axis=1), inv_rho], "thr")
-        self.upper_one = bound  # at the penalty rho; a schedule scales it per iteration
         return bound, g.op("Neg", [bound], "thr")
 
     def _mask_along_w(self, mask: str, hint: str, grid: bool = False) -> str:
@@ -340,21 +339,18 @@ class ADMMGraph:
         """``1 / den`` ``(B, 1, 1, P, 1, 1, Q)`` and ``L = L_fixed + L_data / den`` ``(B|1, K, K, P, 2, 2, Q)``;
         without a mask the data weight ``m`` is the constant ``data_weight``."""
         g = self.g
-        if mask is None:
-            den = g.op("Add", [self.rho_schur, g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))], "den")
-        else:
-            shape_mask = g.const("admm/shape_mask_step", [0, self.column_blocks, 1, self.column_block_size])
-            den = g.op("Add", [g.op("Reshape", [self._mask_along_w(mask, "den", grid=True), shape_mask], "den"), self.rho_schur], "den")
+        den = g.op("Add", [self._mask_term(mask, data_weight), self.rho_schur], "den")
         den = g.op("Reshape", [den, g.const("admm/shape_den", [0, 1, 1, self.grid[0], 1, 1, self.grid[1]])], "den")
         inv = g.op("Reciprocal", [den], "den")
         operator = g.op("Add", [self.step_fixed, g.op("Mul", [self.step_data, inv], "step")], "step")
         return inv, operator
 
-    def _mask_term(self, mask: str | None) -> str:
-        """The data weight of the exact step's denominator ``m`` on the spectra's grid ``(B|1, n1, 1|H, n2)``."""
+    def _mask_term(self, mask: str | None, data_weight: float = 1.0) -> str:
+        """The data weight of the exact step's denominator ``m`` on the spectra's grid ``(B|1, n1, 1|H, n2)``;
+        without a mask the constant ``data_weight``."""
         g = self.g
         if mask is None:
-            return g.const("admm/data_weight_1", np.float32(1.0))
+            return g.const(f"admm/data_weight_{data_weight:g}", np.float32(data_weight))
         shape_mask = g.const("admm/shape_mask_step", [0, self.column_blocks, 1, self.column_block_size])
         return g.op("Reshape", [self._mask_along_w(mask, "den", grid=True), shape_mask], "den")
 
@@ -393,6 +389,7 @@ class ADMMGraph:
         """
         g, spec, c = self.g, self.spec, self.spec.channels
         upper, lower = self._thresholds(maps)
+        upper_at_rho = upper  # a schedule scales it per iteration
         p, q = self.grid
         factors = spec.rho_factors
         if factors and len(factors) != spec.iterations:
@@ -413,7 +410,7 @@ class ADMMGraph:
         for k in range(spec.iterations):
             g.mark_iteration()
             if factors:
-                upper = g.op("Mul", [self.upper_one, g.const(f"admm/inv_rho_factor_{factors[k]!r}", np.float32(1.0 / factors[k]))], "thr")
+                upper = g.op("Mul", [upper_at_rho, g.const(f"admm/inv_rho_factor_{factors[k]!r}", np.float32(1.0 / factors[k]))], "thr")
                 lower = g.op("Neg", [upper], "thr")
                 if u is not None and factors[k] != factors[k - 1]:  # the scaled duals carry the unscaled ones over
                     u = g.op("Mul", [u, g.const(f"admm/dual_ratio_{k}", np.float32(factors[k - 1] / factors[k]))], "u")

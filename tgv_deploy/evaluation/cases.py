@@ -70,6 +70,12 @@ def ground_truth_images(files: list[Path], synthetic: int, size: tuple[int, int]
     return images
 
 
+def held_out_file_name(stem: str, acceleration: float, sigma: float) -> str:
+    """Name of a held-out file undersampled by ``benchmarks/heldout.py --undersample R,SIGMA``
+    (``stem`` ``"*"`` gives the glob of all of one setting's files)."""
+    return f"{stem}_R{acceleration:g}_sigma{sigma:g}.h5"
+
+
 def undersampled_cases(files: list[Path]) -> list[Case]:
     cases = []
     for path in files:
