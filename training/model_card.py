@@ -60,13 +60,14 @@ def _training_bullets(ckpt, config: str, run: str) -> list[str]:
                            f"{' and coil penalty' if 'log_rho_coil' in ckpt.state_dict else ''} learned at rate "
                            f"{_gain_rate(cfg):g}" if _gain_rate(cfg) else "")
                         + ")" if multicoil else "") + ".")
+        gain_rate = _gain_rate(cfg) or cfg.get("learning_rate")  # the gains' own rate, else the network's
         if model.noise_gain:
             lines.append(f"- The maps are scaled by a learned power of the k-space noise level (`tgv_deploy.models.noise_level`), "
-                         f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g}.")
+                         f"learned at rate {gain_rate:g}.")
         if model.rho_schedule:
             start = "the config's `rho_schedule_start`" if cfg.get("rho_schedule_start") else "all ones"
             lines.append(f"- A per-iteration penalty schedule ({model.rho_schedule} factors on rho, followed over the run's progress) "
-                         f"learned at rate {_gain_rate(cfg) or cfg.get('learning_rate'):g} from {start}.")
+                         f"learned at rate {gain_rate:g} from {start}.")
     else:
         lines.append(f"- Corruption: Gaussian noise, sigma ~ U{data.get('sigma_range')} times the image maximum.")
     lines.append(f"- Training time: {meta.get('train_seconds', 0) / 60:.0f} min of step time on {meta.get('machine')} "
