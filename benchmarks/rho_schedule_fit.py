@@ -62,9 +62,9 @@ class Problem:
         return torch.sqrt(x[0].square().sum(0) + 1e-12)
 
 
-def loss(problem: Problem, estimate: torch.Tensor) -> torch.Tensor:
+def loss(problem: Problem, estimate: torch.Tensor, ssim_weight: float) -> torch.Tensor:
     mse_db = 10.0 * torch.log10((estimate - problem.target).square().mean().clamp_min(1e-20))
-    return mse_db + SSIM_WEIGHT * (1.0 - ssim_torch(problem.target[None], estimate[None])[0])
+    return mse_db + ssim_weight * (1.0 - ssim_torch(problem.target[None], estimate[None])[0])
 
 
 def scores(problem: Problem, estimate: torch.Tensor) -> list[float]:
@@ -88,13 +88,13 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=6)
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--ssim-weight", type=float, default=SSIM_WEIGHT, help="dB of PSNR per unit of SSIM in the fitted loss")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/convergence/rho_schedule_fit.json"))
     args = parser.parse_args()
     path = resolve_model(args.model)
     model = load_checkpoint(path).build().eval()
-    if not isinstance(model, UTGV) or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0 \
-            or model.config.rho_schedule:
-        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's single constant penalty (penalty_ratio 1, no schedule)")
+    if not isinstance(model, UTGV) or model.config.solver != "admm" or model.config.task != "mri" or model.config.penalty_ratio != 1.0:
+        raise SystemExit("--model must be an ADMM U-TGV MRI model with SPEC 2b's penalty (penalty_ratio 1)")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     iterations = model.config.default_iterations(False)
@@ -102,12 +102,14 @@ def main() -> None:
     fit = [Problem(model, case) for _, case in cases(fit_images)]
     test = [(setting, Problem(model, case)) for setting, case in cases(ground_truth_images([], args.test_images, (128, 128)))]
 
-    log_factors = torch.zeros(iterations, requires_grad=True)
+    own = model.rho_factors(iterations)
+    # A scheduled model's fit starts from (and is compared with) its own learned schedule.
+    log_factors = (torch.zeros(iterations) if own is None else torch.log(own)).clone().requires_grad_(True)
     optimiser = torch.optim.Adam([log_factors], lr=args.lr)
     started, history = time.perf_counter(), []
     for step in range(args.steps):
         optimiser.zero_grad()
-        total = torch.stack([loss(p, p.magnitude(model, iterations, torch.exp(log_factors))) for p in fit]).mean()
+        total = torch.stack([loss(p, p.magnitude(model, iterations, torch.exp(log_factors)), args.ssim_weight) for p in fit]).mean()
         total.backward()
         optimiser.step()
         history.append(float(total.detach()))
@@ -116,7 +118,8 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         factors = torch.exp(log_factors)
-        for label, schedule in (("learned rho (constant)", None), ("fitted schedule", factors)):
+        own_label = "learned rho (constant)" if own is None else "the model's learned schedule"
+        for label, schedule in ((own_label, own), ("fitted schedule", factors)):
             by_setting: dict[str, list[list[float]]] = {}
             for setting, problem in test:
                 by_setting.setdefault(setting, []).append(scores(problem, problem.magnitude(model, iterations, schedule)))
@@ -127,7 +130,7 @@ def main() -> None:
                 print(f"{label}, {setting}: {mean[0]:.2f} dB, SSIM {mean[1]:.4f} ({mean[2]:.4f} / {mean[3]:.4f})", file=sys.stderr, flush=True)
     payload = {"provenance": provenance({"U-TGV": str(path)}), "iterations": iterations, "learned_rho": float(model.rho()),
                "alpha": model.config.alpha, "fit_images": args.fit_images, "test_images": args.test_images, "steps": args.steps,
-               "lr": args.lr, "fit_loss": history, "factors": factors.tolist(), "rows": rows}
+               "lr": args.lr, "ssim_weight": args.ssim_weight, "fit_loss": history, "factors": factors.tolist(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, (json.dumps(payload, indent=1) + "\n").encode())
     print(f"wrote {args.out}", file=sys.stderr)
