@@ -62,16 +62,31 @@ def check_triton_repo(directory: str | Path, name: str) -> Path:
 
 def write_triton_repo(directory: str | Path, onnx_path: str | Path, contract: Contract, name: str) -> list[Path]:
     """Write both models' ``config.pbtxt``, ``<name>_onnx/1/model.onnx`` and ``<name>_trt/1/README.txt``
-    (what to add there); returns the files written."""
+    (what to add there); returns the files written. A write that fails (a full disk) removes the
+    files written and the folders made before it, so no half repository is left for Triton to load."""
     directory = check_triton_repo(directory, name)
-    written = []
-    for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
-        model_dir = directory / f"{name}_{suffix}"
-        (model_dir / "1").mkdir(parents=True, exist_ok=True)
-        written.append(atomic_write_bytes(model_dir / "config.pbtxt", config_pbtxt(f"{name}_{suffix}", platform, contract).encode()))
-    target = directory / f"{name}_onnx" / "1" / "model.onnx"
-    with atomic_output(target) as tmp:
-        shutil.copyfile(onnx_path, tmp)
-    written.append(target)
-    written.append(atomic_write_bytes(directory / f"{name}_trt" / "1" / "README.txt", trt_instructions(name, contract).encode()))
+    written: list[Path] = []
+    made: list[Path] = []  # folders this call created, outermost first
+
+    def make_folder(folder: Path) -> None:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        made.extend(reversed(missing))
+
+    try:
+        for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
+            model_dir = directory / f"{name}_{suffix}"
+            make_folder(model_dir / "1")
+            written.append(atomic_write_bytes(model_dir / "config.pbtxt", config_pbtxt(f"{name}_{suffix}", platform, contract).encode()))
+        target = directory / f"{name}_onnx" / "1" / "model.onnx"
+        with atomic_output(target) as tmp:
+            shutil.copyfile(onnx_path, tmp)
+        written.append(target)
+        written.append(atomic_write_bytes(directory / f"{name}_trt" / "1" / "README.txt", trt_instructions(name, contract).encode()))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in reversed(made):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return written

@@ -86,6 +86,32 @@ def test_a_triton_repository_path_that_cannot_be_made_is_refused_before_export(t
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_a_triton_repository_write_that_fails_leaves_nothing_it_made(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from tgv_deploy.export import triton
+
+    contract = Contract(task="mri", kind="utgv", height=32, width=24, batch=1, iterations=4, inputs=(), outputs=(), opset=17,
+                        package_version="0", weights_sha256="")
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"graph")
+    repo = tmp_path / "repo"
+    (repo / "m_onnx" / "2").mkdir(parents=True)  # another version the user serves: must survive
+
+    def disk_full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        triton.write_triton_repo(repo, onnx_file, contract, "m")
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")) == ["m_onnx", "m_onnx/2"]
+    monkeypatch.undo()
+    written = triton.write_triton_repo(tmp_path / "fresh" / "repo", onnx_file, contract, "m")
+    assert [p.name for p in written] == ["config.pbtxt", "config.pbtxt", "model.onnx", "README.txt"]
+    assert (tmp_path / "fresh" / "repo" / "m_onnx" / "1" / "model.onnx").read_bytes() == b"graph"
+
+
 def test_check_not_overwriting_and_open_on_first_write(tmp_path):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     a.touch()
