@@ -168,6 +168,35 @@ def test_infer_json_reports_every_output_and_nothing_else_on_stdout(tmp_path, mr
     assert all((tmp_path / "out" / name).exists() for name in ("a.h5", "b.h5"))
 
 
+def test_infer_json_names_the_outputs_written_when_a_later_write_fails(tmp_path, mri_checkpoint, monkeypatch, capsys):
+    import errno
+    import json
+
+    import tgv_deploy.cli_io
+    from tgv_deploy.cli import main
+
+    (tmp_path / "out").mkdir()
+    first, second = _kspace_file(tmp_path / "a.h5"), _kspace_file(tmp_path / "b.h5")
+    write_output = tgv_deploy.cli_io.write_output
+
+    def disk_full_on_b(path, *args):
+        if path.name == "b.h5":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_output(path, *args)
+
+    monkeypatch.setattr(tgv_deploy.cli_io, "write_output", disk_full_on_b)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["infer", str(mri_checkpoint), str(first), str(second), "-o", str(tmp_path / "out"), "-T", "2", "--json"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1  # the machine's state, not a bug (70) and not the input (3)
+    assert "Traceback" not in captured.err
+    assert [l for l in captured.err.splitlines() if l.startswith("error:")] == [f"error: {tmp_path / 'out' / 'b.h5'}: No space left on device"]
+    report = json.loads(captured.out)
+    assert [o["input"] for o in report["outputs"]] == [str(first)] and (tmp_path / "out" / "a.h5").exists()
+    assert report["failed"] == {"input": str(second), "error": f"{tmp_path / 'out' / 'b.h5'}: No space left on device"}
+    assert not (tmp_path / "out" / "b.h5").exists()
+
+
 def test_png_previews_may_not_replace_an_input(tmp_path):
     from conftest import make_checkpoint
     from PIL import Image

@@ -298,13 +298,12 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     'lambda0', 'lambda1', 'mask' (MRI) and the contract as attributes.
     """
     import json
-    import time
     from pathlib import Path
 
-    from tgv_deploy.cli_io import ImageVolume, MaskOptions, check_task, read_infer_input, write_output, write_png
+    from tgv_deploy.cli_io import MaskOptions, check_task, read_infer_input
     from tgv_deploy.io_utils import check_not_overwriting, check_output_path
     from tgv_deploy.runtime import Reconstructor, Session
-    from tgv_deploy.runtime.multicoil import MultiCoilPipeline, stack
+    from tgv_deploy.runtime.multicoil import MultiCoilPipeline
 
     paths = [Path(p) for p in inputs]
     out = Path(output)
@@ -332,8 +331,32 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     masks = []
     for volume, samples in zip(volumes, raw):  # every check a slice would make, before the first slice runs
         masks.append(_naming(volume.source, _check_infer_input, volume, samples, pipeline, Reconstructor(session), options, coils))
-    written = []
+    report: dict = {"model": str(session.path), "outputs": []}
+    try:
+        _infer_all(session, pipeline, volumes, raw, masks, targets, png, model, as_json, report)
+    except BaseException as exc:
+        if as_json:  # a machine still learns which outputs exist before the command fails
+            message = _os_error_line(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
+            report["failed"] = {"input": report.pop("current"), "error": message}
+            click.echo(json.dumps(report, indent=2))
+        raise
+    if as_json:
+        report.pop("current", None)
+        click.echo(json.dumps(report, indent=2))
+
+
+def _infer_all(session, pipeline, volumes, raw, masks, targets, png, model, as_json, report: dict) -> None:
+    """Reconstruct and write each input in turn; ``report["outputs"]`` gets each output as it is
+    written (its PNG once that is), ``report["current"]`` names the input being worked on."""
+    import time
+    from pathlib import Path
+
+    from tgv_deploy.cli_io import ImageVolume, write_output, write_png
+    from tgv_deploy.runtime import Reconstructor
+    from tgv_deploy.runtime.multicoil import stack
+
     for volume, samples, mask, target in zip(volumes, raw, masks, targets):
+        report["current"] = volume.source
         started = time.perf_counter()
         progress = lambda done, total, name=Path(volume.source).name: _echo(f"{name}: {done}/{total} slices")  # noqa: E731
         reconstructor = Reconstructor(session, progress=progress)
@@ -344,15 +367,14 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
         else:
             result = reconstructor.reconstruct(volume.kspace, mask)
         write_output(target, result, session.contract, volume.source)
+        entry = {"input": volume.source, "output": str(target), "png": None, "slices": int(result.image.shape[0]),
+                 "backend": session.backend, "iterations": result.iterations, "seconds": round(time.perf_counter() - started, 3)}
+        report["outputs"].append(entry)
         if png:
             write_png(target.with_suffix(".png"), result, f"{Path(model).name} ({session.backend}, T={result.iterations})")
-        written.append({"input": volume.source, "output": str(target), "png": str(target.with_suffix(".png")) if png else None,
-                        "slices": int(result.image.shape[0]), "backend": session.backend, "iterations": result.iterations,
-                        "seconds": round(time.perf_counter() - started, 3)})
+            entry["png"] = str(target.with_suffix(".png"))
         if not as_json:
             click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
-    if as_json:
-        click.echo(json.dumps({"model": str(session.path), "outputs": written}, indent=2))
 
 
 def _naming(source: str, function, *args):
@@ -629,6 +651,11 @@ def mrd_undersample_command(input_path, output_path, acceleration, center_fracti
         undersample_stream(source, sink, acceleration, center_fraction, seed=seed, mask_type=mask_type, name=name, say=_echo)
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``FILE: reason`` for an operating-system error (a full disk, a failing device)."""
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group and turns user errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -658,6 +685,15 @@ def main(argv: list[str] | None = None) -> None:
     except MemoryError:
         click.echo("error: not enough memory for this request (fewer slices, coils or a smaller matrix?)", err=True)
         sys.exit(InputError.exit_code)
+    except OSError as exc:
+        # A full disk or a failing device while writing is the machine's state, not a bug: one line
+        # (the output that was being written is never left half-written: atomic_output).
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {_os_error_line(exc)}", err=True)
+        sys.exit(TgvDeployError.exit_code)
     except Exception:
         import traceback
 
