@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import NoReturn
 
 import click
 
@@ -656,6 +657,16 @@ def _os_error_line(exc: OSError) -> str:
     return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
 
 
+def _fail(message: str, exit_code: int, debug: bool) -> NoReturn:
+    """One ``error:`` line and the exit code; ``--debug`` adds the traceback."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the click group and turns user errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -673,27 +684,16 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except TgvDeployError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, debug)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except MemoryError:
-        click.echo("error: not enough memory for this request (fewer slices, coils or a smaller matrix?)", err=True)
-        sys.exit(InputError.exit_code)
+        _fail("not enough memory for this request (fewer slices, coils or a smaller matrix?)", InputError.exit_code, debug)
     except OSError as exc:
         # A full disk or a failing device while writing is the machine's state, not a bug: one line
         # (the output that was being written is never left half-written: atomic_output).
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        click.echo(f"error: {_os_error_line(exc)}", err=True)
-        sys.exit(TgvDeployError.exit_code)
+        _fail(_os_error_line(exc), TgvDeployError.exit_code, debug)
     except Exception:
         import traceback
 
