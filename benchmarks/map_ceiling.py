@@ -35,7 +35,7 @@ from tgv_deploy.data.synthetic import synthetic_image_v3
 from tgv_deploy.evaluation.cases import Case, _crop, corrupt, undersampled_cases
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
-from tgv_deploy.metrics import psnr, ssim_map
+from tgv_deploy.metrics import BACKGROUND_FRACTION, psnr, ssim_by_region
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.models.utgv import UTGV, UnrolledModel, image_scale
 from tgv_deploy.registry import resolve_model
@@ -43,8 +43,6 @@ from tgv_deploy.solvers.admm import admm_tgv_channels
 from tgv_deploy.training.trainer import ssim_torch
 
 SSIM_WEIGHT = 20.0  # the training loss's weight (training/configs/*: ssim_weight)
-BACKGROUND = 0.02  # of the target's maximum, as benchmarks/penalty_ratio.py splits SSIM
-WINDOW = 7  # SSIM's window (tgv_deploy.metrics)
 SYNTHETIC_SEED = 63_000  # neither a training nor a test seed range, nor another study's
 
 
@@ -94,15 +92,12 @@ def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float,
                                  checkpoint_every=model.checkpoint_every, rho_factors=factors)
         return x
 
-    background = target_np < BACKGROUND * target_np.max()
-    margin = WINDOW // 2
-    window_background = background[margin:-margin, margin:-margin]
+    background = target_np < BACKGROUND_FRACTION * target_np.max()
 
     def score(x: torch.Tensor) -> list[float]:
         """PSNR, SSIM, and SSIM's mean over background and over object windows."""
         image = magnitude_cropped(x * scale, target_np.shape).detach().numpy()
-        local = ssim_map(target_np, image, win_size=WINDOW)
-        return [psnr(target_np, image), float(local.mean()), float(local[window_background].mean()), float(local[~window_background].mean())]
+        return [psnr(target_np, image), *ssim_by_region(target_np, image)]
 
     def background_medians(log_maps: torch.Tensor) -> list[float]:
         """Each map's median over the background, relative to its median over the object."""
@@ -180,7 +175,7 @@ def main() -> None:
                   file=sys.stderr, flush=True)
         results.append(entry)
     record = {"provenance": provenance({name: str(path) for name, path in paths.items()}), "objective": args.objective,
-              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "rho_schedule": args.rho_schedule, "background_below": BACKGROUND,
+              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "rho_schedule": args.rho_schedule, "background_below": BACKGROUND_FRACTION,
               "scores": ["psnr", "ssim", "ssim_background", "ssim_object"], "models": list(models), "cases": results}
     text = json.dumps(record, indent=1)
     if args.out is None:

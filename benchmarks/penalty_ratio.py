@@ -23,22 +23,18 @@ import torch
 from tgv_deploy.evaluation.cases import corrupt, ground_truth_images
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
-from tgv_deploy.metrics import psnr, ssim_map
+from tgv_deploy.metrics import BACKGROUND_FRACTION, psnr, ssim_by_region
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.registry import resolve_model
 from tgv_deploy.solvers.admm import admm_tgv_channels
 
 RATIOS = (1.0, 4.0, 16.0, 64.0, 256.0)
 SIGMAS = (0.02, 0.05, 0.1)
-BACKGROUND = 0.02  # of the target's maximum
 
 
 def _scores(target: np.ndarray, x: torch.Tensor) -> np.ndarray:
     image = torch.sqrt(x[0].square().sum(0)).numpy()
-    local = ssim_map(target, image)
-    margin = (target.shape[0] - local.shape[0]) // 2  # the map holds the windows inside the image
-    background = (target < BACKGROUND * target.max())[margin : margin + local.shape[0], margin : margin + local.shape[1]]
-    return np.array([psnr(target, image), local.mean(), local[background].mean(), local[~background].mean()])
+    return np.array([psnr(target, image), *ssim_by_region(target, image)])
 
 
 @torch.no_grad()
@@ -74,7 +70,7 @@ def main() -> None:
                          "ssim_background": float(mean[2]), "ssim_object": float(mean[3])})
             print(f"sigma {sigma} {label} T={iterations}: {mean[0]:.2f} dB, SSIM {mean[1]:.3f} "
                   f"(background {mean[2]:.3f}, object {mean[3]:.3f})", file=sys.stderr, flush=True)
-    payload = {"provenance": provenance(paths), "images": args.images, "acceleration": 4, "background_below": BACKGROUND,
+    payload = {"provenance": provenance(paths), "images": args.images, "acceleration": 4, "background_below": BACKGROUND_FRACTION,
                "rows": rows}
     atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=1) + "\n").encode())
     print(f"wrote {args.out}", file=sys.stderr)

@@ -28,7 +28,7 @@ from tgv_deploy.data.synthetic import synthetic_image_v3
 from tgv_deploy.evaluation.cases import Case, corrupt, ground_truth_images
 from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
-from tgv_deploy.metrics import psnr, ssim_map
+from tgv_deploy.metrics import psnr, ssim_by_region
 from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.models.utgv import UTGV, image_scale
 from tgv_deploy.registry import resolve_model
@@ -39,8 +39,6 @@ FIT_SEED = 61_000  # neither a training nor a test seed range, nor another study
 SIGMAS = (0.02, 0.05, 0.1)
 ACCELERATIONS = (4, 8)
 SSIM_WEIGHT = 20.0  # the training loss's (training/configs/*: ssim_weight)
-BACKGROUND = 0.02  # of the target's maximum, as benchmarks/penalty_ratio.py splits SSIM
-WINDOW = 7
 
 
 class Problem:
@@ -71,10 +69,7 @@ def scores(problem: Problem, estimate: torch.Tensor) -> list[float]:
     """PSNR, SSIM, and SSIM over background and object windows, as the evaluation scores magnitudes."""
     target = problem.case.target
     image = (estimate * problem.scale.reshape(())).detach().numpy()
-    local = ssim_map(target, image, win_size=WINDOW)
-    margin = WINDOW // 2
-    background = (target < BACKGROUND * target.max())[margin:-margin, margin:-margin]
-    return [psnr(target, image), float(local.mean()), float(local[background].mean()), float(local[~background].mean())]
+    return [psnr(target, image), *ssim_by_region(target, image)]
 
 
 def cases(images) -> list[tuple[str, Case]]:

@@ -5,7 +5,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tgv_deploy.baselines import CHECK_EVERY, TOLERANCE, Convergence, best_scalar_tgv, best_scalar_tv
 from tgv_deploy.layout import complex_to_channels
-from tgv_deploy.metrics import psnr, ssim, ssim_map
+from tgv_deploy.metrics import psnr, ssim, ssim_by_region, ssim_map
 from tgv_deploy.operators import CentredDFT
 
 
@@ -92,3 +92,16 @@ def test_convergence_callback_stops_on_a_still_image_only():
     assert [stop(k, x + (k < 30) * k) for k in range(CHECK_EVERY * 3)].count(True) >= 1
     moving = Convergence()
     assert not any(moving(k, x * (1 + k)) for k in range(CHECK_EVERY * 3))
+
+
+def test_ssim_by_region_splits_the_windows_by_the_targets_background():
+    target = np.zeros((32, 32))
+    target[8:24, 8:24] = 1.0
+    estimate = target.copy()
+    estimate[:, :4] = 0.05  # a haze over the background only
+    total, background, object_ = ssim_by_region(target, estimate)
+    assert total == pytest.approx(ssim(target, estimate))
+    assert object_ == pytest.approx(1.0) and background < 0.99
+    local = ssim_map(target, estimate)
+    centres = target[3:29, 3:29] < 0.02
+    assert background == pytest.approx(local[centres].mean())
