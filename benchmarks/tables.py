@@ -28,6 +28,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
 * ``rho-schedule FILE``: ``benchmarks/rho_schedule.py``'s JSON (the learned rho against per-iteration schedules:
   the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
+* ``rho-schedule-fit FILE``: ``benchmarks/rho_schedule_fit.py``'s JSON (a model's schedule against one fitted to its maps);
 * ``map-ceiling FILE``: ``benchmarks/map_ceiling.py``'s JSON (each model's SSIM against that of per-pixel maps fitted
   to the ground truth through the same iteration);
 * ``map-ceiling-schedule FILE``: the same script's ``--rho-schedule`` JSON (the penalty factors fitted with the maps);
@@ -335,6 +336,17 @@ def penalty_ratio(path: Path) -> str:
     return "\n".join(lines)
 
 
+def rho_schedule_fit(path: Path) -> str:
+    """A model's schedule against the one fitted to its maps: PSNR / SSIM (background / object) per setting."""
+    schedules, settings, grid = _pivot(json.loads(path.read_text())["rows"], lambda r: r["schedule"], lambda r: r["setting"])
+    lines = ["| schedule (T = 64) | " + " | ".join(settings) + " |", "| --- |" + " --- |" * len(settings)]
+    for schedule in schedules:
+        cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})"
+                 for r in (grid[schedule, setting] for setting in settings)]
+        lines.append(f"| {schedule} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def map_ceiling(path: Path) -> str:
     """Per slice, SSIM (background / object) of each model, of the maps fitted through its iteration
     and, where recorded, of those maps solved on to a larger T; with two models, the fitted first
@@ -426,7 +438,7 @@ KINDS = {"quality": quality, "margins": margins, "margins-pooled": margins_poole
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule, "map-ceiling": map_ceiling,
+         "rho-schedule": rho_schedule, "rho-schedule-fit": rho_schedule_fit, "map-ceiling": map_ceiling,
          "map-ceiling-schedule": map_ceiling_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp, "quality-vs-t": quality_vs_t}
 
 
