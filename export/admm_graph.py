@@ -1,4 +1,4 @@
-"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (34-44 per iteration, 60 with a penalty schedule).
+"""The T unrolled ADMM iterations of SPEC 2b written directly as ONNX nodes (34-44 per iteration, 62 with a penalty schedule).
 
 State in the image domain: ``z`` and ``u`` ``(B, 5C, H, W)``, the split variables
 ``(grad x - v, E v)`` and their scaled duals, channels ordered (component, real/imaginary) with
@@ -250,7 +250,13 @@ class ADMMGraph:
             # constant with right / rho in that row gives L_fixed S and right^T S in one product.
             assert spec.kind == "utgv"  # ModelConfig allows a schedule for U-TGV only
             fused = fixed + _real_blocks({(0, j): right[j] / rho for j in range(3)}, k, k, shape)
-            self.step_fused = g.const("admm/step_fused", fused[None])
+            # Each complex entry a + ib as [a, a] on S and [-b, b] on S with re/im swapped, side by side
+            # along the input axis: the product sums over one axis, not over the input's re/im as well
+            # (the 2 x 2 real blocks' inner axis, which ONNX Runtime reduces slowly).
+            diagonal = np.stack([fused[:, :, :, o, o] for o in range(2)], axis=3)  # (K, K, P, 2, Q): [a, a]
+            crossed = np.stack([fused[:, :, :, o, 1 - o] for o in range(2)], axis=3)  # [-b, b]
+            self.step_fused = g.const("admm/step_fused", np.concatenate([diagonal, crossed], axis=1)[None])  # (1, K, 2K, P, 2, Q)
+            self.shape_step_swap = g.const("admm/shape_step_swap", [0, 1, k, self.grid[0], 2, self.grid[1]])
             self.keep_v_rows = g.const("admm/keep_v_rows", np.array([0.0, 1.0, 1.0], dtype=np.float32).reshape(1, 3, 1, 1, 1))
             # left (x) shared as an elementwise complex product on the (re, im) axis: re = a c - b d,
             # im = b c + a d from [a, b] and its swap [b, a] (cheaper than a 2 x 2 block and a reduction)
@@ -365,8 +371,10 @@ class ADMMGraph:
         den = g.op("Add", [mask_term, g.op("Mul", [self.rho_schur, f], "den")], "den")
         inv = g.op("Reciprocal", [g.op("Reshape", [den, g.const("admm/shape_den_scheduled", [0, 1, p, 1, q])], "den")], "den")
         rho_k = g.const(f"admm/rho_{factor!r}", np.float32(factor * self.spec.rho))
-        s_in = g.op("Reshape", [spectra, self.shape_step_in], "step")  # (B, 1, K, P, 1, 2, Q)
-        product = g.op("ReduceSum", [g.op("Mul", [self.step_fused, s_in], "step"), g.const("admm/axes25", [2, 5])], "step", keepdims=0)
+        s_in = g.op("Reshape", [spectra, self.shape_step_swap], "step")  # (B, 1, K, P, 2, Q)
+        swapped_in = g.op("Gather", [s_in, g.const("admm/swap_re_im", [1, 0])], "step", axis=4)
+        both = g.op("Concat", [s_in, swapped_in], "step", axis=2)  # (B, 1, 2K, P, 2, Q)
+        product = g.op("ReduceSum", [g.op("Mul", [self.step_fused, both], "step"), g.const("admm/axis2", [2])], "step", keepdims=0)
         right = g.op("Slice", [product, g.const("admm/i0", [0]), g.const("admm/i1", [1]), g.const("admm/axis1", [1])], "step")
         fixed = g.op("Mul", [product, self.keep_v_rows], "step")
         shared = g.op("Mul", [g.op("Add", [g.op("Mul", [right, rho_k], "step"), data], "step"), inv], "step")
