@@ -2,15 +2,17 @@
 
 ``benchmarks/rho_schedule.py`` tried hand-made schedules (geometric, alternating); this one learns
 it: the model's maps stay as the model predicts them, and one schedule of T penalty factors
-(``rho_k = rho * exp(s_k)``, from ``s = 0``, the model's constant learned rho) is fitted by Adam to
-the models' training loss (PSNR + 20 (1 - SSIM)) over slices of the training generator
-(``synthetic_image_v3``, this study's own seed range) at R = 4 and 8 and three noise levels. It is
-then scored, against the constant rho, on the evaluation's synthetic test images (another seed
-range, never fitted on): PSNR, SSIM and SSIM over background / object (target below 2% of its
-maximum). The fitted factors are recorded.
+(``rho_k = rho * exp(s_k)``, from the model's own: ``s = 0``, its constant learned rho, or its
+learned schedule) is fitted by Adam to the models' training loss (PSNR + w (1 - SSIM), w = 20 as in
+training unless ``--ssim-weight``) over slices of the training generator (``synthetic_image_v3``,
+this study's own seed range) at R = 4 and 8 and three noise levels. It is then scored, against the
+model's own schedule, on the evaluation's synthetic test images (another seed range, never fitted
+on; noise drawn per setting with this script's seeds, so its scores differ a little from
+``evaluate``'s on the same images): PSNR, SSIM and SSIM over background / object (target below 2% of
+its maximum). The fitted factors are recorded.
 
 Usage: ``python benchmarks/rho_schedule_fit.py [--model utgv-mri] [--fit-images 4] [--test-images 6]
-[--steps 80] [--out benchmarks/results/convergence/rho_schedule_fit.json]``
+[--steps 80] [--lr 0.05] [--ssim-weight 20] [--out benchmarks/results/convergence/rho_schedule_fit.json]``
 """
 
 from __future__ import annotations

@@ -338,8 +338,9 @@ def penalty_ratio(path: Path) -> str:
 
 def rho_schedule_fit(path: Path) -> str:
     """A model's schedule against the one fitted to its maps: PSNR / SSIM (background / object) per setting."""
-    schedules, settings, grid = _pivot(json.loads(path.read_text())["rows"], lambda r: r["schedule"], lambda r: r["setting"])
-    lines = ["| schedule (T = 64) | " + " | ".join(settings) + " |", "| --- |" + " --- |" * len(settings)]
+    data = json.loads(path.read_text())
+    schedules, settings, grid = _pivot(data["rows"], lambda r: r["schedule"], lambda r: r["setting"])
+    lines = [f"| schedule (T = {data['iterations']}) | " + " | ".join(settings) + " |", "| --- |" + " --- |" * len(settings)]
     for schedule in schedules:
         cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})"
                  for r in (grid[schedule, setting] for setting in settings)]

@@ -226,7 +226,9 @@ class ADMMGraph:
         """Per-frequency constants of the exact step in the spectra's layout ``(P, 2, Q)``:
         the operator ``(1, K, K, P, 2, 2, Q)`` (out image, in image, grid row, out re/im, in re/im, grid
         column; ``(P, Q) = (H, W)`` with dense columns), the data offset ``(1, K, P, 2, 2, Q)`` and
-        ``rho s`` ``(1, n1, H, n2)``."""
+        ``rho s`` ``(1, n1, H, n2)``; with a penalty schedule, instead of the first two, the fused
+        step ``(1, K, 2K, P, 2, Q)`` (out image, in image then in image re/im-swapped, grid row, out
+        re/im, grid column) and the step's data factor ``left``."""
         g, spec, k = self.g, self.spec, self.spec.images
         shape = self.grid
         t = self._on_grid

@@ -9,12 +9,13 @@ fixed-batch contract gives ``max_batch_size: 0`` with the batch in ``dims``; a d
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 from tgv_deploy.contract import Contract, TensorSpec
 from tgv_deploy.errors import InputError
-from tgv_deploy.io_utils import atomic_output, atomic_write_bytes
+from tgv_deploy.io_utils import atomic_output
 
 DYNAMIC_MAX_BATCH = 8
 
@@ -62,31 +63,32 @@ def check_triton_repo(directory: str | Path, name: str) -> Path:
 
 def write_triton_repo(directory: str | Path, onnx_path: str | Path, contract: Contract, name: str) -> list[Path]:
     """Write both models' ``config.pbtxt``, ``<name>_onnx/1/model.onnx`` and ``<name>_trt/1/README.txt``
-    (what to add there); returns the files written. A write that fails (a full disk) removes the
-    files written and the folders made before it, so no half repository is left for Triton to load."""
+    (what to add there); returns the files written.
+
+    Every file is written under a temporary name first and renamed only once all are on disk, so
+    a write that fails (a full disk) leaves the repository's files as they were, and removes the
+    folders it made: never a half repository for Triton to load, nor a model version's lost config."""
     directory = check_triton_repo(directory, name)
-    written: list[Path] = []
-    made: list[Path] = []  # folders this call created, outermost first
-
-    def make_folder(folder: Path) -> None:
-        missing = [p for p in (folder, *folder.parents) if not p.exists()]
-        folder.mkdir(parents=True, exist_ok=True)
-        made.extend(reversed(missing))
-
+    contents: list[tuple[Path, bytes | Path]] = []
+    for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
+        contents.append((directory / f"{name}_{suffix}" / "config.pbtxt", config_pbtxt(f"{name}_{suffix}", platform, contract).encode()))
+    contents.append((directory / f"{name}_onnx" / "1" / "model.onnx", Path(onnx_path)))
+    contents.append((directory / f"{name}_trt" / "1" / "README.txt", trt_instructions(name, contract).encode()))
+    made: list[Path] = []  # folders this call creates, outermost first
     try:
-        for suffix, platform in (("onnx", "onnxruntime_onnx"), ("trt", "tensorrt_plan")):
-            model_dir = directory / f"{name}_{suffix}"
-            make_folder(model_dir / "1")
-            written.append(atomic_write_bytes(model_dir / "config.pbtxt", config_pbtxt(f"{name}_{suffix}", platform, contract).encode()))
-        target = directory / f"{name}_onnx" / "1" / "model.onnx"
-        with atomic_output(target) as tmp:
-            shutil.copyfile(onnx_path, tmp)
-        written.append(target)
-        written.append(atomic_write_bytes(directory / f"{name}_trt" / "1" / "README.txt", trt_instructions(name, contract).encode()))
+        for folder in (directory / f"{name}_{suffix}" / "1" for suffix in ("onnx", "trt")):
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            made.extend(reversed(missing))  # before mkdir: a failure part-way leaves some of them
+            folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as renames:  # each temporary file is renamed on a clean exit, deleted on an error
+            for target, content in contents:
+                temporary = renames.enter_context(atomic_output(target))
+                if isinstance(content, Path):
+                    shutil.copyfile(content, temporary)
+                else:
+                    temporary.write_bytes(content)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
         for folder in reversed(made):
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return written
+    return [target for target, _ in contents]

@@ -97,7 +97,9 @@ def test_a_triton_repository_write_that_fails_leaves_nothing_it_made(tmp_path, m
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_bytes(b"graph")
     repo = tmp_path / "repo"
-    (repo / "m_onnx" / "2").mkdir(parents=True)  # another version the user serves: must survive
+    (repo / "m_onnx" / "2").mkdir(parents=True)  # a version the user serves, with its config: both must survive
+    (repo / "m_onnx" / "2" / "model.onnx").write_bytes(b"served")
+    (repo / "m_onnx" / "config.pbtxt").write_text("the served config")
 
     def disk_full(source, target):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -105,7 +107,9 @@ def test_a_triton_repository_write_that_fails_leaves_nothing_it_made(tmp_path, m
     monkeypatch.setattr(shutil, "copyfile", disk_full)
     with pytest.raises(OSError, match="No space left"):
         triton.write_triton_repo(repo, onnx_file, contract, "m")
-    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")) == ["m_onnx", "m_onnx/2"]
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")) == ["m_onnx", "m_onnx/2", "m_onnx/2/model.onnx",
+                                                                              "m_onnx/config.pbtxt"]
+    assert (repo / "m_onnx" / "config.pbtxt").read_text() == "the served config"
     monkeypatch.undo()
     written = triton.write_triton_repo(tmp_path / "fresh" / "repo", onnx_file, contract, "m")
     assert [p.name for p in written] == ["config.pbtxt", "config.pbtxt", "model.onnx", "README.txt"]
@@ -174,6 +178,7 @@ def test_infer_json_names_the_outputs_written_when_a_later_write_fails(tmp_path,
 
     import tgv_deploy.cli_io
     from tgv_deploy.cli import main
+    from tgv_deploy.io_utils import atomic_output
 
     (tmp_path / "out").mkdir()
     first, second = _kspace_file(tmp_path / "a.h5"), _kspace_file(tmp_path / "b.h5")
@@ -181,7 +186,8 @@ def test_infer_json_names_the_outputs_written_when_a_later_write_fails(tmp_path,
 
     def disk_full_on_b(path, *args):
         if path.name == "b.h5":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            with atomic_output(path):
+                raise OSError(errno.ENOSPC, "No space left on device")  # as an fsync raises it: no file name
         return write_output(path, *args)
 
     monkeypatch.setattr(tgv_deploy.cli_io, "write_output", disk_full_on_b)
@@ -194,7 +200,7 @@ def test_infer_json_names_the_outputs_written_when_a_later_write_fails(tmp_path,
     report = json.loads(captured.out)
     assert [o["input"] for o in report["outputs"]] == [str(first)] and (tmp_path / "out" / "a.h5").exists()
     assert report["failed"] == {"input": str(second), "error": f"{tmp_path / 'out' / 'b.h5'}: No space left on device"}
-    assert not (tmp_path / "out" / "b.h5").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.h5"]  # no b.h5, no temporary left
 
 
 def test_png_previews_may_not_replace_an_input(tmp_path):

@@ -304,8 +304,8 @@ def test_bench_feeds_multicoil_graphs_their_coils(tmp_path):
         bench([str(onnx_path)], runs=1, warmup=0, coils=4)
 
 
-@pytest.mark.parametrize("size", [(48, 40), (37, 44)])
-def test_the_bundled_schedule_model_matches_pytorch_at_its_default_t(size):
+@pytest.mark.parametrize("size, nodes", [((48, 40), 62), ((37, 44), 58)])
+def test_the_bundled_schedule_model_matches_pytorch_at_its_default_t(size, nodes):
     """The bundled U-TGV's own 64 learned factors (about e^-3.9 ... e^3.9 of rho, wider than the synthetic
     schedule test's) through its default T, at an even and an odd size."""
     from tgv_deploy.registry import resolve_model
@@ -313,6 +313,8 @@ def test_the_bundled_schedule_model_matches_pytorch_at_its_default_t(size):
     ckpt = load_checkpoint(resolve_model("utgv-mri"))
     assert ckpt.config.rho_schedule == 64
     result = build_graph(ckpt, ExportConfig(height=size[0], width=size[1], verify=False))
+    # two-stage rows and columns: README's and docs/export.md's count; 37 rows (a prime) are one dense product
+    assert result.nodes_per_iteration == nodes
     inputs = example_inputs("mri", 1, *size, seed=7)
     image, _ = _run(result.model, inputs)
     ref_image, _ = torch_reference(ckpt, inputs, ckpt.config.iterations)

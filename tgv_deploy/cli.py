@@ -176,10 +176,10 @@ def export_command(checkpoint, output, iterations, height, width, batch, opset, 
 
         try:
             write_triton_repo(triton_repo, onnx_path, result.contract, triton_name)
-        except OSError as exc:  # the command failed: it leaves no export behind
+        except BaseException:  # the command failed: it leaves no export behind (main reports a full disk in one line)
             onnx_path.unlink(missing_ok=True)
             contract_path.unlink(missing_ok=True)
-            raise InputError(f"--triton-repo {triton_repo}: {exc.strerror or exc}") from None
+            raise
     report = {
         "onnx": str(onnx_path), "contract": str(contract_path), "iterations": result.contract.iterations,
         "height": result.contract.height, "width": result.contract.width, "batch": result.contract.batch,
@@ -283,7 +283,8 @@ def build_command(model, output, precision, timing_cache, version_compatible, wo
 @EXPECT_SHA256
 @ALLOW_HOST_CODE
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout (each output: input, slices, "
-              "backend, T, seconds) instead of a line per output.")
+              "backend, T, seconds) instead of a line per output; if an input fails after others were written, it "
+              "also names them and a 'failed' entry (input, error) before the non-zero exit.")
 def infer_command(model, inputs, output, backend, iterations, mask_type, acceleration, center_fraction, seed, png, coils, coil_maps,
                   maps_outside, expect_sha256, allow_engine_host_code, as_json) -> None:
     """Reconstruct INPUTS (fastMRI .h5, ISMRMRD .h5 or .npy k-space) with MODEL, or denoise images.
@@ -338,7 +339,7 @@ def infer_command(model, inputs, output, backend, iterations, mask_type, acceler
     except BaseException as exc:
         if as_json:  # a machine still learns which outputs exist before the command fails
             message = _os_error_line(exc) if isinstance(exc, OSError) else str(exc) or type(exc).__name__
-            report["failed"] = {"input": report.pop("current"), "error": message}
+            report["failed"] = {"input": report.pop("current", None), "error": message}
             click.echo(json.dumps(report, indent=2))
         raise
     if as_json:
@@ -371,11 +372,11 @@ def _infer_all(session, pipeline, volumes, raw, masks, targets, png, model, as_j
         entry = {"input": volume.source, "output": str(target), "png": None, "slices": int(result.image.shape[0]),
                  "backend": session.backend, "iterations": result.iterations, "seconds": round(time.perf_counter() - started, 3)}
         report["outputs"].append(entry)
+        if not as_json:
+            click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
         if png:
             write_png(target.with_suffix(".png"), result, f"{Path(model).name} ({session.backend}, T={result.iterations})")
             entry["png"] = str(target.with_suffix(".png"))
-        if not as_json:
-            click.echo(f"wrote {target} ({result.image.shape[0]} slices, backend {session.backend}, T={result.iterations})")
 
 
 def _naming(source: str, function, *args):

@@ -1,7 +1,8 @@
 """One error hierarchy for everything a user can get wrong.
 
-The CLI turns a :class:`TgvDeployError` into one line on stderr and its ``exit_code``;
-any other exception is a bug and keeps its traceback.
+The CLI turns a :class:`TgvDeployError` into one line on stderr and its ``exit_code``, and an
+``OSError`` (a full disk, a failing device) into one line naming the file and exit 1; any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

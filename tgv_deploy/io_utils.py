@@ -123,6 +123,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             # Some platforms and file systems cannot open or sync a directory; the rename itself
             # is still atomic there, only its durability across a power cut is not guaranteed.
             pass
+    except OSError as exc:
+        # A full disk shows in a write, an fsync (no file name) or a library's message about the
+        # hidden temporary file: name the output the user asked for instead.
+        if exc.filename in (None, str(tmp_path), tmp_path):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
