@@ -9,7 +9,9 @@ such maps, so what they reach is an upper bound on what any U-Net can make of th
 T; the TGV bound against the TV one (both iterations as SPEC 2b writes them) says whether the
 iteration or the network limits U-TGV. ``--rho-schedule`` fits U-TGV's per-iteration penalty
 schedule (SPEC 2b's other freedom; ``rho_factors`` of ``admm_tgv_channels``, from the model's own
-schedule, or all ones) with its maps. Nothing here feeds back into a model or a default.
+schedule, or all ones) with its maps; ``--shared-schedule`` fits one schedule for all the slices
+together with each slice's maps (what a model's one learned schedule could do with ideal maps).
+Nothing here feeds back into a model or a default.
 
 For each slice and regulariser the record holds the bundled model's own score (reproducing the
 evaluation's), the fitted maps' score at the deployed T and, with ``--converged``, the fitted maps
@@ -17,7 +19,7 @@ solved further (the same maps at a larger T), all scored like ``tgv-deploy evalu
 cropped to the target, ``tgv_deploy.metrics``).
 
 Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*_R4_sigma0.05.h5] [--synthetic N] --objective ssim
-[--steps 150] [--lr 0.05] [--converged 512] [--rho-schedule] [--out benchmarks/results/map_ceiling/ssim.json]``
+[--steps 150] [--lr 0.05] [--converged 512] [--rho-schedule | --shared-schedule] [--out benchmarks/results/map_ceiling/ssim.json]``
 """
 
 from __future__ import annotations
@@ -65,76 +67,89 @@ def objective(estimate: torch.Tensor, target: torch.Tensor, kind: str) -> torch.
     return mse_db + SSIM_WEIGHT * one_minus_ssim
 
 
-def fit_maps(model: UnrolledModel, case: Case, kind: str, steps: int, lr: float, converged: int | None,
-             fit_iterations: int | None, fit_schedule: bool = False) -> dict:
-    f, mask, _ = case.model_inputs()
-    target_np = case.target.astype(np.float32)
-    with torch.no_grad():
-        x0 = model.forward_operator(f, mask, None).adjoint(f)
-        scale = image_scale(x0)
-        f_normalised = f / scale
-        start = model.noise_scaled(model.unet(x0 / scale), f_normalised, mask)
-    target = torch.from_numpy(target_np) / scale.reshape(())
-    iterations = model.config.default_iterations(False) if fit_iterations is None else fit_iterations
+class _Slice:
+    """One case as the model solves it: normalised k-space, the model's maps, the target in those units."""
 
+    def __init__(self, model: UnrolledModel, case: Case):
+        f, self.mask, _ = case.model_inputs()
+        self.target_np = case.target.astype(np.float32)
+        with torch.no_grad():
+            x0 = model.forward_operator(f, self.mask, None).adjoint(f)
+            self.scale = image_scale(x0)
+            self.f_normalised = f / self.scale
+            self.start = model.noise_scaled(model.unet(x0 / self.scale), self.f_normalised, self.mask)
+        self.target = torch.from_numpy(self.target_np) / self.scale.reshape(())
+        self.background = self.target_np < BACKGROUND_FRACTION * self.target_np.max()
+
+    def solve(self, model: UnrolledModel, log_maps: torch.Tensor, t: int, log_factors: torch.Tensor | None, fitted_t: int) -> torch.Tensor:
+        if log_factors is None:
+            return model._admm(self.f_normalised, torch.exp(log_maps), self.mask, t)
+        # the fitted schedule, its last factor held beyond the T it was fitted for
+        factors = torch.exp(torch.cat((log_factors, log_factors[-1:].expand(max(t - fitted_t, 0)))))
+        maps = torch.exp(log_maps)
+        x, _ = admm_tgv_channels(self.f_normalised, maps[:, 0], maps[:, 1], self.mask, t, model.rho(), model.config.alpha,
+                                 checkpoint_every=model.checkpoint_every, rho_factors=factors)
+        return x
+
+    def score(self, x: torch.Tensor) -> list[float]:
+        """PSNR, SSIM, and SSIM's mean over background and over object windows."""
+        image = magnitude_cropped(x * self.scale, self.target_np.shape).detach().numpy()
+        return [psnr(self.target_np, image), *ssim_by_region(self.target_np, image)]
+
+    def background_medians(self, log_maps: torch.Tensor) -> list[float]:
+        """Each map's median over the background, relative to its median over the object."""
+        maps = torch.exp(log_maps[0]).detach().numpy()
+        cropped = [_crop(m, self.target_np.shape) for m in maps]
+        return [float(np.median(m[self.background]) / np.median(m[~self.background])) for m in cropped]
+
+
+def fit_maps(model: UnrolledModel, cases: list[Case], kind: str, steps: int, lr: float, converged: int | None,
+             fit_iterations: int | None, fit_schedule: bool = False) -> list[dict]:
+    """Per-pixel maps for each case, fitted together (the mean objective) with one penalty schedule
+    for all of them when ``fit_schedule`` (one case: its own schedule); a record per case."""
+    slices = [_Slice(model, case) for case in cases]
+    iterations = model.config.default_iterations(False) if fit_iterations is None else fit_iterations
     log_factors = None
     if fit_schedule:  # from the model's own schedule where it learned one, else from its one rho
         own_factors = model.rho_factors(iterations)
         log_factors = (torch.zeros(iterations) if own_factors is None else torch.log(own_factors.detach())).requires_grad_(True)
 
-    def solve(log_maps: torch.Tensor, t: int) -> torch.Tensor:
-        if log_factors is None:
-            return model._admm(f_normalised, torch.exp(log_maps), mask, t)
-        # the fitted schedule, its last factor held beyond the T it was fitted for
-        factors = torch.exp(torch.cat((log_factors, log_factors[-1:].expand(max(t - iterations, 0)))))
-        maps = torch.exp(log_maps)
-        x, _ = admm_tgv_channels(f_normalised, maps[:, 0], maps[:, 1], mask, t, model.rho(), model.config.alpha,
-                                 checkpoint_every=model.checkpoint_every, rho_factors=factors)
-        return x
-
-    background = target_np < BACKGROUND_FRACTION * target_np.max()
-
-    def score(x: torch.Tensor) -> list[float]:
-        """PSNR, SSIM, and SSIM's mean over background and over object windows."""
-        image = magnitude_cropped(x * scale, target_np.shape).detach().numpy()
-        return [psnr(target_np, image), *ssim_by_region(target_np, image)]
-
-    def background_medians(log_maps: torch.Tensor) -> list[float]:
-        """Each map's median over the background, relative to its median over the object."""
-        maps = torch.exp(log_maps[0]).detach().numpy()
-        cropped = [_crop(m, target_np.shape) for m in maps]
-        return [float(np.median(m[background]) / np.median(m[~background])) for m in cropped]
-
-    log_maps = torch.log(start.clamp_min(1e-8)).clone().requires_grad_(True)
+    log_maps = [torch.log(piece.start.clamp_min(1e-8)).clone().requires_grad_(True) for piece in slices]
     with torch.no_grad():
-        own = score(solve(log_maps, iterations))
-        print(f"  before: PSNR {own[0]:.2f} dB, SSIM {own[1]:.4f} (background {own[2]:.4f}, object {own[3]:.4f})", file=sys.stderr, flush=True)
-    optimiser = torch.optim.Adam([log_maps] + ([] if log_factors is None else [log_factors]), lr=lr)
-    best_loss, best = float("inf"), log_maps.detach().clone()
+        own = [piece.score(piece.solve(model, maps, iterations, log_factors, iterations)) for piece, maps in zip(slices, log_maps)]
+    for scores in own:
+        print(f"  before: PSNR {scores[0]:.2f} dB, SSIM {scores[1]:.4f} (background {scores[2]:.4f}, object {scores[3]:.4f})",
+              file=sys.stderr, flush=True)
+    optimiser = torch.optim.Adam(log_maps + ([] if log_factors is None else [log_factors]), lr=lr)
+    best_loss, best = float("inf"), [maps.detach().clone() for maps in log_maps]
     best_factors = None if log_factors is None else log_factors.detach().clone()
     for step in range(steps):
         optimiser.zero_grad()
-        loss = objective(magnitude_cropped(solve(log_maps, iterations), target_np.shape), target, kind)
+        loss = torch.stack([objective(magnitude_cropped(piece.solve(model, maps, iterations, log_factors, iterations), piece.target_np.shape),
+                                      piece.target, kind) for piece, maps in zip(slices, log_maps)]).mean()
         loss.backward()
         if loss.item() < best_loss:  # the maps the loss was computed with, before this step moves them
-            best_loss, best = loss.item(), log_maps.detach().clone()
+            best_loss, best = loss.item(), [maps.detach().clone() for maps in log_maps]
             best_factors = None if log_factors is None else log_factors.detach().clone()
         optimiser.step()
         if (step + 1) % 25 == 0:
             print(f"  step {step + 1}/{steps}: objective {loss.item():.4f}", file=sys.stderr, flush=True)
+    records = []
     with torch.no_grad():
         if log_factors is not None:
             log_factors.copy_(best_factors)
-        fitted = score(solve(best, iterations))
-        record = {"model": own, "fitted": fitted, "iterations": iterations,
-                  "model_background_over_object": background_medians(torch.log(start.clamp_min(1e-8))),
-                  "fitted_background_over_object": background_medians(best)}
-        if log_factors is not None:
-            record["fitted_rho_factors"] = torch.exp(log_factors).tolist()
-        if converged:
-            record["fitted_converged"] = score(solve(best, converged))
-            record["converged_iterations"] = converged
-    return record
+        for piece, own_scores, fitted_maps in zip(slices, own, best):
+            record = {"model": own_scores, "fitted": piece.score(piece.solve(model, fitted_maps, iterations, log_factors, iterations)),
+                      "iterations": iterations,
+                      "model_background_over_object": piece.background_medians(torch.log(piece.start.clamp_min(1e-8))),
+                      "fitted_background_over_object": piece.background_medians(fitted_maps)}
+            if log_factors is not None:
+                record["fitted_rho_factors"] = torch.exp(log_factors).tolist()
+            if converged:
+                record["fitted_converged"] = piece.score(piece.solve(model, fitted_maps, converged, log_factors, iterations))
+                record["converged_iterations"] = converged
+            records.append(record)
+    return records
 
 
 def main() -> None:
@@ -150,6 +165,8 @@ def main() -> None:
     parser.add_argument("--converged", type=int, default=None, help="also score the fitted maps at this T")
     parser.add_argument("--rho-schedule", action="store_true",
                         help="U-TGV: fit a per-iteration penalty schedule (SPEC 2b allows one) with the maps")
+    parser.add_argument("--shared-schedule", action="store_true",
+                        help="U-TGV: one schedule for all the slices (a model's), fitted with every slice's maps together")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -162,20 +179,23 @@ def main() -> None:
     for model in models.values():
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-    results = []
+    results = [{"case": case.name, "setting": case.setting} for case in cases]
     started = time.perf_counter()
-    for index, case in enumerate(cases):
-        entry = {"case": case.name, "setting": case.setting}
+    # one fit per case, or (--shared-schedule) one for all cases with one schedule
+    groups = [list(range(len(cases)))] if args.shared_schedule else [[index] for index in range(len(cases))]
+    for group in groups:
         for name, model in models.items():
-            print(f"[{index + 1}/{len(cases)}] {case.name} {name} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-            entry[name] = fit_maps(model, case, args.objective, args.steps, args.lr, args.converged, args.iterations,
-                                   args.rho_schedule and isinstance(model, UTGV))
-            fitted = entry[name]["fitted"]
-            print(f"  fitted: PSNR {fitted[0]:.2f} dB, SSIM {fitted[1]:.4f} (background {fitted[2]:.4f}, object {fitted[3]:.4f})",
+            print(f"[{group[-1] + 1}/{len(cases)}] {', '.join(cases[i].name for i in group)} {name} ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
-        results.append(entry)
+            records = fit_maps(model, [cases[i] for i in group], args.objective, args.steps, args.lr, args.converged, args.iterations,
+                               (args.rho_schedule or args.shared_schedule) and isinstance(model, UTGV))
+            for index, record in zip(group, records):
+                results[index][name] = record
+                fitted = record["fitted"]
+                print(f"  fitted: PSNR {fitted[0]:.2f} dB, SSIM {fitted[1]:.4f} (background {fitted[2]:.4f}, object {fitted[3]:.4f})",
+                      file=sys.stderr, flush=True)
     record = {"provenance": provenance({name: str(path) for name, path in paths.items()}), "objective": args.objective,
-              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "rho_schedule": args.rho_schedule, "background_below": BACKGROUND_FRACTION,
+              "steps": args.steps, "lr": args.lr, "iterations": args.iterations, "rho_schedule": args.rho_schedule, "shared_schedule": args.shared_schedule, "background_below": BACKGROUND_FRACTION,
               "scores": ["psnr", "ssim", "ssim_background", "ssim_object"], "models": list(models), "cases": results}
     text = json.dumps(record, indent=1)
     if args.out is None:
