@@ -29,6 +29,7 @@ the repository root). ``--check`` rewrites nothing and fails when a table differ
   the geometric ones nearest the minimiser and the best by SSIM, and every alternating one);
 * ``noise-level FILE``: ``benchmarks/noise_level.py``'s JSON (the k-space noise estimate against the truth);
 * ``rho-schedule-fit FILE``: ``benchmarks/rho_schedule_fit.py``'s JSON (a model's schedule against one fitted to its maps);
+* ``background-kind FILE``: ``benchmarks/background_kind.py``'s JSON (U-TV and U-TGV on exact-zero and acquired backgrounds);
 * ``map-ceiling FILE``: ``benchmarks/map_ceiling.py``'s JSON (each model's SSIM against that of per-pixel maps fitted
   to the ground truth through the same iteration);
 * ``map-ceiling-schedule FILE``: the same script's ``--rho-schedule`` JSON (the penalty factors fitted with the maps);
@@ -348,6 +349,18 @@ def rho_schedule_fit(path: Path) -> str:
     return "\n".join(lines)
 
 
+def background_kind(path: Path) -> str:
+    """U-TV and U-TGV by the kind of background: PSNR / SSIM (background / object), and U-TGV's SSIM wins."""
+    data = json.loads(path.read_text())
+    lines = ["| images | exact zeros | U-TV | U-TGV | U-TGV's SSIM higher |", "| --- | --- | --- | --- | --- |"]
+    for row in data["rows"]:
+        cells = [f"{r['psnr']:.2f} dB / {r['ssim']:.3f} ({r['ssim_background']:.3f} / {r['ssim_object']:.3f})"
+                 for r in (row["U-TV"], row["U-TGV"])]
+        lines.append(f"| {row['images']} | {row['exact_zero_fraction']:.0%} of pixels | {cells[0]} | {cells[1]} | "
+                     f"{row['utgv_ssim_higher']} of {row['count']} |")
+    return "\n".join(lines)
+
+
 def map_ceiling(path: Path) -> str:
     """Per slice, SSIM (background / object) of each model, of the maps fitted through its iteration
     and, where recorded, of those maps solved on to a larger T; with two models, the fitted first
@@ -439,7 +452,7 @@ KINDS = {"quality": quality, "margins": margins, "margins-pooled": margins_poole
          "convergence-scan": convergence_scan, "export": export, "provenance": provenance, "convergence-sense": convergence_sense,
          "coil-gain": coil_gain, "rho-coil": rho_coil, "rho-rule": rho_rule, "oracle-gap": oracle_gap, "multicoil-latency": multicoil_latency,
          "map-scale": map_scale, "noise-level": noise_level, "penalty-ratio": penalty_ratio,
-         "rho-schedule": rho_schedule, "rho-schedule-fit": rho_schedule_fit, "map-ceiling": map_ceiling,
+         "rho-schedule": rho_schedule, "rho-schedule-fit": rho_schedule_fit, "background-kind": background_kind, "map-ceiling": map_ceiling,
          "map-ceiling-schedule": map_ceiling_schedule, "dft-op": dft_op, "rho-ramp": rho_ramp, "quality-vs-t": quality_vs_t}
 
 

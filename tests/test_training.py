@@ -169,6 +169,27 @@ def test_real_fraction_drops_the_phase_of_that_share():
         config_from_dict({"data": {"real_fraction": 1.5}})
 
 
+def test_masked_fraction_zeroes_the_background_of_that_share_and_keeps_the_object():
+    from tgv_deploy.training.data import masked_background
+
+    image = np.zeros((32, 32), dtype=np.complex64)
+    image[8:24, 8:24] = 1.0 + 0.5j
+    image[15, 15] = 0.001  # a dark pixel inside the object stays
+    image[0:3, 0:3] = 0.005  # a faint background haze, below 2% of the maximum, goes
+    masked = masked_background(image)
+    np.testing.assert_array_equal(masked[8:24, 8:24], image[8:24, 8:24])
+    assert not masked[0:3, 0:3].any()
+    plain = SyntheticSlices(32, 32, seed=5, version=3)
+    every = SyntheticSlices(32, 32, seed=5, version=3, masked_fraction=1.0)
+    half = SyntheticSlices(32, 32, seed=5, version=3, masked_fraction=0.5)
+    assert (np.abs(plain(0)) > 0).all()  # the generator's backgrounds are never exactly zero
+    np.testing.assert_array_equal(every(0), masked_background(plain(0)))
+    kinds = [bool((half(i) == 0).any()) for i in range(40)]
+    assert 5 < sum(kinds) < 35  # both kinds occur
+    with pytest.raises(InputError, match="masked_fraction"):
+        config_from_dict({"data": {"masked_fraction": -0.1}})
+
+
 def test_target_noise_is_measured_with_the_image_and_leaves_other_streams_alone():
     image = SyntheticSlices(32, 32, seed=2)(0)
     plain = Corruption("mri", (4, 4), (0.05, 0.05), ("equispaced",))

@@ -49,6 +49,10 @@ class DataConfig:
     # share of synthetic images whose phase is dropped: scanners often hand over magnitude-derived
     # (real) images, and a model that only saw smooth phase treats an empty imaginary channel as odd
     real_fraction: float = 0.0
+    # share of synthetic images whose background is set to exact zeros, as masked or processed MR
+    # images (templates, skull-stripped or background-masked series) have it; the generator's own
+    # backgrounds are an acquisition's, never exactly zero (training.data.masked_background)
+    masked_fraction: float = 0.0
     # MRI: complex noise of this level (times the image maximum, ~U[lo, hi]) added to the ground
     # truth itself before it is measured, as in real acquisitions, whose fully sampled reference
     # images are noisy too; the part of it the mask samples is then signal to be kept
@@ -82,6 +86,8 @@ class DataConfig:
             raise ValueError(f"a log-uniform sigma_prior needs 0 < lo <= hi, got sigma_range {list(self.sigma_range)}")
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if not 0.0 <= self.masked_fraction <= 1.0:
+            raise ValueError(f"masked_fraction must be in [0, 1], got {self.masked_fraction}")
         if not 0.0 <= self.multicoil_fraction <= 1.0:
             raise ValueError(f"multicoil_fraction must be in [0, 1], got {self.multicoil_fraction}")
         if not 2 <= self.coils[0] <= self.coils[1]:

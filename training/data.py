@@ -24,21 +24,39 @@ def _normalise(image: np.ndarray) -> np.ndarray:
     return (image / peak if peak > 0 else image).astype(np.complex64)
 
 
+#: A masked image's background: where its magnitude, averaged over 5 x 5 pixels, is below this
+#: fraction of its maximum (the evaluation's background split); the averaging keeps dark pixels
+#: inside the object.
+MASK_LEVEL = 0.02
+
+
+def masked_background(image: np.ndarray) -> np.ndarray:
+    """``image (H, W)`` with exact zeros outside the object, as masked or processed MR images have it."""
+    magnitude = np.abs(image)
+    kernel = np.ones(5) / 5
+    smooth = np.apply_along_axis(np.convolve, 1, magnitude, kernel, mode="same")
+    smooth = np.apply_along_axis(np.convolve, 0, smooth, kernel, mode="same")
+    return np.where(smooth < MASK_LEVEL * magnitude.max(), 0, image).astype(image.dtype)
+
+
 class SyntheticSlices:
     """Ground-truth complex images ``(H, W)`` with max magnitude 1, generated from ``(seed, index)``."""
 
-    def __init__(self, height: int, width: int, seed: int, version: int = 2, real_fraction: float = 0.0):
+    def __init__(self, height: int, width: int, seed: int, version: int = 2, real_fraction: float = 0.0,
+                 masked_fraction: float = 0.0):
         if version not in GENERATORS:
             raise InputError(f"synthetic_version must be one of {sorted(GENERATORS)}, got {version}")
         self.height, self.width, self.seed = height, width, seed
         self.generate = GENERATORS[version]
-        self.real_fraction = real_fraction
+        self.real_fraction, self.masked_fraction = real_fraction, masked_fraction
 
     def __call__(self, index: int) -> np.ndarray:
         image = self.generate(np.random.default_rng([self.seed, index]), self.height, self.width)
-        # a separate stream, so the images themselves do not depend on real_fraction
+        # separate streams, so the images themselves do not depend on real_fraction or masked_fraction
         if self.real_fraction and np.random.default_rng([self.seed, index, 1]).random() < self.real_fraction:
             image = np.abs(image).astype(np.complex64)
+        if self.masked_fraction and np.random.default_rng([self.seed, index, 2]).random() < self.masked_fraction:
+            image = masked_background(image)
         return image
 
 

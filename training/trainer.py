@@ -87,7 +87,7 @@ def _device(name: str, rank: int) -> str:
 def _source(config: TrainConfig, seed: int):
     data = config.data
     if data.source == "synthetic":
-        return SyntheticSlices(data.height, data.width, seed, data.synthetic_version, data.real_fraction)
+        return SyntheticSlices(data.height, data.width, seed, data.synthetic_version, data.real_fraction, data.masked_fraction)
     return FileSlices(data.source, data.height, data.width)
 
 
