@@ -39,7 +39,7 @@ from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import BACKGROUND_FRACTION, psnr, ssim_by_region
 from tgv_deploy.models.checkpoint import load_checkpoint
-from tgv_deploy.models.utgv import UTGV, UnrolledModel, image_scale
+from tgv_deploy.models.utgv import UTGV, UnrolledModel
 from tgv_deploy.registry import resolve_model
 from tgv_deploy.solvers.admm import admm_tgv_channels
 from tgv_deploy.training.trainer import ssim_torch
@@ -74,18 +74,15 @@ class _Slice:
         f, self.mask, _ = case.model_inputs()
         self.target_np = case.target.astype(np.float32)
         with torch.no_grad():
-            x0 = model.forward_operator(f, self.mask, None).adjoint(f)
-            self.scale = image_scale(x0)
-            self.f_normalised = f / self.scale
-            self.start = model.noise_scaled(model.unet(x0 / self.scale), self.f_normalised, self.mask)
+            _, self.scale, self.f_normalised, self.start = model.normalised_inputs(f, self.mask)
         self.target = torch.from_numpy(self.target_np) / self.scale.reshape(())
         self.background = self.target_np < BACKGROUND_FRACTION * self.target_np.max()
 
-    def solve(self, model: UnrolledModel, log_maps: torch.Tensor, t: int, log_factors: torch.Tensor | None, fitted_t: int) -> torch.Tensor:
+    def solve(self, model: UnrolledModel, log_maps: torch.Tensor, t: int, log_factors: torch.Tensor | None) -> torch.Tensor:
         if log_factors is None:
             return model._admm(self.f_normalised, torch.exp(log_maps), self.mask, t)
-        # the fitted schedule, its last factor held beyond the T it was fitted for
-        factors = torch.exp(torch.cat((log_factors, log_factors[-1:].expand(max(t - fitted_t, 0)))))
+        # the fitted schedule (one factor per fitted iteration), its last factor held beyond
+        factors = torch.exp(torch.cat((log_factors, log_factors[-1:].expand(max(t - len(log_factors), 0)))))
         maps = torch.exp(log_maps)
         x, _ = admm_tgv_channels(self.f_normalised, maps[:, 0], maps[:, 1], self.mask, t, model.rho(), model.config.alpha,
                                  checkpoint_every=model.checkpoint_every, rho_factors=factors)
@@ -116,7 +113,7 @@ def fit_maps(model: UnrolledModel, cases: list[Case], kind: str, steps: int, lr:
 
     log_maps = [torch.log(piece.start.clamp_min(1e-8)).clone().requires_grad_(True) for piece in slices]
     with torch.no_grad():
-        own = [piece.score(piece.solve(model, maps, iterations, log_factors, iterations)) for piece, maps in zip(slices, log_maps)]
+        own = [piece.score(piece.solve(model, maps, iterations, log_factors)) for piece, maps in zip(slices, log_maps)]
     for scores in own:
         print(f"  before: PSNR {scores[0]:.2f} dB, SSIM {scores[1]:.4f} (background {scores[2]:.4f}, object {scores[3]:.4f})",
               file=sys.stderr, flush=True)
@@ -125,7 +122,7 @@ def fit_maps(model: UnrolledModel, cases: list[Case], kind: str, steps: int, lr:
     best_factors = None if log_factors is None else log_factors.detach().clone()
     for step in range(steps):
         optimiser.zero_grad()
-        loss = torch.stack([objective(magnitude_cropped(piece.solve(model, maps, iterations, log_factors, iterations), piece.target_np.shape),
+        loss = torch.stack([objective(magnitude_cropped(piece.solve(model, maps, iterations, log_factors), piece.target_np.shape),
                                       piece.target, kind) for piece, maps in zip(slices, log_maps)]).mean()
         loss.backward()
         if loss.item() < best_loss:  # the maps the loss was computed with, before this step moves them
@@ -139,14 +136,14 @@ def fit_maps(model: UnrolledModel, cases: list[Case], kind: str, steps: int, lr:
         if log_factors is not None:
             log_factors.copy_(best_factors)
         for piece, own_scores, fitted_maps in zip(slices, own, best):
-            record = {"model": own_scores, "fitted": piece.score(piece.solve(model, fitted_maps, iterations, log_factors, iterations)),
+            record = {"model": own_scores, "fitted": piece.score(piece.solve(model, fitted_maps, iterations, log_factors)),
                       "iterations": iterations,
                       "model_background_over_object": piece.background_medians(torch.log(piece.start.clamp_min(1e-8))),
                       "fitted_background_over_object": piece.background_medians(fitted_maps)}
             if log_factors is not None:
                 record["fitted_rho_factors"] = torch.exp(log_factors).tolist()
             if converged:
-                record["fitted_converged"] = piece.score(piece.solve(model, fitted_maps, converged, log_factors, iterations))
+                record["fitted_converged"] = piece.score(piece.solve(model, fitted_maps, converged, log_factors))
                 record["converged_iterations"] = converged
             records.append(record)
     return records

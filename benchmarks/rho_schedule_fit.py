@@ -32,7 +32,7 @@ from tgv_deploy.io_utils import atomic_write_bytes
 from tgv_deploy.machine import provenance
 from tgv_deploy.metrics import psnr, ssim_by_region
 from tgv_deploy.models.checkpoint import load_checkpoint
-from tgv_deploy.models.utgv import UTGV, image_scale
+from tgv_deploy.models.utgv import UTGV
 from tgv_deploy.registry import resolve_model
 from tgv_deploy.solvers.admm import admm_tgv_channels
 from tgv_deploy.training.trainer import ssim_torch
@@ -49,10 +49,7 @@ class Problem:
     def __init__(self, model: UTGV, case: Case):
         f, mask, _ = case.model_inputs()
         with torch.no_grad():
-            x0 = model.forward_operator(f, mask).adjoint(f)
-            self.scale = image_scale(x0)
-            self.f = f / self.scale
-            self.maps = model.noise_scaled(model.unet(x0 / self.scale), self.f, mask)
+            _, self.scale, self.f, self.maps = model.normalised_inputs(f, mask)
         self.mask, self.case = mask, case
         self.target = torch.from_numpy(case.target.astype(np.float32)) / self.scale.reshape(())
 

@@ -17,6 +17,7 @@ from tgv_deploy.data.masks import default_center_fraction, make_mask
 from tgv_deploy.data.noise import add_image_noise, add_kspace_noise
 from tgv_deploy.data.synthetic import GENERATORS
 from tgv_deploy.errors import InputError
+from tgv_deploy.metrics import BACKGROUND_FRACTION
 
 
 def _normalise(image: np.ndarray) -> np.ndarray:
@@ -24,19 +25,16 @@ def _normalise(image: np.ndarray) -> np.ndarray:
     return (image / peak if peak > 0 else image).astype(np.complex64)
 
 
-#: A masked image's background: where its magnitude, averaged over 5 x 5 pixels, is below this
-#: fraction of its maximum (the evaluation's background split); the averaging keeps dark pixels
-#: inside the object.
-MASK_LEVEL = 0.02
-
-
 def masked_background(image: np.ndarray) -> np.ndarray:
-    """``image (H, W)`` with exact zeros outside the object, as masked or processed MR images have it."""
+    """``image (H, W)`` with exact zeros outside the object, as masked or processed MR images have it:
+    where its magnitude, averaged over 5 x 5 pixels, is below the evaluation's background split
+    (:data:`tgv_deploy.metrics.BACKGROUND_FRACTION` of its maximum); the averaging keeps dark
+    pixels inside the object."""
     magnitude = np.abs(image)
     kernel = np.ones(5) / 5
     smooth = np.apply_along_axis(np.convolve, 1, magnitude, kernel, mode="same")
     smooth = np.apply_along_axis(np.convolve, 0, smooth, kernel, mode="same")
-    return np.where(smooth < MASK_LEVEL * magnitude.max(), 0, image).astype(image.dtype)
+    return np.where(smooth < BACKGROUND_FRACTION * magnitude.max(), 0, image).astype(image.dtype)
 
 
 class SyntheticSlices:

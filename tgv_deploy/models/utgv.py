@@ -216,14 +216,10 @@ class UnrolledModel(nn.Module):
         ``x (B, C, H, W)`` and ``maps (B, M, H, W)``: (L0, L1) for U-TGV, (L,) for U-TV, in the
         units of ``f``.
         """
-        forward_op = self.forward_operator(f, mask, coil_maps)
         iterations = self.config.default_iterations(coil_maps is not None) if iterations is None else iterations
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-        x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)
-        scale = image_scale(x0)
-        f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
-        maps = self.noise_scaled(self.unet(x0 / scale), f_normalised, mask)
+        forward_op, scale, f_normalised, maps = self.normalised_inputs(f, mask, coil_maps)
         if coil_maps is not None:
             assert mask is not None  # checked by forward_operator
             maps = maps * self.coil_gain(mask.to(f.dtype))
@@ -238,6 +234,17 @@ class UnrolledModel(nn.Module):
         else:
             x = self._pdhg(f_normalised, maps, forward_op, iterations)
         return x * scale, maps * scale
+
+    def normalised_inputs(
+        self, f: torch.Tensor, mask: torch.Tensor | None = None, coil_maps: torch.Tensor | None = None
+    ) -> tuple[LinearOperator, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the solver starts from: the forward operator, the image scale ``(B, 1, 1, 1)``, ``f``
+        divided by it and the U-Net's maps ``(B, M, H, W)`` in those units (before any coil gain)."""
+        forward_op = self.forward_operator(f, mask, coil_maps)
+        x0 = forward_op.adjoint(f)  # once: A^H is linear, so A^H (f / scale) = x0 / scale (as the exported prologue has it)
+        scale = image_scale(x0)
+        f_normalised = f / scale.reshape(-1, *([1] * (f.ndim - 1)))  # (B, 1, 1, 1[, 1]) against f
+        return forward_op, scale, f_normalised, self.noise_scaled(self.unet(x0 / scale), f_normalised, mask)
 
     def _pdhg(self, f, maps, forward_op, iterations) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
