@@ -18,7 +18,7 @@ evaluation's), the fitted maps' score at the deployed T and, with ``--converged`
 solved further (the same maps at a larger T), all scored like ``tgv-deploy evaluate`` (magnitudes
 cropped to the target, ``tgv_deploy.metrics``).
 
-Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*_R4_sigma0.05.h5] [--synthetic N] --objective ssim
+Usage: ``python benchmarks/map_ceiling.py [benchmarks/data/undersampled/*_R4_sigma0.05.h5] [--synthetic N] [--synthetic-masked N] --objective ssim
 [--steps 150] [--lr 0.05] [--converged 512] [--rho-schedule | --shared-schedule] [--out benchmarks/results/map_ceiling/ssim.json]``
 """
 
@@ -42,6 +42,7 @@ from tgv_deploy.models.checkpoint import load_checkpoint
 from tgv_deploy.models.utgv import UTGV, UnrolledModel
 from tgv_deploy.registry import resolve_model
 from tgv_deploy.solvers.admm import admm_tgv_channels
+from tgv_deploy.training.data import masked_background
 from tgv_deploy.training.trainer import ssim_torch
 
 SSIM_WEIGHT = 20.0  # the training loss's weight (training/configs/*: ssim_weight)
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("files", nargs="*", type=Path, help="undersampled fastMRI files (benchmarks/heldout.py --undersample)")
     parser.add_argument("--synthetic", type=int, default=0,
                         help="also N slices of the training generator (synthetic_image_v3, this study's own seeds), R = 4, sigma = 0.05")
+    parser.add_argument("--synthetic-masked", type=int, default=0,
+                        help="also N further slices of the training generator with their background masked to exact zeros "
+                             "(training.data.masked_background, as DataConfig.masked_fraction trains on), R = 4, sigma = 0.05")
     parser.add_argument("--objective", choices=("psnr", "ssim", "train"), default="train")
     parser.add_argument("--models", default="utgv-mri,utv-mri")
     parser.add_argument("--steps", type=int, default=150)
@@ -168,9 +172,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     synthetic = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, i]), 128, 128)) for i in range(args.synthetic)]
+    synthetic += [(f"synthetic-v3-masked:{i}", masked_background(synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, i]), 128, 128)))
+                  for i in range(args.synthetic, args.synthetic + args.synthetic_masked)]
     cases = undersampled_cases(args.files) + corrupt(synthetic, 4, 0.05)
     if not cases:
-        raise SystemExit("give undersampled files or --synthetic N")
+        raise SystemExit("give undersampled files, --synthetic N or --synthetic-masked N")
     paths = {name: resolve_model(name) for name in args.models.split(",")}
     models = {name: load_checkpoint(path).build().eval() for name, path in paths.items()}
     for model in models.values():
