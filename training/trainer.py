@@ -27,6 +27,7 @@ from tgv_deploy.models.checkpoint import load_checkpoint, save_checkpoint
 from tgv_deploy.models.utgv import UnrolledModel, build_model
 from tgv_deploy.training.config import TrainConfig
 from tgv_deploy.training.data import Corruption, FileSlices, SyntheticSlices, make_batch
+from tgv_deploy.training.widen import widened_unet_state
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.pt"
@@ -130,7 +131,9 @@ def reconstruction_loss(x: torch.Tensor, target: torch.Tensor, kind: str, ssim_w
 
 
 def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
-    """Load ``config.init_checkpoint``'s weights into ``model`` (same kind, task and U-Net).
+    """Load ``config.init_checkpoint``'s weights into ``model`` (same kind and task; the same U-Net,
+    or one of the same depth with more base channels, widened by :func:`widened_unet_state` so the
+    model starts computing what the checkpoint computes).
 
     From a checkpoint of the other solver only the U-Net is taken (PDHG's step parameter means
     nothing to ADMM, whose rho starts at its default): how PDHG models were moved to ADMM.
@@ -139,15 +142,21 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
     """
     checkpoint = load_checkpoint(config.init_checkpoint)
     theirs, ours = checkpoint.config, config.model
-    if (theirs.kind, theirs.task, theirs.unet) != (ours.kind, ours.task, ours.unet):
-        raise InputError(
-            f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model with {theirs.unet}, "
-            f"the config trains {ours.kind}/{ours.task} with {ours.unet}"
-        )
+    if (theirs.kind, theirs.task) != (ours.kind, ours.task):
+        raise InputError(f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model, "
+                         f"the config trains {ours.kind}/{ours.task}")
+    state = dict(checkpoint.state_dict)
+    if theirs.unet != ours.unet:
+        try:
+            unet = widened_unet_state({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")},
+                                      theirs.unet, ours.unet, ours.image_channels, ours.map_channels, config.seed)
+        except ValueError as error:
+            raise InputError(f"init_checkpoint {config.init_checkpoint}: {error}") from None
+        state = {**{k: v for k, v in state.items() if not k.startswith("unet.")}, **{f"unet.{k}": v for k, v in unet.items()}}
     if theirs.solver == ours.solver:
-        model.load_state_dict_compatible(checkpoint.state_dict, warm_start=True)
+        model.load_state_dict_compatible(state, warm_start=True)
     else:
-        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in checkpoint.state_dict.items() if k.startswith("unet.")})
+        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")})
 
 
 @torch.no_grad()
