@@ -22,6 +22,9 @@ from tgv_deploy.dft import fft2c
 from tgv_deploy.training.data import Corruption, SyntheticSlices, make_batch
 from tgv_deploy.training.model_card import card
 from tgv_deploy.metrics import ssim
+from tgv_deploy.models.config import UNetConfig
+from tgv_deploy.models.unet import UNet
+from tgv_deploy.training.widen import widened_unet_state
 from tgv_deploy.training.trainer import _source, lr_factor, parameter_groups, reconstruction_loss, ssim_torch, train, validate, warm_start
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
@@ -130,6 +133,46 @@ def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
     other = train(load_config(_write(tmp_path, 2, "utv", "mri")), tmp_path / "b", log=lambda _: None)
     with pytest.raises(InputError, match="utv/mri"):
         warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(other)}))
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(depth):
+    torch.manual_seed(0)
+    narrow, wide = UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth, base_channels=6)
+    small = UNet(2, 2, narrow)
+    big = UNet(2, 2, wide)
+    big.load_state_dict(widened_unet_state(small.state_dict(), narrow, wide, 2, 2, seed=1))
+    x = torch.randn(2, 2, 17, 24)
+    maps = big(x)
+    torch.testing.assert_close(maps, small(x), rtol=1e-6, atol=1e-7)
+    maps.sum().backward()
+    # the zero weights through which the old channels read the new ones get gradients at once ...
+    assert big.head.weight.grad[:, 4:].abs().amax() > 0 and big.encoders[0][2].weight.grad[:4, 4:].abs().amax() > 0
+    torch.optim.SGD(big.parameters(), lr=1e-3).step()
+    big.zero_grad()
+    big(x).sum().backward()  # ... and, once they are not zero, the new channels' own weights
+    assert big.encoders[0][0].weight.grad[4:].abs().amax() > 0
+    for bad in (UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth + 1, base_channels=6),
+                UNetConfig(depth=depth, base_channels=6, negative_slope=0.2)):
+        with pytest.raises(ValueError, match="widened"):
+            widened_unet_state(small.state_dict(), narrow, bad, 2, 2, seed=1)
+
+
+def test_warm_start_widens_the_checkpoints_unet_and_refuses_a_narrower_one(tmp_path):
+    first = train(load_config(_write(tmp_path, 2)), tmp_path / "a", log=lambda _: None)
+    wide_dict = {**_tiny_dict(), "init_checkpoint": str(first)}
+    wide_dict["model"] = {**wide_dict["model"], "unet": {"depth": 1, "base_channels": 8}}
+    config = config_from_dict(wide_dict)
+    model = build_model(config.model)
+    warm_start(model, config)
+    trained = load_checkpoint(first).build()
+    f = torch.randn(1, 2, 24, 20)
+    torch.testing.assert_close(model.unet(f), trained.unet(f), rtol=1e-6, atol=1e-7)
+    assert torch.equal(model.log_rho.detach(), trained.log_rho.detach())
+    wider = train(config_from_dict({**wide_dict, "steps": 2}), tmp_path / "wide", log=lambda _: None)
+    narrow_dict = {**_tiny_dict(), "init_checkpoint": str(wider)}
+    with pytest.raises(InputError, match="widened"):
+        warm_start(build_model(config_from_dict(narrow_dict).model), config_from_dict(narrow_dict))
 
 
 def test_a_parameter_the_checkpoint_lacks_keeps_its_old_value_for_inference_and_starts_fresh_in_training(tmp_path):

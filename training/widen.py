@@ -35,7 +35,8 @@ def _input_groups(config: UNetConfig, in_channels: int) -> dict[str, list[int]]:
 
 def _kept_positions(old: list[int], new: list[int]) -> torch.Tensor:
     """Where the old layout's channels sit in the new layout: the first ``old[k]`` of each group."""
-    positions, offset = [], 0
+    positions: list[int] = []
+    offset = 0
     for old_size, new_size in zip(old, new):
         positions.extend(range(offset, offset + old_size))
         offset += new_size
