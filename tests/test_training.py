@@ -135,14 +135,15 @@ def test_warm_start_copies_weights_and_refuses_another_model(tmp_path):
         warm_start(model, config_from_dict({**_tiny_dict(), "init_checkpoint": str(other)}))
 
 
-@pytest.mark.parametrize("depth", [1, 3])
-def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(depth):
+@pytest.mark.parametrize("depth, in_channels, out_channels", [(1, 2, 2), (3, 2, 2), (2, 1, 1), (2, 2, 1)])
+def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(depth, in_channels, out_channels):
     torch.manual_seed(0)
     narrow, wide = UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth, base_channels=6)
-    small = UNet(2, 2, narrow)
-    big = UNet(2, 2, wide)
-    big.load_state_dict(widened_unet_state(small.state_dict(), narrow, wide, 2, 2, seed=1))
-    x = torch.randn(2, 2, 17, 24)
+    small = UNet(in_channels, out_channels, narrow)
+    big = UNet(in_channels, out_channels, wide)
+    big.load_state_dict(widened_unet_state(small.state_dict(), narrow, wide, in_channels, out_channels, seed=1))
+    assert big.encoders[0][0].weight[4:].abs().amax() > 0  # the new channels start from an initialisation, not zeros
+    x = torch.randn(2, in_channels, 17, 24)
     maps = big(x)
     torch.testing.assert_close(maps, small(x), rtol=1e-6, atol=1e-7)
     maps.sum().backward()
@@ -155,12 +156,13 @@ def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(
     for bad in (UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth + 1, base_channels=6),
                 UNetConfig(depth=depth, base_channels=6, negative_slope=0.2)):
         with pytest.raises(ValueError, match="widened"):
-            widened_unet_state(small.state_dict(), narrow, bad, 2, 2, seed=1)
+            widened_unet_state(small.state_dict(), narrow, bad, in_channels, out_channels, seed=1)
 
 
-def test_warm_start_widens_the_checkpoints_unet_and_refuses_a_narrower_one(tmp_path):
-    first = train(load_config(_write(tmp_path, 2)), tmp_path / "a", log=lambda _: None)
-    wide_dict = {**_tiny_dict(), "init_checkpoint": str(first)}
+@pytest.mark.parametrize("kind", ["utgv", "utv"])  # two maps, one map: from two image channels
+def test_warm_start_widens_the_checkpoints_unet_and_refuses_a_narrower_one(tmp_path, kind):
+    first = train(load_config(_write(tmp_path, 2, kind)), tmp_path / "a", log=lambda _: None)
+    wide_dict = {**_tiny_dict(kind=kind), "init_checkpoint": str(first)}
     wide_dict["model"] = {**wide_dict["model"], "unet": {"depth": 1, "base_channels": 8}}
     config = config_from_dict(wide_dict)
     model = build_model(config.model)
@@ -170,7 +172,7 @@ def test_warm_start_widens_the_checkpoints_unet_and_refuses_a_narrower_one(tmp_p
     torch.testing.assert_close(model.unet(f), trained.unet(f), rtol=1e-6, atol=1e-7)
     assert torch.equal(model.log_rho.detach(), trained.log_rho.detach())
     wider = train(config_from_dict({**wide_dict, "steps": 2}), tmp_path / "wide", log=lambda _: None)
-    narrow_dict = {**_tiny_dict(), "init_checkpoint": str(wider)}
+    narrow_dict = {**_tiny_dict(kind=kind), "init_checkpoint": str(wider)}
     with pytest.raises(InputError, match="widened"):
         warm_start(build_model(config_from_dict(narrow_dict).model), config_from_dict(narrow_dict))
 

@@ -150,8 +150,8 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
         try:
             unet = widened_unet_state({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")},
                                       theirs.unet, ours.unet, ours.image_channels, ours.map_channels, config.seed)
-        except ValueError as error:
-            raise InputError(f"init_checkpoint {config.init_checkpoint}: {error}") from None
+        except (ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights that do not fit their own config
+            raise InputError(f"init_checkpoint {config.init_checkpoint}: cannot widen its U-Net: {error}") from None
         state = {**{k: v for k, v in state.items() if not k.startswith("unet.")}, **{f"unet.{k}": v for k, v in unet.items()}}
     if theirs.solver == ours.solver:
         model.load_state_dict_compatible(state, warm_start=True)

@@ -51,8 +51,9 @@ def widened_unet_state(state: dict[str, torch.Tensor], narrow: UNetConfig, wide:
     if (wide.depth, wide.negative_slope, wide.softplus_beta) != (narrow.depth, narrow.negative_slope, narrow.softplus_beta) \
             or wide.base_channels <= narrow.base_channels:
         raise ValueError(f"a U-Net can only be widened to more base channels at the same depth and activations: {narrow} -> {wide}")
-    torch.manual_seed(seed)  # the new channels' start: reproducible from the training config's seed
-    widened = UNet(in_channels, out_channels, wide).state_dict()
+    with torch.random.fork_rng():  # the new channels' start, reproducible from ``seed``; the caller's RNG untouched
+        torch.manual_seed(seed)
+        widened = UNet(in_channels, out_channels, wide).state_dict()
     old_groups, new_groups = _input_groups(narrow, in_channels), _input_groups(wide, in_channels)
     for prefix, old_in in old_groups.items():
         weight, bias = state[f"{prefix}.weight"], state[f"{prefix}.bias"]
