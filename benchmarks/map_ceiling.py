@@ -171,8 +171,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
-    synthetic = [(f"synthetic-v3:{i}", synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, i]), 128, 128)) for i in range(args.synthetic)]
-    synthetic += [(f"synthetic-v3-masked:{i}", masked_background(synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, i]), 128, 128)))
+    def training_slice(index: int) -> np.ndarray:
+        return synthetic_image_v3(np.random.default_rng([SYNTHETIC_SEED, index]), 128, 128)
+
+    synthetic = [(f"synthetic-v3:{i}", training_slice(i)) for i in range(args.synthetic)]
+    synthetic += [(f"synthetic-v3-masked:{i}", masked_background(training_slice(i)))
                   for i in range(args.synthetic, args.synthetic + args.synthetic_masked)]
     cases = undersampled_cases(args.files) + corrupt(synthetic, 4, 0.05)
     if not cases:

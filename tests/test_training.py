@@ -141,7 +141,7 @@ def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(
     narrow, wide = UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth, base_channels=6)
     small = UNet(in_channels, out_channels, narrow)
     big = UNet(in_channels, out_channels, wide)
-    big.load_state_dict(widened_unet_state(small.state_dict(), narrow, wide, in_channels, out_channels, seed=1))
+    big.load_state_dict(widened_unet_state(small.state_dict(), narrow, wide, big.state_dict()))
     assert big.encoders[0][0].weight[4:].abs().amax() > 0  # the new channels start from an initialisation, not zeros
     x = torch.randn(2, in_channels, 17, 24)
     maps = big(x)
@@ -156,7 +156,7 @@ def test_a_widened_unet_computes_the_narrow_ones_maps_and_its_new_weights_learn(
     for bad in (UNetConfig(depth=depth, base_channels=4), UNetConfig(depth=depth + 1, base_channels=6),
                 UNetConfig(depth=depth, base_channels=6, negative_slope=0.2)):
         with pytest.raises(ValueError, match="widened"):
-            widened_unet_state(small.state_dict(), narrow, bad, in_channels, out_channels, seed=1)
+            widened_unet_state(small.state_dict(), narrow, bad, UNet(in_channels, out_channels, bad).state_dict())
 
 
 @pytest.mark.parametrize("kind", ["utgv", "utv"])  # two maps, one map: from two image channels

@@ -146,17 +146,17 @@ def warm_start(model: UnrolledModel, config: TrainConfig) -> None:
         raise InputError(f"init_checkpoint {config.init_checkpoint} is a {theirs.kind}/{theirs.task} model, "
                          f"the config trains {ours.kind}/{ours.task}")
     state = dict(checkpoint.state_dict)
+    unet = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
     if theirs.unet != ours.unet:
-        try:
-            unet = widened_unet_state({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")},
-                                      theirs.unet, ours.unet, ours.image_channels, ours.map_channels, config.seed)
+        try:  # the new channels start where this model's freshly initialised U-Net has them
+            unet = widened_unet_state(unet, theirs.unet, ours.unet, model.unet.state_dict())
         except (ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights that do not fit their own config
             raise InputError(f"init_checkpoint {config.init_checkpoint}: cannot widen its U-Net: {error}") from None
-        state = {**{k: v for k, v in state.items() if not k.startswith("unet.")}, **{f"unet.{k}": v for k, v in unet.items()}}
+        state.update({f"unet.{k}": v for k, v in unet.items()})
     if theirs.solver == ours.solver:
         model.load_state_dict_compatible(state, warm_start=True)
     else:
-        model.unet.load_state_dict({k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")})
+        model.unet.load_state_dict(unet)
 
 
 @torch.no_grad()

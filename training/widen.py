@@ -2,8 +2,8 @@
 
 A trained model's U-Net (``base_channels`` c) is copied into a U-Net of the same depth and more
 channels (c' > c): every convolution's old output channels keep their weights on the old input
-channels and get zero weights on the new ones, the new output channels start from PyTorch's own
-initialisation, and the head reads the new channels with zero weights. So the wider network's
+channels and get zero weights on the new ones, the new output channels keep the wide network's
+own initial values, and the head reads the new channels with zero weights. So the wider network's
 maps equal the trained network's maps (up to float summation order) at the first training step,
 and the new weights still get gradients: the new channels carry non-zero activations into the
 zero weights that read them (net2net's widening, with zeros instead of copies).
@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from tgv_deploy.models.config import UNetConfig
-from tgv_deploy.models.unet import UNet
 
 
 def _input_groups(config: UNetConfig, in_channels: int) -> dict[str, list[int]]:
@@ -43,25 +42,25 @@ def _kept_positions(old: list[int], new: list[int]) -> torch.Tensor:
     return torch.tensor(positions)
 
 
-def widened_unet_state(state: dict[str, torch.Tensor], narrow: UNetConfig, wide: UNetConfig, in_channels: int,
-                       out_channels: int, seed: int) -> dict[str, torch.Tensor]:
+def widened_unet_state(state: dict[str, torch.Tensor], narrow: UNetConfig, wide: UNetConfig,
+                       start: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The state dict of a ``wide`` U-Net that computes what ``state`` (a ``narrow`` U-Net's, keys
-    without the ``unet.`` prefix) computes. Raises ``ValueError`` unless ``wide`` differs from
-    ``narrow`` only by more base channels."""
+    without the ``unet.`` prefix) computes; its new channels keep their values in ``start`` (the
+    wide U-Net's own initial state). Raises ``ValueError`` unless ``wide`` differs from ``narrow``
+    only by more base channels."""
     if (wide.depth, wide.negative_slope, wide.softplus_beta) != (narrow.depth, narrow.negative_slope, narrow.softplus_beta) \
             or wide.base_channels <= narrow.base_channels:
         raise ValueError(f"a U-Net can only be widened to more base channels at the same depth and activations: {narrow} -> {wide}")
-    with torch.random.fork_rng():  # the new channels' start, reproducible from ``seed``; the caller's RNG untouched
-        torch.manual_seed(seed)
-        widened = UNet(in_channels, out_channels, wide).state_dict()
+    in_channels = state["encoders.0.0.weight"].shape[1]
+    widened = dict(start)
     old_groups, new_groups = _input_groups(narrow, in_channels), _input_groups(wide, in_channels)
     for prefix, old_in in old_groups.items():
         weight, bias = state[f"{prefix}.weight"], state[f"{prefix}.bias"]
         rows = weight.shape[0]
         new_weight = widened[f"{prefix}.weight"].clone()
         new_weight[:rows] = 0.0  # the old outputs ignore the new inputs
-        new_weight[:rows, _kept_positions(old_in, new_groups[prefix])] = weight
+        new_weight[:rows, _kept_positions(old_in, new_groups[prefix])] = weight.to(new_weight)  # start's device (a GPU run's)
         new_bias = widened[f"{prefix}.bias"].clone()
-        new_bias[:rows] = bias
+        new_bias[:rows] = bias.to(new_bias)
         widened[f"{prefix}.weight"], widened[f"{prefix}.bias"] = new_weight, new_bias
     return widened
